@@ -1,0 +1,284 @@
+"""Llama-family decoder (Llama, Mistral, Qwen2) in Flax linen, with LoRA.
+
+Parameters live in two collections: `params` (the frozen base model) and,
+optionally, `lora` (adapters, see `lead_jax.lora`). Layers are stacked with
+`nn.scan`, so every per-layer parameter has a leading layer axis; paths look
+like `layers/attn/q_proj/kernel` with kernels stored `[in, out]`.
+
+Public entry points:
+  forward(config, params, tokens_BxL, attention_mask_BxL=None) -> logits_BxLxV
+  forward_cached(...)  one prefill or decode step against a KV cache
+  init(config, key) -> params
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lead_jax.lora import LoraConfig
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class RopeScaling:
+  """Llama-3 style frequency-dependent scaling (`rope_type` "llama3")."""
+  factor: float
+  low_freq_factor: float
+  high_freq_factor: float
+  original_max_position_embeddings: int
+  rope_type: str = "llama3"  # "llama3" or "linear"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  vocab_size: int
+  hidden_size: int
+  intermediate_size: int
+  num_layers: int
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  rope_theta: float = 10000.0
+  rope_scaling: Optional[RopeScaling] = None
+  rms_norm_eps: float = 1e-6
+  tie_embeddings: bool = False
+  qkv_bias: bool = False  # Qwen2
+  sliding_window: Optional[int] = None  # Mistral v0.1
+  max_position_embeddings: int = 4096
+  architecture: str = "LlamaForCausalLM"
+  bos_token_id: Optional[int] = None
+  eos_token_ids: tuple[int, ...] = ()
+  dtype: str = "float32"  # compute dtype: float32 | bfloat16
+  param_dtype: str = "float32"  # storage dtype of the base parameters
+  remat: bool = False  # rematerialise each layer in the backward pass
+  lora: Optional[LoraConfig] = None
+
+  def __post_init__(self):
+    if self.num_heads % self.num_kv_heads:
+      raise ValueError(f"num_heads={self.num_heads} is not a multiple of "
+                       f"num_kv_heads={self.num_kv_heads}")
+    for field in ("dtype", "param_dtype"):
+      if getattr(self, field) not in _DTYPES:
+        raise ValueError(f"{field}={getattr(self, field)!r}; use one of {list(_DTYPES)}")
+
+
+def rope_frequencies(config: ModelConfig) -> jax.Array:
+  """Inverse frequencies `[head_dim // 2]`, with Llama-3 scaling if configured."""
+  dim = config.head_dim
+  inv_freq = 1.0 / (config.rope_theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+  s = config.rope_scaling
+  if s is None:
+    return inv_freq
+  if s.rope_type == "linear":
+    return inv_freq / s.factor
+  low_wavelen = s.original_max_position_embeddings / s.low_freq_factor
+  high_wavelen = s.original_max_position_embeddings / s.high_freq_factor
+  wavelen = 2 * math.pi / inv_freq
+  scaled = jnp.where(wavelen > low_wavelen, inv_freq / s.factor, inv_freq)
+  smooth = (s.original_max_position_embeddings / wavelen - s.low_freq_factor) / (
+      s.high_freq_factor - s.low_freq_factor)
+  smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled
+  medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+  return jnp.where(medium, smoothed, scaled)
+
+
+def apply_rope(x_BxTxNxH, positions_BxT, inv_freq):
+  """Rotate-half rotary embedding (the Hugging Face layout)."""
+  angles = positions_BxT[..., None].astype(jnp.float32) * inv_freq  # BxTx(H/2)
+  angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]
+  x = x_BxTxNxH.astype(jnp.float32)
+  half = x.shape[-1] // 2
+  rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+  return (x * jnp.cos(angles) + rotated * jnp.sin(angles)).astype(x_BxTxNxH.dtype)
+
+
+class RMSNorm(nn.Module):
+  eps: float
+  dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, x):
+    scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
+    x32 = x.astype(jnp.float32)
+    x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return (scale.astype(jnp.float32) * x32).astype(self.dtype)
+
+
+class LoraDense(nn.Module):
+  """Dense layer `[in, out]` whose kernel is adapted when `lora/a,b` exist."""
+  features: int
+  use_bias: bool
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool = True):
+    dtype = _DTYPES[self.config.dtype]
+    kernel = self.param("kernel", nn.initializers.normal(0.02),
+                        (x.shape[-1], self.features), _DTYPES[self.config.param_dtype])
+    y = jnp.dot(x.astype(dtype), kernel.astype(dtype))
+    if self.use_bias:
+      bias = self.param("bias", nn.initializers.zeros, (self.features,),
+                        _DTYPES[self.config.param_dtype])
+      y = y + bias.astype(dtype)
+    if self.has_variable("lora", "a"):
+      lora = self.config.lora
+      if lora is None:
+        raise ValueError("params carry LoRA adapters but ModelConfig.lora is None")
+      a = self.get_variable("lora", "a").astype(dtype)
+      b = self.get_variable("lora", "b").astype(dtype)
+      h = nn.Dropout(lora.dropout)(x.astype(dtype), deterministic=deterministic)
+      y = y + (h @ a @ b) * jnp.asarray(lora.scale, dtype)
+    return y
+
+
+class Attention(nn.Module):
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x_BxTxD, positions_BxT, mask_BxTxS, cache, index, deterministic):
+    c = self.config
+    b, t, _ = x_BxTxD.shape
+    proj = lambda n, name, bias: LoraDense(n * c.head_dim, bias, c, name=name)(
+        x_BxTxD, deterministic).reshape(b, t, n, c.head_dim)
+    q = proj(c.num_heads, "q_proj", c.qkv_bias)
+    k = proj(c.num_kv_heads, "k_proj", c.qkv_bias)
+    v = proj(c.num_kv_heads, "v_proj", c.qkv_bias)
+    inv_freq = rope_frequencies(c)
+    q, k = apply_rope(q, positions_BxT, inv_freq), apply_rope(k, positions_BxT, inv_freq)
+    if cache is not None:
+      k_cache, v_cache = cache
+      k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), (0, index, 0, 0))
+      v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), (0, index, 0, 0))
+      cache = (k, v)
+    groups = c.num_heads // c.num_kv_heads
+    q = q.reshape(b, t, c.num_kv_heads, groups, c.head_dim)
+    scores = jnp.einsum("btkgh,bskh->bkgts", q, k.astype(q.dtype)).astype(jnp.float32)
+    scores = scores / math.sqrt(c.head_dim)
+    scores = jnp.where(mask_BxTxS[:, None, None], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
+    out = jnp.einsum("bkgts,bskh->btkgh", probs, v.astype(q.dtype))
+    out = out.reshape(b, t, c.num_heads * c.head_dim)
+    return LoraDense(c.hidden_size, False, c, name="o_proj")(out, deterministic), cache
+
+
+class Mlp(nn.Module):
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x, deterministic):
+    c = self.config
+    dense = lambda n, name, h: LoraDense(n, False, c, name=name)(h, deterministic)
+    h = nn.silu(dense(c.intermediate_size, "gate_proj", x)) * dense(
+        c.intermediate_size, "up_proj", x)
+    return dense(c.hidden_size, "down_proj", h)
+
+
+class Block(nn.Module):
+  config: ModelConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x, positions_BxT, mask_BxTxS, cache, index):
+    c, dtype = self.config, _DTYPES[self.config.dtype]
+    h, cache = Attention(c, name="attn")(
+        RMSNorm(c.rms_norm_eps, dtype, name="attn_norm")(x), positions_BxT,
+        mask_BxTxS, cache, index, self.deterministic)
+    x = x + h
+    x = x + Mlp(c, name="mlp")(RMSNorm(c.rms_norm_eps, dtype, name="mlp_norm")(x),
+                               self.deterministic)
+    return x, cache
+
+
+class Decoder(nn.Module):
+  config: ModelConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, tokens_BxT, positions_BxT, mask_BxTxS, cache=None, index=0):
+    c, dtype = self.config, _DTYPES[self.config.dtype]
+    embed = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=nn.initializers.normal(0.02),
+                     param_dtype=_DTYPES[c.param_dtype], name="embed")
+    x = embed(tokens_BxT).astype(dtype)
+    block = Block
+    if c.remat:
+      block = nn.remat(Block, prevent_cse=False,
+                       policy=jax.checkpoint_policies.nothing_saveable)
+    layers = nn.scan(
+        block, variable_axes={"params": 0, "lora": 0},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast), length=c.num_layers)
+    x, cache = layers(c, self.deterministic, name="layers")(
+        x, positions_BxT, mask_BxTxS, cache, index)
+    x = RMSNorm(c.rms_norm_eps, dtype, name="final_norm")(x)
+    if c.tie_embeddings:
+      logits = embed.attend(x)
+    else:
+      logits = nn.Dense(c.vocab_size, use_bias=False, dtype=dtype,
+                        param_dtype=_DTYPES[c.param_dtype], name="lm_head")(x)
+    return logits.astype(jnp.float32), cache
+
+
+def _mask(q_pos_T, k_valid_BxS, sliding_window):
+  """Causal-by-slot mask `BxTxS`: key slot j visible to query slot i if j <= i."""
+  k_slot = jnp.arange(k_valid_BxS.shape[1])
+  visible = k_slot[None, :] <= q_pos_T[:, None]
+  if sliding_window is not None:
+    visible &= (q_pos_T[:, None] - k_slot[None, :]) < sliding_window
+  return visible[None] & k_valid_BxS[:, None, :]
+
+
+def positions_from_mask(attention_mask_BxL):
+  """Per-row positions counting only real tokens (left padding safe)."""
+  return jnp.maximum(jnp.cumsum(attention_mask_BxL.astype(jnp.int32), axis=1) - 1, 0)
+
+
+def forward(config: ModelConfig, params, tokens_BxL, attention_mask_BxL=None, *,
+            dropout_key: Optional[jax.Array] = None):
+  """Logits `BxLxV` (float32). `params` is `{"params": base[, "lora": adapters]}`.
+
+  A `dropout_key` enables LoRA dropout (training); without it the pass is
+  deterministic.
+  """
+  tokens_BxL = jnp.asarray(tokens_BxL)
+  if attention_mask_BxL is None:
+    attention_mask_BxL = jnp.ones(tokens_BxL.shape, jnp.bool_)
+  attention_mask_BxL = jnp.asarray(attention_mask_BxL).astype(jnp.bool_)
+  length = tokens_BxL.shape[1]
+  mask = _mask(jnp.arange(length), attention_mask_BxL, config.sliding_window)
+  rngs = None if dropout_key is None else {"dropout": dropout_key}
+  logits, _ = Decoder(config, deterministic=dropout_key is None).apply(
+      params, tokens_BxL, positions_from_mask(attention_mask_BxL), mask, rngs=rngs)
+  return logits
+
+
+def init_cache(config: ModelConfig, batch: int, max_len: int):
+  shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
+  dtype = _DTYPES[config.dtype]
+  return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
+
+
+def forward_cached(config: ModelConfig, params, tokens_BxT, positions_BxT,
+                   kv_valid_BxS, cache, index):
+  """Runs `T` new tokens written to cache slots `[index, index + T)`.
+
+  `kv_valid_BxS` marks the cache slots holding real tokens (including the new
+  ones). Returns `(logits_BxTxV, cache)`.
+  """
+  t = tokens_BxT.shape[1]
+  mask = _mask(index + jnp.arange(t), kv_valid_BxS, config.sliding_window)
+  return Decoder(config).apply(params, tokens_BxT, positions_BxT, mask, cache, index)
+
+
+def init(config: ModelConfig, key: jax.Array) -> dict:
+  """Random base parameters `{"params": ...}` (no adapters)."""
+  tokens = jnp.zeros((1, 2), jnp.int32)
+  mask = _mask(jnp.arange(2), jnp.ones((1, 2), jnp.bool_), None)
+  variables = Decoder(config).init(key, tokens, jnp.zeros((1, 2), jnp.int32), mask)
+  return {"params": variables["params"]}
