@@ -1,0 +1,143 @@
+"""EXP3 and EXP3.S over the clusters, on the host in NumPy.
+
+Weights are kept as log-weights (float64) so that long runs with large
+importance-weighted rewards never overflow; probabilities are computed with the
+max subtracted first:
+
+    p_k = (1 - gamma) * w_k / sum_j w_j + gamma / K
+
+Rewards are normalised against the history of all rewards seen so far
+(including the new one): r~ = 2 (r - min H) / (max H - min H) - 1, and r~ = 0
+while max H = min H. The importance-weighted estimate xhat = r~ / p_c uses the
+probabilities the arm was drawn with, i.e. those of the state passed to
+`update` (the same state `draw` saw).
+
+  exp3:    log w_c += gamma * xhat / K                     (chosen arm only)
+  exp3s:   w_i <- w_i exp(gamma xhat_i / K) + (e alpha / K) sum_j w_j
+           (Auer, Cesa-Bianchi, Freund, Schapire 2002, Exp3.S; xhat_i = 0 for
+           arms not drawn; the share term uses the weights before the update)
+  uniform: p_k = 1 / K, weights never change (the no-bandit ablation); the
+           reward history is still recorded.
+
+All functions are pure; the state is a frozen dataclass whose arrays are
+read-only, and `to_dict` / `from_dict` convert it for checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+ALGOS = ("exp3", "exp3s", "uniform")
+
+
+@dataclasses.dataclass(frozen=True)
+class BanditState:
+  log_w_C: np.ndarray  # float64 log-weights, one per arm
+  rewards_H: np.ndarray  # float64 raw rewards received so far, in order
+  pulls_C: np.ndarray  # int64 number of updates per arm (diagnostics)
+
+  def __post_init__(self):
+    for field in dataclasses.fields(self):
+      getattr(self, field.name).setflags(write=False)
+
+  @property
+  def num_arms(self) -> int:
+    return int(self.log_w_C.shape[0])
+
+
+def init(num_arms: int) -> BanditState:
+  if num_arms < 1:
+    raise ValueError(f"bandit.init: num_arms must be >= 1, got {num_arms}.")
+  return BanditState(log_w_C=np.zeros(num_arms, np.float64),
+                     rewards_H=np.zeros(0, np.float64),
+                     pulls_C=np.zeros(num_arms, np.int64))
+
+
+def _check_cfg(cfg) -> None:
+  if cfg.algo not in ALGOS:
+    raise ValueError(f"bandit.algo must be one of {ALGOS}, got {cfg.algo!r}.")
+  if not 0.0 < cfg.gamma <= 1.0:
+    raise ValueError(f"bandit.gamma must be in (0, 1], got {cfg.gamma}.")
+  if cfg.algo == "exp3s" and not 0.0 <= cfg.exp3s_alpha < 1.0:
+    raise ValueError(
+        f"bandit.exp3s_alpha must be in [0, 1), got {cfg.exp3s_alpha}.")
+
+
+def probabilities(state: BanditState, cfg) -> np.ndarray:
+  """p_C, summing to 1, each at least gamma / K (1 / K for `uniform`)."""
+  _check_cfg(cfg)
+  k = state.num_arms
+  if cfg.algo == "uniform":
+    return np.full(k, 1.0 / k)
+  w = np.exp(state.log_w_C - state.log_w_C.max())
+  return (1.0 - cfg.gamma) * w / w.sum() + cfg.gamma / k
+
+
+def draw(state: BanditState, cfg,
+         rng: np.random.Generator) -> tuple[int, np.ndarray]:
+  """Draws an arm; returns (arm, p_C), the probabilities it was drawn with."""
+  p_C = probabilities(state, cfg)
+  arm = int(rng.choice(state.num_arms, p=p_C))
+  return arm, p_C
+
+
+def normalise(rewards_H: np.ndarray) -> float:
+  """Min-max normalisation of the last reward against the whole history."""
+  lo, hi = rewards_H.min(), rewards_H.max()
+  if hi == lo:
+    return 0.0
+  return float(2.0 * (rewards_H[-1] - lo) / (hi - lo) - 1.0)
+
+
+def update(state: BanditState, cfg, arm: int, reward: float) -> BanditState:
+  """The state after arm `arm` (drawn from `state`) received `reward`."""
+  if not 0 <= arm < state.num_arms:
+    raise ValueError(
+        f"bandit.update: arm {arm} out of range [0, {state.num_arms}).")
+  if not math.isfinite(reward):
+    raise ValueError(
+        f"bandit.update: reward for arm {arm} is {reward}; rewards must be "
+        "finite (check the IDU update or the dev loss that produced it).")
+  p_C = probabilities(state, cfg)
+  rewards_H = np.append(state.rewards_H, float(reward))
+  pulls_C = state.pulls_C.copy()
+  pulls_C[arm] += 1
+  k = state.num_arms
+  xhat_C = np.zeros(k)
+  xhat_C[arm] = normalise(rewards_H) / p_C[arm]
+  log_w_C = state.log_w_C.copy()
+  if cfg.algo == "exp3":
+    log_w_C[arm] += cfg.gamma * xhat_C[arm] / k
+  elif cfg.algo == "exp3s":
+    log_w_C = _exp3s_log_weights(state.log_w_C, xhat_C, cfg.gamma,
+                                 cfg.exp3s_alpha)
+  return BanditState(log_w_C=log_w_C, rewards_H=rewards_H, pulls_C=pulls_C)
+
+
+def _exp3s_log_weights(log_w_C, xhat_C, gamma, alpha) -> np.ndarray:
+  k = log_w_C.shape[0]
+  grown_C = log_w_C + gamma * xhat_C / k
+  if alpha == 0.0:
+    return grown_C
+  m = log_w_C.max()
+  log_total = m + np.log(np.exp(log_w_C - m).sum())
+  log_share = 1.0 + math.log(alpha / k) + log_total  # log(e alpha / K sum_j w_j)
+  return np.logaddexp(grown_C, log_share)
+
+
+def to_dict(state: BanditState) -> dict[str, np.ndarray]:
+  return {f.name: np.array(getattr(state, f.name))
+          for f in dataclasses.fields(state)}
+
+
+def from_dict(d) -> BanditState:
+  names = {f.name for f in dataclasses.fields(BanditState)}
+  if set(d) != names:
+    raise ValueError(f"bandit.from_dict: expected keys {sorted(names)}, got "
+                     f"{sorted(d)}; the checkpoint is not a bandit state.")
+  return BanditState(log_w_C=np.array(d["log_w_C"], np.float64),
+                     rewards_H=np.array(d["rewards_H"], np.float64),
+                     pulls_C=np.array(d["pulls_C"], np.int64))
