@@ -9,6 +9,7 @@ Public entry points:
   forward(config, params, tokens_BxL, attention_mask_BxL=None) -> logits_BxLxV
   forward_cached(...)  one prefill or decode step against a KV cache
   init(config, key) -> params
+  param_shapes(config) -> {path: ShapeDtypeStruct}  without allocating
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lead_jax import paths
 from lead_jax.lora import LoraConfig
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -28,12 +30,19 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 @dataclasses.dataclass(frozen=True)
 class RopeScaling:
-  """Llama-3 style frequency-dependent scaling (`rope_type` "llama3")."""
+  """RoPE frequency scaling: Llama-3 style (`rope_type` "llama3") or "linear".
+
+  "linear" divides every frequency by `factor` and ignores the other fields.
+  """
   factor: float
-  low_freq_factor: float
-  high_freq_factor: float
-  original_max_position_embeddings: int
+  low_freq_factor: float = 1.0
+  high_freq_factor: float = 4.0
+  original_max_position_embeddings: int = 8192
   rope_type: str = "llama3"  # "llama3" or "linear"
+
+  def __post_init__(self):
+    if self.rope_type not in ("llama3", "linear"):
+      raise ValueError(f"rope_type={self.rope_type!r}; use 'llama3' or 'linear'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +73,8 @@ class ModelConfig:
     if self.num_heads % self.num_kv_heads:
       raise ValueError(f"num_heads={self.num_heads} is not a multiple of "
                        f"num_kv_heads={self.num_kv_heads}")
+    if self.head_dim % 2:
+      raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
     for field in ("dtype", "param_dtype"):
       if getattr(self, field) not in _DTYPES:
         raise ValueError(f"{field}={getattr(self, field)!r}; use one of {list(_DTYPES)}")
@@ -282,3 +293,9 @@ def init(config: ModelConfig, key: jax.Array) -> dict:
   mask = _mask(jnp.arange(2), jnp.ones((1, 2), jnp.bool_), None)
   variables = Decoder(config).init(key, tokens, jnp.zeros((1, 2), jnp.int32), mask)
   return {"params": variables["params"]}
+
+
+def param_shapes(config: ModelConfig) -> dict[str, jax.ShapeDtypeStruct]:
+  """`{path: shape and dtype}` of `init(config, key)["params"]`, allocating nothing."""
+  shapes = jax.eval_shape(lambda key: init(config, key), jax.random.key(0))
+  return paths.flatten(shapes["params"])
