@@ -47,7 +47,7 @@ def get_select() -> ml_collections.ConfigDict:
   c.budget_fraction = 0.025  # distinct-sample budget as a fraction of N (floor, at least 1)
   c.budget_samples = 0  # absolute distinct-sample budget; overrides budget_fraction when > 0
   c.t_max = 20  # at most this many iterations
-  c.static_descending = True  # static top-k selectors (ppl, ifd, ...) take the highest scores
+  c.ppl_highest = True  # ppl baseline takes the highest base-model losses (False: the lowest)
   c.lock()
   return c
 

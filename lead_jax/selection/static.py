@@ -1,0 +1,91 @@
+"""Selectors that fix their subset up front: full, random, random_balanced,
+and top-k by a precomputed score (ppl, ifd, superfilter, less).
+
+Candidates are the samples never selected before; each selector spends the
+whole remaining distinct budget in its first iteration and is then done (the
+loop sets how many epochs to train on it). `full` takes the whole pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from lead_jax.selection import ranking
+from lead_jax.selection.base import Inputs, Needs
+from lead_jax.selection.state import Layout, Limits, SelectionState, budget_done
+
+
+def _fresh(state: SelectionState) -> np.ndarray:
+  return np.flatnonzero(state.use_count_N == 0)
+
+
+def _remaining(state: SelectionState, limits: Limits) -> int:
+  return max(limits.budget - state.num_distinct, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class FullSelector:
+  name: str = "full"
+  needs: Needs = Needs()
+
+  def done(self, state: SelectionState) -> bool:
+    return state.iteration >= 1
+
+  def select(self, state, inputs: Inputs, rng) -> np.ndarray:
+    return _fresh(state).astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomSelector:
+  """Uniform over the pool, or (balanced) equal shares per task."""
+  name: str
+  needs: Needs
+  layout: Layout
+  limits: Limits
+  balanced: bool
+
+  def done(self, state: SelectionState) -> bool:
+    return budget_done(state, self.limits)
+
+  def select(self, state, inputs: Inputs,
+             rng: np.random.Generator) -> np.ndarray:
+    fresh = _fresh(state)
+    k = min(_remaining(state, self.limits), fresh.size)
+    if not self.balanced:
+      return rng.choice(fresh, size=k, replace=False).astype(np.int64)
+    shuffled = fresh[rng.permutation(fresh.size)]
+    task_F = self.layout.task_N[shuffled]
+    quota_T = ranking.balanced_quota(
+        np.bincount(task_F, minlength=self.layout.num_tasks), k)
+    by_task = np.argsort(task_F, kind="stable")  # keeps the shuffled order
+    sorted_tasks = task_F[by_task]
+    starts_T = np.searchsorted(sorted_tasks, np.arange(self.layout.num_tasks))
+    rank_F = np.arange(fresh.size) - starts_T[sorted_tasks]
+    return shuffled[by_task[rank_F < quota_T[sorted_tasks]]].astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class TopKSelector:
+  """The budget's worth of best samples by a fixed score array."""
+  name: str
+  needs: Needs
+  limits: Limits
+  scores_N: np.ndarray
+  highest: bool = True  # False: take the lowest scores
+
+  def __post_init__(self):
+    if not np.isfinite(self.scores_N).all():
+      raise ValueError(f"selection {self.name!r}: the score array holds NaN "
+                       "or inf; rescore those samples before selecting.")
+
+  def done(self, state: SelectionState) -> bool:
+    return budget_done(state, self.limits)
+
+  def select(self, state, inputs: Inputs, rng) -> np.ndarray:
+    fresh = _fresh(state)
+    scores = self.scores_N[fresh]
+    pos = ranking.top_k(fresh, scores if self.highest else -scores,
+                        _remaining(state, self.limits))
+    return fresh[pos].astype(np.int64)
