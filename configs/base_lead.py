@@ -44,7 +44,7 @@ def get_select() -> ml_collections.ConfigDict:
   c.min_per_task = 1  # at least this many per non-empty task stratum (0 = the bare floor)
   c.stratify_by_task = True  # False: one stratum per cluster (no-strata ablation)
   c.reuse_cap = 4  # R: a sample is a candidate while its use count < R (<= 255)
-  c.budget_fraction = 0.025  # distinct-sample budget as a fraction of N (floor, at least 1)
+  c.budget_fraction = 0.025  # distinct-sample budget as a fraction of N (floored; must give >= 1)
   c.budget_samples = 0  # absolute distinct-sample budget; overrides budget_fraction when > 0
   c.t_max = 20  # at most this many iterations
   c.ppl_highest = True  # ppl baseline takes the highest base-model losses (False: the lowest)

@@ -124,7 +124,8 @@ def _exp3s_log_weights(log_w_C, xhat_C, gamma, alpha) -> np.ndarray:
     return grown_C
   m = log_w_C.max()
   log_total = m + np.log(np.exp(log_w_C - m).sum())
-  log_share = 1.0 + math.log(alpha / k) + log_total  # log(e alpha / K sum_j w_j)
+  # log of the share term (e alpha / K) sum_j w_j
+  log_share = 1.0 + math.log(alpha / k) + log_total
   return np.logaddexp(grown_C, log_share)
 
 

@@ -39,9 +39,9 @@ REWARDS = ("idu_gain", "loss", "dev_gain")
 @dataclasses.dataclass(frozen=True)
 class IduState:
   idu_N: np.ndarray  # float32 current utility of every pool sample
-  grad_last_CxK: np.ndarray  # float32 G_tk: last mean projected gradient per cluster
+  grad_last_CxK: np.ndarray  # float32 G_tk per cluster (its last iteration)
   trained_C: np.ndarray  # bool, cluster has a recorded G_tk
-  grad_prev_K: np.ndarray  # float32 G_t-1: the previous iteration's mean gradient
+  grad_prev_K: np.ndarray  # float32 G_t-1, the previous iteration's
 
   def __post_init__(self):
     for field in dataclasses.fields(self):
@@ -54,7 +54,7 @@ class StepOutputs:
   index_B: np.ndarray  # int pool index, -1 on padding rows
   loss_B: np.ndarray  # response loss before the update
   finite_B: np.ndarray  # bool, False where the step saw non-finite values
-  dL_B: Optional[np.ndarray] = None  # first-order loss change (grad_term update)
+  dL_B: Optional[np.ndarray] = None  # first-order loss change (mode update)
   g_BxK: Optional[np.ndarray] = None  # projected per-example gradients
 
   @staticmethod

@@ -26,7 +26,8 @@ def _out(index, loss, finite=None, dL=None, g=None):
   index = np.array(index, np.int32)
   return idu.StepOutputs(
       index_B=index, loss_B=np.array(loss, np.float32),
-      finite_B=np.ones(index.shape, bool) if finite is None else np.array(finite),
+      finite_B=(np.ones(index.shape, bool) if finite is None
+                else np.array(finite)),
       dL_B=None if dL is None else np.array(dL, np.float32),
       g_BxK=None if g is None else np.array(g, np.float32))
 
@@ -159,7 +160,7 @@ def test_propagate_to_cluster_moves_untrained_members():
   np.testing.assert_allclose(info.mean_dL, -0.3, rtol=1e-6)
   assert info.num_propagated == 2
   np.testing.assert_allclose(s.idu_N[[0, 5]], [1 - 0.03, 6 - 0.03], rtol=1e-6)
-  np.testing.assert_allclose(s.idu_N[[3, 4]], [4, 5])  # other clusters untouched
+  np.testing.assert_allclose(s.idu_N[[3, 4]], [4, 5])  # not members
   with pytest.raises(ValueError, match="members_M"):
     idu.update(_state(), cfg, out, cluster=0, lr=1.0)
 

@@ -91,7 +91,8 @@ def test_per_task_quota_in_selection_and_no_strata_ablation():
   sel = selection.make("lead", _cfg(sample_rate=0.04, min_per_task=2,
                                     budget_samples=300), layout)
   ids = sel.select(selection.init_state(300), Inputs(0, idu_N), None)
-  np.testing.assert_array_equal(np.bincount(task_N[ids], minlength=3), [10, 2, 2])
+  np.testing.assert_array_equal(np.bincount(task_N[ids], minlength=3),
+                                [10, 2, 2])
   np.testing.assert_array_equal(ids[:2], [299, 298])  # highest first
   flat = selection.make("lead", _cfg(sample_rate=0.04, min_per_task=2,
                                      budget_samples=300,
@@ -170,7 +171,8 @@ def test_random_balanced_equal_shares_and_quota_rule():
   task_N = np.repeat([0, 1, 2, 3], [500, 300, 8, 100])
   layout = selection.build_layout(np.zeros(908, int), task_N, 1, 4)
   sel = selection.make("random_balanced", _cfg(budget_samples=200), layout)
-  ids = sel.select(selection.init_state(908), Inputs(), np.random.default_rng(0))
+  ids = sel.select(selection.init_state(908), Inputs(),
+                   np.random.default_rng(0))
   np.testing.assert_array_equal(np.bincount(task_N[ids]), [64, 64, 8, 64])
   for avail, total in [([5, 0, 9, 9], 20), ([1, 1, 1], 10), ([7, 7, 7], 5)]:
     q = ranking.balanced_quota(np.array(avail), total)
@@ -231,3 +233,13 @@ def test_limits_state_round_trip_and_cost_declaration():
       "offline": 300, "selection": 0, "total": 300}
   rescore = Needs(rescore="loss", offline_scores=("base_loss",))
   assert rescore.scoring_passes(100, 20)["selection"] == 2000
+
+
+def test_base_lead_configs_build_lock_and_carry_method_defaults():
+  cfg = base_lead.get()
+  with pytest.raises(AttributeError):
+    cfg.select.sample_rte = 0.1  # a typo must fail
+  s = cfg.select
+  assert (cfg.bandit.gamma, cfg.idu.b, s.sample_rate) == (0.1, 0.1, 0.015)
+  assert (s.reuse_cap, s.t_max, s.num_clusters) == (4, 20, 7)
+  assert (cfg.bandit.reward, cfg.idu.grad_term) == ("idu_gain", "update")

@@ -40,7 +40,7 @@ class Needs:
   bandit: bool = False  # the loop draws `Inputs.cluster` from the bandit
   idu: bool = False  # the loop keeps the IDU table and passes it as scores_N
   offline_scores: tuple[str, ...] = ()  # pool-wide scores computed once
-  rescore: Optional[str] = None  # score recomputed over the pool every iteration
+  rescore: Optional[str] = None  # score recomputed over the pool per iteration
 
   def scoring_passes(self, num_pool: int, iterations: int) -> dict[str, int]:
     """Forward sample passes outside training: offline and per iteration."""

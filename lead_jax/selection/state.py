@@ -67,17 +67,19 @@ def build_layout(cluster_N, task_N, num_clusters: int,
                      f"{task_N.shape} must be 1-D arrays of the pool's size.")
   if not 1 <= num_clusters <= 256 or not 1 <= num_tasks <= 65536:
     raise ValueError(f"selection: {num_clusters} clusters / {num_tasks} tasks "
-                     "exceed the uint8 / uint16 per-sample state (256 / 65536).")
+                     "exceed the uint8 / uint16 per-sample state "
+                     "(256 / 65536).")
   for name, a, hi in (("cluster", cluster_N, num_clusters),
                       ("task", task_N, num_tasks)):
     if a.size and (a.min() < 0 or a.max() >= hi):
       raise ValueError(f"selection: {name} ids must lie in [0, {hi}), got "
                        f"[{a.min()}, {a.max()}]; renumber them densely.")
   if cluster_N.size >= 2**31:
-    raise ValueError("selection: pools of 2**31 samples or more need int64 ids.")
+    raise ValueError("selection: pools of 2**31 samples or more need int64 "
+                     "ids.")
   key_N = cluster_N.astype(np.int64) * num_tasks + task_N
   if num_clusters * num_tasks <= 65536:  # 16-bit keys sort by radix in O(N)
-    key_N = key_N.astype(np.uint16 if num_clusters * num_tasks > 1 else np.uint8)
+    key_N = key_N.astype(np.uint16)
   order_N = np.argsort(key_N, kind="stable").astype(np.int32)
   counts = np.bincount(key_N, minlength=num_clusters * num_tasks)
   offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -132,7 +134,8 @@ def init_state(num_pool: int) -> SelectionState:
 def record(state: SelectionState, ids_S: np.ndarray) -> SelectionState:
   """The state after training on `ids_S` (distinct) in one iteration."""
   ids_S = np.asarray(ids_S, np.int64)
-  if np.unique(ids_S).size != ids_S.size:
+  sorted_S = np.sort(ids_S)  # (np.unique hashes, much slower at this size)
+  if (sorted_S[1:] == sorted_S[:-1]).any():
     raise ValueError("selection.record: ids_S holds duplicates; a selection "
                      "is a set of distinct pool ids.")
   uses_S = state.use_count_N[ids_S]
@@ -141,8 +144,9 @@ def record(state: SelectionState, ids_S: np.ndarray) -> SelectionState:
                      "uses (uint8 counter); lower select.reuse_cap.")
   use_count_N = state.use_count_N.copy()
   use_count_N[ids_S] += 1
+  num_new = int((uses_S == 0).sum())
   return SelectionState(use_count_N=use_count_N,
-                        num_distinct=state.num_distinct + int((uses_S == 0).sum()),
+                        num_distinct=state.num_distinct + num_new,
                         iteration=state.iteration + 1)
 
 

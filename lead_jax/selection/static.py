@@ -55,15 +55,15 @@ class RandomSelector:
     k = min(_remaining(state, self.limits), fresh.size)
     if not self.balanced:
       return rng.choice(fresh, size=k, replace=False).astype(np.int64)
-    shuffled = fresh[rng.permutation(fresh.size)]
-    task_F = self.layout.task_N[shuffled]
-    quota_T = ranking.balanced_quota(
-        np.bincount(task_F, minlength=self.layout.num_tasks), k)
-    by_task = np.argsort(task_F, kind="stable")  # keeps the shuffled order
-    sorted_tasks = task_F[by_task]
-    starts_T = np.searchsorted(sorted_tasks, np.arange(self.layout.num_tasks))
-    rank_F = np.arange(fresh.size) - starts_T[sorted_tasks]
-    return shuffled[by_task[rank_F < quota_T[sorted_tasks]]].astype(np.int64)
+    task_F = self.layout.task_N[fresh]
+    by_task = fresh[np.argsort(task_F, kind="stable")]  # radix sort, O(N)
+    available_T = np.bincount(task_F, minlength=self.layout.num_tasks)
+    bounds = np.concatenate([[0], np.cumsum(available_T)])
+    quota_T = ranking.balanced_quota(available_T, k)
+    picks = [rng.choice(by_task[bounds[t]:bounds[t + 1]], size=quota_T[t],
+                        replace=False)
+             for t in np.flatnonzero(quota_T)]  # a loop over tasks
+    return np.concatenate(picks).astype(np.int64) if picks else fresh[:0]
 
 
 @dataclasses.dataclass(frozen=True)
