@@ -25,7 +25,8 @@ from lead_jax import selection
 _N = flags.DEFINE_integer("num_pool", 10_000_000, "Pool size N.")
 _K = flags.DEFINE_integer("num_clusters", 7, "Clusters (bandit arms).")
 _T = flags.DEFINE_integer("num_tasks", 8, "Source tasks.")
-_STEPS = flags.DEFINE_integer("steps", 9, "Selection steps to time.")
+_STEPS = flags.DEFINE_integer(
+    "steps", 20, "Selection steps at most (T_max; stops at the budget).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the synthetic pool and draws.")
 
 
