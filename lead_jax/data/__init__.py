@@ -1,1 +1,26 @@
-"""Data layer (being assembled)."""
+"""Data layer: pool files -> validated records -> one chat template -> Pool -> batches.
+
+Modules: `formats` (readers, validation), `jsonio` (streaming JSON with line
+numbers), `templates` (the chat template, loss masks, evaluation prompts),
+`pool` (the tokenised `Pool`, truncation), `cache` (fingerprinted pool cache),
+`load` (config -> Pool), `batching` (fixed-shape batches), `synthetic` (the
+synthetic data lake), `tfds_builder` (prepared array_record pools).
+
+Array suffixes as in `lead_jax`, plus F: the flat token axis of the ragged
+pool (every sample's tokens concatenated) and S: one sample's tokens.
+"""
+
+from lead_jax.data.batching import choose_length, gather, length_buckets
+from lead_jax.data.errors import DataError
+from lead_jax.data.formats import Record, Reject, read
+from lead_jax.data.load import load_pool, normalize_buckets, read_records, resolve_paths
+from lead_jax.data.pool import Pool, truncation_keep
+from lead_jax.data.templates import (encode, encode_prompt, prompt_text, resolve as
+                                     resolve_template, response_text, stop_token_ids)
+
+__all__ = [
+    "DataError", "Pool", "Record", "Reject", "choose_length", "encode", "encode_prompt",
+    "gather", "length_buckets", "load_pool", "normalize_buckets", "prompt_text", "read",
+    "read_records", "resolve_paths", "resolve_template", "response_text",
+    "stop_token_ids", "truncation_keep",
+]

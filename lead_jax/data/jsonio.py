@@ -28,8 +28,8 @@ def items(path: str, limit: int) -> Iterator[tuple[str, object]]:
   """JSON array elements when the file starts with `[` (and is not .jsonl), else JSONL."""
   first = _first_byte(path)
   if not first:
-    raise DataError(f"{path}: file holds no records (only whitespace); point to a "
-                    "file with at least one record")
+    raise DataError(f"{path}: file is empty (whitespace only); point to a file with "
+                    "at least one record")
   if first == b"[" and not path.endswith(".jsonl"):
     yield from iter_json_array(path, limit)
   else:
@@ -47,7 +47,7 @@ def _first_byte(path: str) -> bytes:
   return b""
 
 
-def _decode(raw: bytes, where: str) -> str:
+def _decode(raw: bytes) -> str:
   text = raw.decode("utf-8", errors="surrogateescape")
   bad = _BAD_BYTE.search(text)
   if bad:
@@ -65,8 +65,8 @@ def _iter_jsonl(path: str, limit: int) -> Iterator[tuple[str, object]]:
                           "(data.max_record_bytes)", "raise the limit or drop the record")
         continue
       try:
-        text = _decode(raw, where).lstrip(_BOM)  # a BOM may start the file or a part
-      except _Bad as bad:
+        text = _decode(raw).lstrip(_BOM)  # a BOM may start the file or a part
+      except Problem as bad:
         yield where, bad
         continue
       if not text.strip():

@@ -1,0 +1,81 @@
+"""Fingerprint cache of tokenised pools in the workdir.
+
+The key hashes everything the arrays depend on: the pool file's bytes (or a
+prepared tfds directory's metadata), the tokenizer (its serialised vocabulary,
+merges and special tokens), the chat template, the length limits, format,
+task name, error policy and this module's format version. Any change gives a
+new key, so a stale pool is never reused; the key is stored in the Pool so
+checkpoints can check that they were made on the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from lead_jax.data.pool import Pool
+
+CACHE_VERSION = 1  # bump when the Pool layout or the tokenisation rules change
+
+
+def file_digest(path: str) -> str:
+  """sha256 of a file's bytes, or of a directory's file names, sizes and small files."""
+  h = hashlib.sha256()
+  if os.path.isdir(path):
+    for name in sorted(os.listdir(path)):
+      full = os.path.join(path, name)
+      if os.path.isfile(full):
+        h.update(f"{name}\0{os.path.getsize(full)}\0".encode())
+        if name.endswith(".json"):
+          h.update(file_digest(full).encode())
+    return h.hexdigest()
+  with open(path, "rb") as f:
+    while chunk := f.read(1 << 22):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def tokenizer_digest(tokenizer) -> str:
+  h = hashlib.sha256()
+  backend = getattr(tokenizer, "backend_tokenizer", None)
+  if backend is not None:
+    h.update(backend.to_str().encode())
+  else:
+    h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+  h.update(json.dumps([tokenizer.eos_token, tokenizer.pad_token,
+                       sorted(map(str, tokenizer.all_special_tokens))]).encode())
+  return h.hexdigest()
+
+
+def fingerprint(parts: dict) -> str:
+  """Key over a JSON-able dict of everything the pool depends on."""
+  blob = json.dumps({"version": CACHE_VERSION, **parts}, sort_keys=True)
+  return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def save(pool: Pool, path: str) -> None:
+  """Atomic write of the pool's arrays and metadata to one .npz file."""
+  meta = {"task_names": list(pool.task_names), "max_length": pool.max_length,
+          "pad_id": pool.pad_id, "fingerprint": pool.fingerprint, "stats": pool.stats}
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}.npz"
+  np.savez(tmp, meta=np.array(json.dumps(meta)), **pool.arrays())
+  os.replace(tmp, path)
+
+
+def load(path: str) -> Pool | None:
+  """The cached pool at `path`, or None when absent or unreadable."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      meta = json.loads(str(z["meta"]))
+      arrays = {k: z[k] for k in z.files if k != "meta"}
+  except (OSError, ValueError, KeyError):
+    return None  # a partial or foreign file: rebuild
+  return Pool(task_names=tuple(meta["task_names"]), max_length=meta["max_length"],
+              pad_id=meta["pad_id"], fingerprint=meta["fingerprint"],
+              stats=meta["stats"], **arrays)

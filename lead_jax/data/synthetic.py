@@ -1,0 +1,177 @@
+"""The synthetic data lake: the embedded default pool, with held-out test sets.
+
+A pure function of (seed, size, test_per_task, dev_per_task): the same
+arguments write byte-identical files. Ten source tasks (synthetic_tasks.TASKS)
+of graded difficulty, each with several instruction paraphrases, and, per
+task, quality tiers that a selector can exploit or be fooled by:
+
+  clean      correct answer, normal instance
+  noisy      wrong answer of the right type, at the task's rate (5%-35%):
+             high loss forever, and it teaches the wrong mapping
+  duplicate  near-copies of clean samples (another paraphrase, spacing or
+             punctuation changed), 2-5 per original: budget spent twice
+  trivial    degenerate instances (one letter, "+ 0", one pair): low loss
+             from the start, little to learn
+  overlong   long inputs past the default 160-token limit: truncated
+             responses without an end of turn, or long preambles that cost
+             tokens without information
+
+Tier shares per task: trivial 10%, overlong 6%, duplicate 15%, and of the
+rest the task's noise rate is noisy and the remainder clean. Held-out test and
+dev sets are clean, normal instances whose inputs never occur in the pool.
+
+Files (messages JSONL; each pool record also carries its `tier`, which the
+data layer ignores, so that analyses can count what a selector picked):
+  train.jsonl, test.jsonl (all tasks, `dataset` = task), dev.jsonl, lake.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+
+import numpy as np
+
+from lead_jax.data.synthetic_tasks import TASKS, Task
+
+LAKE_VERSION = 1  # bump when the generator's output changes
+SHARES = {"trivial": 0.10, "overlong": 0.06, "duplicate": 0.15}
+
+
+def write_lake(out_dir: str, seed: int = 0, size: int = 4000, test_per_task: int = 50,
+               dev_per_task: int = 10) -> dict[str, str]:
+  """Writes the lake into out_dir (reused when already there); returns its paths."""
+  params = {"version": LAKE_VERSION, "seed": seed, "size": size,
+            "test_per_task": test_per_task, "dev_per_task": dev_per_task}
+  paths = {k: os.path.join(out_dir, f"{k}.jsonl") for k in ("train", "test", "dev")}
+  paths["manifest"] = os.path.join(out_dir, "lake.json")
+  if _is_written(paths, params):
+    return paths
+  train, test, dev, counts = generate(seed, size, test_per_task, dev_per_task)
+  os.makedirs(out_dir, exist_ok=True)
+  for key, rows in (("train", train), ("test", test), ("dev", dev)):
+    _write_jsonl(paths[key], rows)
+  manifest = dict(params, tasks={t.name: {"difficulty": t.difficulty, "noise": t.noise,
+                                           "tiers": counts[t.name]} for t in TASKS})
+  _write_text(paths["manifest"], json.dumps(manifest, indent=1, sort_keys=True))
+  return paths
+
+
+def generate(seed: int, size: int, test_per_task: int, dev_per_task: int):
+  """(train, test, dev) lists of records and per-task tier counts."""
+  weights = np.array([t.weight for t in TASKS])
+  per_task = np.floor(size * weights / weights.sum()).astype(int)
+  per_task[: size - per_task.sum()] += 1
+  train, test, dev, counts = [], [], [], {}
+  for task, n in zip(TASKS, per_task):
+    rng = np.random.default_rng([seed, zlib.crc32(task.name.encode())])
+    held, seen = _held_out(task, rng, test_per_task + dev_per_task)
+    test += held[:test_per_task]
+    dev += held[test_per_task:]
+    rows = _task_pool(task, rng, int(n), seen)
+    counts[task.name] = {tier: sum(r["tier"] == tier for r in rows)
+                         for tier in ("clean", "noisy", "duplicate", "trivial", "overlong")}
+    train += rows
+  order = np.random.default_rng([seed, 1]).permutation(len(train))
+  train = [dict(train[i], id=f"lake-{k:05d}") for k, i in enumerate(order)]
+  for prefix, rows in (("test", test), ("dev", dev)):
+    for k, r in enumerate(rows):
+      r["id"] = f"{prefix}-{k:04d}"
+      del r["tier"]
+  return train, test, dev, counts
+
+
+def read_tiers(train_path: str) -> dict[str, str]:
+  """id -> tier of a lake pool file (for analyses of what was selected)."""
+  with open(train_path, encoding="utf-8") as f:
+    return {r["id"]: r["tier"] for r in map(json.loads, f)}
+
+
+def _held_out(task: Task, rng, n: int):
+  rows, seen = [], set()
+  while len(rows) < n:
+    x, answer = task.make(rng, "normal")
+    if _key(x) not in seen:
+      seen.add(_key(x))
+      rows.append(_record(task, x, _prompt(task, rng, x), answer, "clean"))
+  return rows, seen
+
+
+def _task_pool(task: Task, rng, n: int, held_out: set) -> list[dict]:
+  n_tier = {k: int(round(v * n)) for k, v in SHARES.items()}
+  n_base = n - sum(n_tier.values())
+  n_noisy = int(round(task.noise * n_base))
+  rows = []
+  for size, tier, count in (("trivial", "trivial", n_tier["trivial"]),
+                            ("long", "overlong", n_tier["overlong"]),
+                            ("normal", "base", n_base)):
+    made = 0
+    while made < count:
+      x, answer = task.make(rng, size)
+      if _key(x) in held_out:  # the test sets stay unseen
+        continue
+      rows.append(_record(task, x, _prompt(task, rng, x), answer, tier))
+      made += 1
+  base = [r for r in rows if r["tier"] == "base"]
+  for k, r in enumerate(base):
+    if k < n_noisy:
+      r["messages"][1]["content"] = task.corrupt(rng, r["input"], r["messages"][1]["content"])
+    r["tier"] = "noisy" if k < n_noisy else "clean"
+  clean = base[n_noisy:]
+  dups = 0
+  while dups < n_tier["duplicate"] and clean:
+    r = clean[int(rng.integers(len(clean)))]
+    x, answer = r["input"], r["messages"][1]["content"]
+    for _ in range(min(int(rng.integers(2, 6)), n_tier["duplicate"] - dups)):
+      rows.append(_record(task, x, _perturb(rng, _prompt(task, rng, x)), answer, "duplicate"))
+      dups += 1
+  return rows
+
+
+def _key(x: str) -> str:
+  """An instance's identity: its input without a background preamble."""
+  return x.rsplit("\n\n", 1)[-1]
+
+
+def _prompt(task: Task, rng, x: str) -> str:
+  return task.prompts[int(rng.integers(len(task.prompts)))].replace("{x}", x)
+
+
+def _perturb(rng, prompt: str) -> str:
+  """A near-duplicate: the same instance with spacing, case or punctuation changed."""
+  choice = int(rng.integers(4))
+  if choice == 0:
+    return prompt + " "
+  if choice == 1:
+    return prompt[0].swapcase() + prompt[1:]
+  if choice == 2:
+    return prompt.replace(": ", ":  ", 1) if ": " in prompt else prompt + "."
+  return "Please. " + prompt
+
+
+def _record(task: Task, x: str, prompt: str, answer: str, tier: str) -> dict:
+  # `input` stays in memory (tests check disjointness on it); it is not written.
+  return {"dataset": task.name, "id": "", "tier": tier, "input": x,
+          "messages": [{"role": "user", "content": prompt},
+                       {"role": "assistant", "content": answer}]}
+
+
+def _is_written(paths: dict, params: dict) -> bool:
+  if not all(os.path.exists(p) for p in paths.values()):
+    return False
+  with open(paths["manifest"], encoding="utf-8") as f:
+    manifest = json.load(f)
+  return all(manifest.get(k) == v for k, v in params.items())
+
+
+def _write_jsonl(path: str, rows: list[dict]) -> None:
+  _write_text(path, "".join(json.dumps({k: v for k, v in r.items() if k != "input"},
+                                       ensure_ascii=False) + "\n" for r in rows))
+
+
+def _write_text(path: str, text: str) -> None:
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, path)
