@@ -1,0 +1,108 @@
+"""The synthetic lake: determinism, tasks and tiers, held-out sets disjoint from the pool."""
+
+import collections
+import filecmp
+import json
+
+import pytest
+
+from configs import base_data
+from lead_jax import tokenizer as tokenizer_lib
+from lead_jax.data import load_pool, resolve_paths, synthetic, synthetic_tasks
+
+SIZE = 1200
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+  return synthetic.write_lake(str(tmp_path_factory.mktemp("lake")), seed=3, size=SIZE,
+                              test_per_task=20, dev_per_task=5)
+
+
+def rows(path):
+  with open(path) as f:
+    return [json.loads(l) for l in f]
+
+
+def test_deterministic_for_a_seed(lake, tmp_path):
+  again = synthetic.write_lake(str(tmp_path / "a"), seed=3, size=SIZE, test_per_task=20,
+                               dev_per_task=5)
+  for key in ("train", "test", "dev", "manifest"):
+    assert filecmp.cmp(lake[key], again[key], shallow=False), key
+  other = synthetic.write_lake(str(tmp_path / "b"), seed=4, size=SIZE, test_per_task=20,
+                               dev_per_task=5)
+  assert not filecmp.cmp(lake["train"], other["train"], shallow=False)
+
+
+def test_rewrite_is_skipped_when_present(lake):
+  before = {k: open(p).read() for k, p in lake.items()}
+  synthetic.write_lake(lake["train"].rsplit("/", 1)[0], seed=3, size=SIZE, test_per_task=20,
+                       dev_per_task=5)
+  assert {k: open(p).read() for k, p in lake.items()} == before
+
+
+def test_tasks_tiers_and_sizes(lake):
+  train = rows(lake["train"])
+  assert len(train) == SIZE and len({r["id"] for r in train}) == SIZE
+  tasks = collections.Counter(r["dataset"] for r in train)
+  assert len(tasks) >= 8
+  tiers = collections.Counter(r["tier"] for r in train)
+  assert set(tiers) == {"clean", "noisy", "duplicate", "trivial", "overlong"}
+  assert abs(tiers["trivial"] / SIZE - 0.10) < 0.01 and abs(tiers["duplicate"] / SIZE - .15) < .01
+  noisy = collections.Counter(r["dataset"] for r in train if r["tier"] == "noisy")
+  assert noisy["word_problem"] > 3 * noisy["copy"]  # per-task noise rates differ
+  test = rows(lake["test"])
+  assert collections.Counter(r["dataset"] for r in test) == {t: 20 for t in tasks}
+  assert len(rows(lake["dev"])) == 5 * len(tasks)
+  manifest = json.load(open(lake["manifest"]))
+  assert manifest["seed"] == 3 and set(manifest["tasks"]) == set(tasks)
+
+
+def test_answers_are_right_except_noisy():
+  train, test, _, _ = synthetic.generate(seed=1, size=600, test_per_task=10, dev_per_task=2)
+  fns = {"copy": lambda s: s, "uppercase": str.upper, "reverse": lambda s: s[::-1],
+         "sort": lambda s: "".join(sorted(s))}
+  checked = 0
+  for r in train + test:
+    if r["dataset"] in fns and r.get("tier") != "overlong":
+      right = fns[r["dataset"]](r["input"]) == r["messages"][1]["content"]
+      assert right == (r.get("tier") != "noisy"), r
+      checked += 1
+    if r["dataset"] == "add" and "+" in r["input"]:
+      a, b = r["input"].rsplit("\n", 1)[-1].split(" + ")
+      assert (str(int(a) + int(b)) == r["messages"][1]["content"]) == (r.get("tier") != "noisy")
+  assert checked > 100
+
+
+def test_held_out_sets_are_disjoint_from_the_pool():
+  train, test, dev, _ = synthetic.generate(seed=0, size=2000, test_per_task=30, dev_per_task=5)
+  pool_inputs = {(r["dataset"], r["input"].rsplit("\n\n", 1)[-1]) for r in train}
+  held = [(r["dataset"], r["input"]) for r in test + dev]
+  assert len(set(held)) == len(held)
+  assert not pool_inputs & set(held)
+  assert not {r["messages"][0]["content"] for r in train} & {
+      r["messages"][0]["content"] for r in test + dev}
+
+
+def test_overlong_tier_exceeds_the_default_length(lake):
+  c = base_data.get()
+  c.max_length = 4096
+  pool = load_pool(c, tokenizer_lib.byte_level(), path=lake["train"])
+  tiers = [r["tier"] for r in rows(lake["train"])]
+  lengths = collections.defaultdict(list)
+  for tier, n in zip(tiers, pool.length_N):
+    lengths[tier].append(n)
+  assert min(lengths["overlong"]) > base_data.get().max_length
+  assert max(lengths["clean"]) <= base_data.get().max_length
+  mean = {k: sum(v) / len(v) for k, v in lengths.items()}
+  assert mean["trivial"] < mean["clean"]
+
+
+def test_embedded_default_paths(tmp_path):
+  c = base_data.get()
+  c.synthetic.size = 300
+  paths = resolve_paths(c, str(tmp_path))
+  assert paths["train"] == str(tmp_path / "lake" / "train.jsonl")
+  assert paths["test"].endswith("test.jsonl") and paths["dev"].endswith("dev.jsonl")
+  pool = load_pool(c, tokenizer_lib.byte_level(), str(tmp_path))
+  assert len(pool) == 300 and len(pool.task_names) == len(synthetic_tasks.TASKS)
