@@ -12,6 +12,7 @@ is never differentiated, so per-example gradients touch the adapters only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -40,8 +41,13 @@ def target_paths(lora_config: LoraConfig, base_params) -> list[str]:
   return paths.select(lora_config.targets, kernels, "lora.targets")
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def init(lora_config: LoraConfig, base_params, key: jax.Array) -> dict:
-  """Adapter tree for `base_params` (the `params` collection, unboxed)."""
+  """Adapter tree for `base_params` (the `params` collection, unboxed).
+
+  Only the shapes of `base_params` are used; a target regex matching no
+  kernel raises.
+  """
   flat_base = paths.flatten(base_params)
   flat = {}
   for i, path in enumerate(target_paths(lora_config, base_params)):
@@ -61,6 +67,7 @@ def count(lora_params) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(lora_params)))
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def merge(lora_config: LoraConfig, base_params, lora_params) -> dict:
   """Base tree with `scale * a @ b` folded into every adapted kernel."""
   flat_lora = paths.flatten(lora_params)

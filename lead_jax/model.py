@@ -15,6 +15,7 @@ Public entry points:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Optional
 
@@ -287,8 +288,9 @@ def forward_cached(config: ModelConfig, params, tokens_BxT, positions_BxT,
   return Decoder(config).apply(params, tokens_BxT, positions_BxT, mask, cache, index)
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def init(config: ModelConfig, key: jax.Array) -> dict:
-  """Random base parameters `{"params": ...}` (no adapters)."""
+  """Random base parameters `{"params": ...}` (no adapters), compiled once per config."""
   tokens = jnp.zeros((1, 2), jnp.int32)
   mask = _mask(jnp.arange(2), jnp.ones((1, 2), jnp.bool_), None)
   variables = Decoder(config).init(key, tokens, jnp.zeros((1, 2), jnp.int32), mask)
