@@ -1,0 +1,126 @@
+"""Decoder: tracing, padding, dtypes, KV cache, remat, config validation."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lead_jax import lora, model, paths
+
+CONFIG = model.ModelConfig(vocab_size=61, hidden_size=32, intermediate_size=48, num_layers=2,
+                           num_heads=4, num_kv_heads=2, head_dim=8, rope_theta=1e4)
+
+
+@pytest.fixture(scope="module")
+def params():
+  return model.init(CONFIG, jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def forward_fn():
+  return jax.jit(lambda p, t, m: model.forward(CONFIG, p, t, m))
+
+
+def _tokens(seed, shape):
+  return np.random.RandomState(seed).randint(0, CONFIG.vocab_size, shape).astype(np.int32)
+
+
+def test_jitted_forward_traces_once():
+  traces = []
+
+  def fn(p, t, m):
+    traces.append(1)
+    return model.forward(CONFIG, p, t, m)
+
+  jitted = jax.jit(fn)
+  params = model.init(CONFIG, jax.random.key(1))
+  for seed in range(3):
+    mask = np.arange(8)[None, :] < np.array([[8], [3 + seed]])
+    jitted(params, _tokens(seed, (2, 8)), mask).block_until_ready()
+  assert len(traces) == 1
+
+
+def test_padding_and_positions(params, forward_fn):
+  """A row's real-token logits do not depend on padding, left or right."""
+  row = _tokens(0, (5,))
+  alone = np.asarray(forward_fn(params, row[None], np.ones((1, 5), bool)))[0]
+  tokens = np.zeros((2, 8), np.int32)
+  tokens[0, :5], tokens[1, 3:] = row, row
+  mask = np.zeros((2, 8), bool)
+  mask[0, :5], mask[1, 3:] = True, True
+  padded = np.asarray(forward_fn(params, tokens, mask))
+  np.testing.assert_allclose(padded[0, :5], alone, atol=1e-5)  # right padding
+  np.testing.assert_allclose(padded[1, 3:], alone, atol=1e-5)  # left padding
+  np.testing.assert_array_equal(model.positions_from_mask(mask)[1], [0, 0, 0, 0, 1, 2, 3, 4])
+
+
+def test_bf16_compute_close_to_fp32(params, forward_fn):
+  tokens, mask = _tokens(1, (2, 8)), np.ones((2, 8), bool)
+  ref = np.asarray(forward_fn(params, tokens, mask))
+  bf16 = dataclasses.replace(CONFIG, dtype="bfloat16")
+  ours = jax.jit(lambda p, t, m: model.forward(bf16, p, t, m))(params, tokens, mask)
+  assert ours.dtype == jnp.float32  # logits stay fp32 for the loss
+  assert np.abs(np.asarray(ours) - ref).max() < 0.05 * np.abs(ref).max() + 1e-2
+
+
+def test_kv_cache_matches_full_forward(params, forward_fn):
+  """Prefill 5 tokens, then decode 3 one at a time; logits equal the full pass."""
+  tokens = _tokens(2, (2, 8))
+  full = np.asarray(forward_fn(params, tokens, np.ones((2, 8), bool)))
+  step = jax.jit(lambda p, t, pos, valid, c, i: model.forward_cached(CONFIG, p, t, pos, valid, c, i),
+                 static_argnums=5)
+  cache = model.init_cache(CONFIG, 2, 8)
+  positions = np.broadcast_to(np.arange(8), (2, 8))
+  logits, cache = step(params, tokens[:, :5], positions[:, :5], positions < 5, cache, 0)
+  np.testing.assert_allclose(logits, full[:, :5], atol=1e-5)
+  for i in range(5, 8):
+    logits, cache = step(params, tokens[:, i:i + 1], positions[:, i:i + 1],
+                         positions <= i, cache, i)
+    np.testing.assert_allclose(logits[:, 0], full[:, i], atol=1e-5)
+
+
+def test_remat_keeps_loss_and_lora_grads(params):
+  lora_config = lora.LoraConfig(rank=2, alpha=4.0)
+  adapters = jax.tree.map(lambda x: x + 0.1, lora.init(lora_config, params["params"],
+                                                       jax.random.key(3)))
+  tokens = _tokens(3, (2, 6))
+
+  def loss(config, adapters):
+    logits = model.forward(config, {**params, "lora": adapters}, tokens)
+    return jnp.mean(jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(
+        logits, tokens[..., None], -1)[..., 0])
+
+  results = [jax.jit(jax.value_and_grad(lambda a, c=c: loss(c, a)))(adapters)
+             for c in (dataclasses.replace(CONFIG, lora=lora_config),
+                       dataclasses.replace(CONFIG, lora=lora_config, remat=True))]
+  (l0, g0), (l1, g1) = results
+  np.testing.assert_allclose(l0, l1, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), g0, g1)
+
+
+def test_param_shapes_match_init(params):
+  assert {k: v.shape for k, v in model.param_shapes(CONFIG).items()} == {
+      k: v.shape for k, v in paths.flatten(params["params"]).items()}
+  assert "lm_head/kernel" in paths.flatten(params["params"])
+  tied = model.param_shapes(dataclasses.replace(CONFIG, tie_embeddings=True, qkv_bias=True))
+  assert "lm_head/kernel" not in tied and tied["layers/attn/k_proj/bias"].shape == (2, 16)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(num_kv_heads=3), "multiple of num_kv_heads"),
+    (dict(head_dim=7), "must be even"),
+    (dict(dtype="float16"), "dtype='float16'"),
+])
+def test_config_validation(change, message):
+  with pytest.raises(ValueError, match=message):
+    dataclasses.replace(CONFIG, **change)
+
+
+def test_rope_scaling_validation():
+  with pytest.raises(ValueError, match="rope_type='yarn'"):
+    model.RopeScaling(factor=2.0, rope_type="yarn")
+  linear = dataclasses.replace(CONFIG, rope_scaling=model.RopeScaling(2.0, rope_type="linear"))
+  np.testing.assert_allclose(model.rope_frequencies(linear),
+                             model.rope_frequencies(CONFIG) / 2.0, rtol=1e-6)
