@@ -131,7 +131,10 @@ def build(records: Sequence[Record], tokenizer, template: templates.Template,
 def _encode_chunk(batch, tokenizer, template, limits_B):
   """Flat tokens and kinds of a chunk of records, each truncated to its limit."""
   segs = [templates.segments(template, tokenizer, r.messages) for r in batch]
-  seg_ids = templates.tokenize(tokenizer, [t for s in segs for t, _ in s])
+  texts = [t for s in segs for t, _ in s]
+  unique = list(dict.fromkeys(texts))  # headers and stock prompts repeat: tokenise once
+  by_text = dict(zip(unique, templates.tokenize(tokenizer, unique)))
+  seg_ids = [by_text[t] for t in texts]
   seg_len = np.fromiter(map(len, seg_ids), np.int64, count=len(seg_ids))
   seg_kind = np.fromiter((k for s in segs for _, k in s), np.int8, count=len(seg_ids))
   tokens = np.fromiter(itertools.chain.from_iterable(seg_ids), np.int32,
