@@ -24,10 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 from lead_jax import hf, paths
-from lead_jax.gguf_tokenizer import build_tokenizer
+from lead_jax.gguf_tokenizer import GgufError, build_tokenizer, field, file_name
 from lead_jax.model import ModelConfig, RopeScaling, param_shapes
 
-_REQUIRED = object()
 # GGUF tensor (after `blk.{i}.`) -> our path under `layers/`, and the heads
 # key of a llama.cpp-permuted projection.
 _LAYER_TENSORS = {
@@ -48,26 +47,17 @@ _GLOBAL_TENSORS = {
 }
 
 
-class GgufError(ValueError):
-  """A GGUF file this importer cannot reproduce faithfully."""
-
-
-def field(reader: gguf.GGUFReader, key: str, default=_REQUIRED):
-  """Metadata value `key` (arrays as lists); raises when absent without default."""
-  f = reader.fields.get(key)
-  if f is None:
-    if default is _REQUIRED:
-      raise GgufError(f"{reader.path}: missing metadata {key!r}")
-    return default
-  return f.contents()
+def _f32(value) -> float:
+  """A float32 metadata value as the decimal it was written from (1e-5, not 9.99e-06)."""
+  return float(str(np.float32(value)))
 
 
 def unpermute(w_OxI: np.ndarray, n_heads: int) -> np.ndarray:
   """Inverse of llama.cpp's Q/K row permutation (`[out, in]` weights).
 
-  llama.cpp reorders each head's rows from (half, pair) to (pair, half) so
-  that its rotary kernel can rotate adjacent pairs; this restores the
-  rotate-half order.
+  Hugging Face rotates the two halves of each head (row j with row
+  j + head_dim/2); llama.cpp rotates adjacent pairs, so its converter
+  interleaves the halves (rows 2j, 2j + 1). This puts them back.
   """
   rows = w_OxI.shape[0]
   return (w_OxI.reshape(n_heads, rows // n_heads // 2, 2, *w_OxI.shape[1:])
@@ -78,15 +68,15 @@ def read_config(reader: gguf.GGUFReader) -> ModelConfig:
   """`ModelConfig` from GGUF metadata (llama architecture only)."""
   arch = field(reader, "general.architecture")
   if arch != "llama":
-    raise GgufError(f"{reader.path}: architecture {arch!r}; only 'llama' GGUF files "
+    raise GgufError(f"{file_name(reader)}: architecture {arch!r}; only 'llama' GGUF files "
                     "are imported (convert others from their Hugging Face checkpoint)")
-  get = lambda key, default=_REQUIRED: field(reader, f"llama.{key}", default)
+  get = lambda key, *default: field(reader, f"llama.{key}", *default)
   heads, hidden = int(get("attention.head_count")), int(get("embedding_length"))
   head_dim = int(get("attention.key_length", hidden // heads))
   if int(get("rope.dimension_count", head_dim)) != head_dim:
-    raise GgufError(f"{reader.path}: partial rotary embeddings are not supported")
+    raise GgufError(f"{file_name(reader)}: partial rotary embeddings are not supported")
   if get("attention.sliding_window", None) is not None:
-    raise GgufError(f"{reader.path}: sliding-window attention is not supported")
+    raise GgufError(f"{file_name(reader)}: sliding-window attention is not supported")
   names = {t.name for t in reader.tensors}
   eos = field(reader, "tokenizer.ggml.eos_token_id", None)
   return ModelConfig(
@@ -94,9 +84,9 @@ def read_config(reader: gguf.GGUFReader) -> ModelConfig:
       hidden_size=hidden, intermediate_size=int(get("feed_forward_length")),
       num_layers=int(get("block_count")), num_heads=heads,
       num_kv_heads=int(get("attention.head_count_kv", heads)), head_dim=head_dim,
-      rope_theta=float(get("rope.freq_base", 10000.0)),
+      rope_theta=_f32(get("rope.freq_base", 10000.0)),
       rope_scaling=_rope_scaling(reader, names),
-      rms_norm_eps=float(get("attention.layer_norm_rms_epsilon")),
+      rms_norm_eps=_f32(get("attention.layer_norm_rms_epsilon")),
       tie_embeddings="output.weight" not in names,
       max_position_embeddings=int(get("context_length", 4096)),
       bos_token_id=field(reader, "tokenizer.ggml.bos_token_id", None),
@@ -105,15 +95,15 @@ def read_config(reader: gguf.GGUFReader) -> ModelConfig:
 
 def _rope_scaling(reader: gguf.GGUFReader, names: set[str]) -> RopeScaling | None:
   if "rope_freqs.weight" in names:
-    raise GgufError(f"{reader.path}: per-frequency RoPE factors (rope_freqs, Llama 3.1 "
+    raise GgufError(f"{file_name(reader)}: per-frequency RoPE factors (rope_freqs, Llama 3.1 "
                     "scaling) are not imported; use the Hugging Face checkpoint")
   kind = field(reader, "llama.rope.scaling.type", "none")
   if kind == "none":
     return None
   if kind == "linear":
-    return RopeScaling(factor=float(field(reader, "llama.rope.scaling.factor")),
+    return RopeScaling(factor=_f32(field(reader, "llama.rope.scaling.factor")),
                        rope_type="linear")
-  raise GgufError(f"{reader.path}: rope scaling {kind!r} is not supported")
+  raise GgufError(f"{file_name(reader)}: rope scaling {kind!r} is not supported")
 
 
 def _dequantize(tensor) -> np.ndarray:
@@ -146,7 +136,7 @@ def read_params(reader: gguf.GGUFReader, config: ModelConfig) -> dict:
     try:
       path, layer, heads = _destination(tensor.name, config)
     except GgufError as e:
-      raise GgufError(f"{reader.path}: {e}") from None
+      raise GgufError(f"{file_name(reader)}: {e}") from None
     x = _dequantize(tensor)
     if heads is not None:
       x = unpermute(x, heads)
@@ -154,14 +144,14 @@ def read_params(reader: gguf.GGUFReader, config: ModelConfig) -> dict:
       x = x.T
     target = host[path] if layer is None else host[path][layer]
     if x.shape != target.shape:
-      raise GgufError(f"{reader.path}: tensor {tensor.name!r} has shape {x.shape}, "
+      raise GgufError(f"{file_name(reader)}: tensor {tensor.name!r} has shape {x.shape}, "
                       f"expected {target.shape} from the metadata")
     target[...] = x
     seen.add((path, layer))
   for path, s in shapes.items():
     for layer in (range(config.num_layers) if path.startswith("layers/") else [None]):
       if (path, layer) not in seen:
-        raise GgufError(f"{reader.path}: missing tensor for {path} (layer {layer})")
+        raise GgufError(f"{file_name(reader)}: missing tensor for {path} (layer {layer})")
   flat = {p: jnp.asarray(x, shapes[p].dtype) for p, x in host.items()}
   return {"params": paths.unflatten(flat)}
 

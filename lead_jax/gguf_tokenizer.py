@@ -23,28 +23,42 @@ _PRE_TOKENIZERS = {
         pre_tokenizers.Digits(individual_digits=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]),
 }
+_REQUIRED = object()
 _CONTROL, _USER_DEFINED = (int(gguf.TokenType.CONTROL), int(gguf.TokenType.USER_DEFINED))
 
 
-def _field(reader: gguf.GGUFReader, key: str, default=None):
+class GgufError(ValueError):
+  """A GGUF file this project cannot reproduce faithfully."""
+
+
+def file_name(reader: gguf.GGUFReader) -> str:
+  return str(getattr(reader.data, "filename", "GGUF file"))
+
+
+def field(reader: gguf.GGUFReader, key: str, default=_REQUIRED):
+  """Metadata value `key` (arrays as lists); raises when absent without default."""
   f = reader.fields.get(key)
-  return default if f is None else f.contents()
+  if f is None:
+    if default is _REQUIRED:
+      raise GgufError(f"{file_name(reader)}: missing metadata {key!r}")
+    return default
+  return f.contents()
 
 
 def _bpe_model(reader: gguf.GGUFReader) -> Tokenizer:
-  kind = _field(reader, "tokenizer.ggml.model")
+  kind = field(reader, "tokenizer.ggml.model")
   if kind != "gpt2":
-    raise ValueError(f"{reader.path}: tokenizer model {kind!r}; only GPT-2 style "
+    raise GgufError(f"{file_name(reader)}: tokenizer model {kind!r}; only GPT-2 style "
                      "byte-level BPE ('gpt2') is supported")
-  pre = _field(reader, "tokenizer.ggml.pre", "default")
+  pre = field(reader, "tokenizer.ggml.pre", "default")
   if pre not in _PRE_TOKENIZERS:
-    raise ValueError(f"{reader.path}: pre-tokenizer {pre!r} is not supported; "
+    raise GgufError(f"{file_name(reader)}: pre-tokenizer {pre!r} is not supported; "
                      f"supported: {sorted(_PRE_TOKENIZERS)}")
-  tokens = _field(reader, "tokenizer.ggml.tokens")
-  merges = [tuple(m.split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges", [])]
+  tokens = field(reader, "tokenizer.ggml.tokens")
+  merges = [tuple(m.split(" ", 1)) for m in field(reader, "tokenizer.ggml.merges", [])]
   vocab = {tok: i for i, tok in enumerate(tokens)}
   if len(vocab) != len(tokens):
-    raise ValueError(f"{reader.path}: the vocabulary has duplicate tokens")
+    raise GgufError(f"{file_name(reader)}: the vocabulary has duplicate tokens")
   tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
   tok.pre_tokenizer = _PRE_TOKENIZERS[pre]()
   tok.decoder = decoders.ByteLevel()
@@ -52,19 +66,19 @@ def _bpe_model(reader: gguf.GGUFReader) -> Tokenizer:
 
 
 def _add_special_tokens(reader: gguf.GGUFReader, tok: Tokenizer) -> None:
-  tokens = _field(reader, "tokenizer.ggml.tokens")
-  types = _field(reader, "tokenizer.ggml.token_type", [])
+  tokens = field(reader, "tokenizer.ggml.tokens")
+  types = field(reader, "tokenizer.ggml.token_type", [])
   added = [AddedToken(tokens[i], special=t == _CONTROL, normalized=False)
            for i, t in enumerate(types) if t in (_CONTROL, _USER_DEFINED)]
   tok.add_tokens(added)  # already in the vocabulary: ids are kept
 
 
 def _post_processor(reader: gguf.GGUFReader, bos: str | None, eos: str | None):
-  add_bos = bool(_field(reader, "tokenizer.ggml.add_bos_token", False)) and bos
-  add_eos = bool(_field(reader, "tokenizer.ggml.add_eos_token", False)) and eos
+  add_bos = bool(field(reader, "tokenizer.ggml.add_bos_token", False)) and bos
+  add_eos = bool(field(reader, "tokenizer.ggml.add_eos_token", False)) and eos
   steps = [processors.ByteLevel(trim_offsets=False)]
   if add_bos or add_eos:
-    ids = _field(reader, "tokenizer.ggml.tokens")
+    ids = field(reader, "tokenizer.ggml.tokens")
     pre, post = ([bos] if add_bos else []), ([eos] if add_eos else [])
     specials = [(t, ids.index(t)) for t in pre + post]
     steps.append(processors.TemplateProcessing(
@@ -77,19 +91,19 @@ def build_tokenizer(reader: gguf.GGUFReader) -> transformers.PreTrainedTokenizer
   """The GGUF file's tokenizer, with its special tokens and chat template."""
   tok = _bpe_model(reader)
   _add_special_tokens(reader, tok)
-  tokens = _field(reader, "tokenizer.ggml.tokens")
+  tokens = field(reader, "tokenizer.ggml.tokens")
   special = {}
   for name in ("bos", "eos", "unknown", "padding"):
-    i = _field(reader, f"tokenizer.ggml.{name}_token_id")
+    i = field(reader, f"tokenizer.ggml.{name}_token_id", None)
     special[name] = None if i is None else tokens[int(i)]
   tok.post_processor = _post_processor(reader, special["bos"], special["eos"])
   fast = transformers.PreTrainedTokenizerFast(
       tokenizer_object=tok, bos_token=special["bos"], eos_token=special["eos"],
       unk_token=special["unknown"], pad_token=special["padding"],
       clean_up_tokenization_spaces=False)
-  context = _field(reader, f"{_field(reader, 'general.architecture')}.context_length")
+  context = field(reader, f"{field(reader, 'general.architecture')}.context_length", None)
   fast.model_max_length = int(context) if context else 1 << 30
-  template = _field(reader, "tokenizer.chat_template")
+  template = field(reader, "tokenizer.chat_template", None)
   if template:
     fast.chat_template = template
   return fast

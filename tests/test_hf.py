@@ -88,43 +88,40 @@ def qwen_config():
                            eos_token_ids=(3, 4), bos_token_id=1)
 
 
-def _forward(config, params, tokens_BxL):
-  return np.asarray(jax.jit(lambda p, t: model.forward(config, p, t))(params, tokens_BxL))
-
-
-def _random_params(config, key):
-  params = model.init(config, key)["params"]
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
-  leaves = [x + 0.1 * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)]
-  return {"params": jax.tree.unflatten(treedef, leaves)}
+def _random_params(config, seed):
+  """Random weights with O(1) logits, as NumPy (no per-leaf compiles)."""
+  rng = np.random.RandomState(seed)
+  flat = {path: (rng.normal(0, 0.2, s.shape) + path.endswith("scale")).astype(s.dtype)
+          for path, s in model.param_shapes(config).items()}
+  return {"params": hf.paths.unflatten(flat)}
 
 
 def test_export_round_trip_with_trained_lora(qwen_config, tmp_path):
   config = qwen_config.__class__(**{**qwen_config.__dict__,
                                     "lora": lora.LoraConfig(rank=4, alpha=8.0)})
-  params = _random_params(config, jax.random.key(0))
-  adapters = lora.init(config.lora, params["params"], jax.random.key(1))
-  adapters = jax.tree.map(lambda x: x + 0.05 * jnp.ones_like(x), adapters)  # "trained" B
-  params = {**params, "lora": adapters}
-  hf.save_checkpoint(str(tmp_path), config, params)
-  torch_model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path)).eval()
-  ref = _torch_logits(torch_model, TOKENS_BxL[:, :6])
-  ours = _forward(config, params, TOKENS_BxL[:, :6])  # unmerged
-  base_only = _forward(config, {"params": params["params"]}, TOKENS_BxL[:, :6])
+  params = _random_params(config, 0)
+  zero = lora.init(config.lora, params["params"], jax.random.key(1))
+  trained = jax.tree.map(lambda x: x + 0.05, zero)  # non-zero B, as after training
+  forward = jax.jit(lambda p, t: model.forward(config, p, t))
+  ours = np.asarray(forward({**params, "lora": trained}, TOKENS_BxL[:, :6]))  # unmerged
+  base_only = np.asarray(forward({**params, "lora": zero}, TOKENS_BxL[:, :6]))
   assert np.abs(ours - base_only).max() > 1e-2, "the adapters should change the output"
-  np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
-  # Loading our export back gives the merged model.
+  hf.save_checkpoint(str(tmp_path), config, {**params, "lora": trained})
+  torch_model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path)).eval()
+  np.testing.assert_allclose(ours, _torch_logits(torch_model, TOKENS_BxL[:, :6]),
+                             atol=1e-4, rtol=0)
+  # Loading our export back gives the merged weights.
   loaded_config, loaded = hf.load_checkpoint(str(tmp_path))
   assert loaded_config.eos_token_ids == (3, 4) and loaded_config.qkv_bias
-  np.testing.assert_allclose(_forward(loaded_config, loaded, TOKENS_BxL[:, :6]), ours,
-                             atol=1e-4, rtol=0)
+  merged = hf.paths.flatten(lora.merge(config.lora, params["params"], trained))
+  for path, x in hf.paths.flatten(loaded["params"]).items():
+    np.testing.assert_allclose(x, merged[path], atol=1e-6, err_msg=path)
 
 
 def test_sharded_bf16_export(qwen_config, tmp_path):
   config = qwen_config.__class__(**{**qwen_config.__dict__, "param_dtype": "bfloat16",
                                     "dtype": "bfloat16"})
-  params = _random_params(config, jax.random.key(2))
+  params = _random_params(config, 2)
   hf.save_checkpoint(str(tmp_path), config, params, max_shard_bytes=8_000)
   index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
   shards = sorted(set(index["weight_map"].values()))
@@ -145,7 +142,7 @@ def test_sharded_bf16_export(qwen_config, tmp_path):
 
 @pytest.fixture()
 def tiny_checkpoint(qwen_config, tmp_path):
-  hf.save_checkpoint(str(tmp_path), qwen_config, _random_params(qwen_config, jax.random.key(3)))
+  hf.save_checkpoint(str(tmp_path), qwen_config, _random_params(qwen_config, 3))
   return tmp_path
 
 
