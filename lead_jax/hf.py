@@ -102,6 +102,9 @@ def _weight_files(path: str) -> dict[str, str]:
   if os.path.isfile(index):
     with open(index) as f:
       weight_map = json.load(f)["weight_map"]
+    for file in set(weight_map.values()):
+      if not os.path.isfile(os.path.join(path, file)):
+        raise FileNotFoundError(f"{index} lists {file}, which is not in {path}")
     return {name: os.path.join(path, file) for name, file in weight_map.items()}
   single = os.path.join(path, SINGLE_FILE)
   if os.path.isfile(single):
