@@ -1,0 +1,111 @@
+"""From the `model` and `lora` sub-configs to a `ModelConfig` and base weights.
+
+`model.checkpoint` empty: a randomly initialised model with the architecture
+fields of the sub-config (the tiny byte-level model by default). A local
+Hugging Face directory or a `.gguf` file: the architecture comes from the
+checkpoint and the sub-config only sets dtypes and rematerialisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from lead_jax import lora as lora_lib
+from lead_jax import model as model_lib
+from lead_jax import sharding, train
+
+
+def lora_config(lora_cfg) -> lora_lib.LoraConfig:
+  if lora_cfg.rank <= 0:
+    raise ValueError(f"lora.rank={lora_cfg.rank} must be positive")
+  return lora_lib.LoraConfig(rank=lora_cfg.rank, alpha=float(lora_cfg.alpha),
+                             dropout=float(lora_cfg.dropout), targets=tuple(lora_cfg.targets))
+
+
+def _rope_scaling(m) -> Optional[model_lib.RopeScaling]:
+  if not m.rope_scaling_type:
+    return None
+  return model_lib.RopeScaling(
+      factor=float(m.rope_scaling_factor), low_freq_factor=float(m.rope_low_freq_factor),
+      high_freq_factor=float(m.rope_high_freq_factor),
+      original_max_position_embeddings=int(m.rope_original_max_positions),
+      rope_type=m.rope_scaling_type)
+
+
+def model_config(model_cfg, lora_cfg) -> model_lib.ModelConfig:
+  """The architecture declared field by field in the sub-config (no checkpoint)."""
+  m = model_cfg
+  return model_lib.ModelConfig(
+      vocab_size=m.vocab_size, hidden_size=m.hidden_size,
+      intermediate_size=m.intermediate_size, num_layers=m.num_layers,
+      num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,
+      head_dim=m.head_dim or m.hidden_size // m.num_heads, rope_theta=float(m.rope_theta),
+      rope_scaling=_rope_scaling(m), rms_norm_eps=float(m.rms_norm_eps),
+      tie_embeddings=m.tie_embeddings, max_position_embeddings=m.max_position_embeddings,
+      dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat, lora=lora_config(lora_cfg))
+
+
+def _from_checkpoint(model_cfg):
+  path = model_cfg.checkpoint
+  if path.endswith(".gguf"):
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"model.checkpoint={path!r}: no such GGUF file")
+    from lead_jax import gguf_import  # the gguf reader only when asked for
+    config, params, _ = gguf_import.load(path)
+    return config, params
+  from lead_jax import hf
+  return hf.load_checkpoint(path, param_dtype=model_cfg.param_dtype, dtype=model_cfg.dtype)
+
+
+def load_base(model_cfg, lora_cfg, key: jax.Array):
+  """`(ModelConfig, base)`: `base` is the `params` collection (no adapters)."""
+  if not model_cfg.checkpoint:
+    config = model_config(model_cfg, lora_cfg)
+    return config, model_lib.init(config, key)["params"]
+  config, params = _from_checkpoint(model_cfg)
+  config = dataclasses.replace(config, dtype=model_cfg.dtype,
+                               param_dtype=model_cfg.param_dtype, remat=model_cfg.remat,
+                               lora=lora_config(lora_cfg))
+  dtype = jnp.dtype(config.param_dtype)
+  return config, jax.tree.map(lambda x: x.astype(dtype), params["params"])
+
+
+def abstract_base(config: model_lib.ModelConfig):
+  """Shapes and dtypes of the base parameters, without allocating them."""
+  return jax.eval_shape(lambda k: model_lib.init(config, k)["params"], jax.random.key(0))
+
+
+def _creator(model_config: model_lib.ModelConfig, tx):
+  def create(base, key):
+    lora = lora_lib.init(model_config.lora, base, key)
+    return train.TrainState.create(base, lora, tx)
+  return create
+
+
+def abstract_state(model_config: model_lib.ModelConfig, tx, mesh=None, rules=()):
+  """`(abstract TrainState, shardings or None)` without allocating anything;
+  with a mesh the ShapeDtypeStructs carry their shardings (AOT, restore)."""
+  create = _creator(model_config, tx)
+  shapes = jax.eval_shape(create, abstract_base(model_config), jax.random.key(0))
+  if mesh is None:
+    return shapes, None
+  shardings = sharding.tree_shardings(mesh, rules, shapes)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      shapes, shardings), shardings
+
+
+def init_state(model_config: model_lib.ModelConfig, base, tx, key: jax.Array, mesh=None,
+               rules=()):
+  """`(TrainState, shardings or None)`: fresh adapters and optimiser state on
+  top of `base`, created directly with their shardings when a mesh is given."""
+  create = _creator(model_config, tx)
+  if mesh is None:
+    return jax.jit(create)(base, key), None
+  shardings = sharding.tree_shardings(mesh, rules, jax.eval_shape(create, base, key))
+  base = sharding.place(base, shardings.base)
+  return jax.jit(create, out_shardings=shardings)(base, key), shardings

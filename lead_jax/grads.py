@@ -1,0 +1,237 @@
+"""Per-example LoRA gradients, their random projection, the update dot product.
+
+All functions take a per-example loss `loss_fn(lora, example, key) -> (loss, n)`
+(see `lead_jax.losses.example_loss`) and work on a micro-batch at a time:
+
+* `per_example` : `vmap(value_and_grad)` over a micro-batch; rows without a
+  target token (padding) get an exactly zero gradient.
+* `lead_pass`   : a `lax.scan` over micro-batches that, for each one, computes
+  the per-example gradients, projects them, adds them to the batch-gradient sum
+  (the batch gradient IS the mean of the per-example gradients: one backward
+  pass, not two) and then drops them, so at most one micro-batch of
+  per-example gradients is alive at a time.
+* `project`     : g_K = R^T g / sqrt(k) with R a +-1 matrix hashed from
+  (seed, global row, column) block by block inside jit and never stored; the
+  rows are the flattened LoRA parameters chosen by regex. E[<Pg, Ph>] = <g, h>.
+* `dots` / `jvp_dots` : dL_i = <g_i, delta>, the first-order change of
+  example i's loss under the update delta, from stored per-example gradients
+  or, when they were not kept, by one forward-mode pass per micro-batch.
+
+Micro-batches are strided: with B = m * n rows, micro-batch j holds rows
+j, j + n, j + 2n, ...; a batch sharded in contiguous blocks over devices thus
+gives every micro-batch an equal share on every device, with no data movement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lead_jax import paths
+
+LossFn = Callable  # (lora, example, key) -> (loss, n_targets)
+
+
+def _bcast(w_m, x):
+  return w_m.reshape(w_m.shape + (1,) * (x.ndim - 1))
+
+
+# --------------------------------------------------------------------------- micro-batches
+def num_micro(batch_size: int, micro_batch: int) -> int:
+  if micro_batch <= 0 or batch_size % micro_batch:
+    raise ValueError(f"train.micro_batch={micro_batch} must be positive and divide the "
+                     f"batch size {batch_size}")
+  return batch_size // micro_batch
+
+
+def split(tree_B, n: int):
+  """`[B, ...] -> [n, B // n, ...]`, micro-batch j holding rows j, j+n, ..."""
+  return jax.tree.map(lambda x: jnp.swapaxes(x.reshape((-1, n) + x.shape[1:]), 0, 1), tree_B)
+
+
+def merge(tree_nxm):
+  """Inverse of `split`."""
+  return jax.tree.map(
+      lambda x: jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:]), tree_nxm)
+
+
+# --------------------------------------------------------------------------- gradients
+def per_example(loss_fn: LossFn, lora, examples_m, keys_m):
+  """`(loss_m, n_m, grads)`, grads with a leading `m` axis, zero on empty rows."""
+  vg = jax.value_and_grad(loss_fn, has_aux=True)
+  in_axes = (None, 0, None if keys_m is None else 0)
+  (loss_m, n_m), g = jax.vmap(vg, in_axes=in_axes)(lora, examples_m, keys_m)
+  keep_m = n_m > 0
+  g = jax.tree.map(lambda x: jnp.where(_bcast(keep_m, x), x, 0.0), g)
+  return loss_m, n_m, g
+
+
+def row_finite(loss_m, g):
+  """Per-row: the loss and every gradient entry are finite."""
+  ok = jnp.isfinite(loss_m)
+  for x in jax.tree.leaves(g):
+    ok &= jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1)
+  return ok
+
+
+def dots(g, delta):
+  """`<g_i, delta>` for every row i of a tree with a leading row axis."""
+  out = 0.0
+  for gi, d in zip(jax.tree.leaves(g), jax.tree.leaves(delta)):
+    out += jnp.einsum("mp,p->m", gi.reshape(gi.shape[0], -1).astype(jnp.float32),
+                      d.reshape(-1).astype(jnp.float32))
+  return out
+
+
+def jvp_dots(loss_fn: LossFn, lora, delta, examples_B, keys_B, micro_batch: int):
+  """`<g_i, delta>` as the directional derivative of each loss (forward mode),
+  micro-batched; costs about two forward passes and no per-example gradient."""
+  n = num_micro(examples_B["is_pad_B"].shape[0], micro_batch)
+
+  def one(example, key):
+    return jax.jvp(lambda l: loss_fn(l, example, key)[0], (lora,), (delta,))[1]
+
+  def chunk(xs):
+    ex, keys = xs
+    return jax.vmap(one, in_axes=(0, None if keys is None else 0))(ex, keys)
+
+  xs = (split(examples_B, n), None if keys_B is None else split(keys_B, n))
+  return merge(jax.lax.map(chunk, xs))
+
+
+# --------------------------------------------------------------------------- projection
+@dataclasses.dataclass(frozen=True)
+class Projection:
+  """A seeded +-1 random projection of a regex-chosen subset of LoRA params."""
+  dim: int  # k, a multiple of 32
+  targets: tuple[str, ...] = (r".*",)  # regexes over LoRA paths, e.g. layers/attn/q_proj/b
+  block_rows: int = 4096  # rows of R generated at a time (memory: block_rows * k floats)
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.dim <= 0 or self.dim % 32:
+      raise ValueError(f"projection dim k={self.dim} must be a positive multiple of 32")
+    if self.block_rows <= 0:
+      raise ValueError(f"projection block_rows={self.block_rows} must be positive")
+
+
+def _fmix32(x):
+  # murmur3's finaliser: a bijective avalanche mix of uint32, cheap on any chip.
+  x = x ^ (x >> 16)
+  x = x * jnp.uint32(0x85EBCA6B)
+  x = x ^ (x >> 13)
+  x = x * jnp.uint32(0xC2B2AE35)
+  return x ^ (x >> 16)
+
+
+def sign_block(seed: int, row0, rows: int, dim: int):
+  """Rows `[row0, row0 + rows)` of R as float32 +-1, `[rows, dim]`.
+
+  One 32-bit hash per (row, 32 columns), then one bit per entry: entry (r, c)
+  depends only on (seed, r, c), so any blocking gives the same matrix.
+  """
+  s = np.uint32(seed & 0xFFFFFFFF)
+  r = jnp.asarray(row0, jnp.uint32) + jnp.arange(rows, dtype=jnp.uint32)
+  row_hash = _fmix32(_fmix32(r ^ s) + jnp.uint32(0x9E3779B9))
+  words = dim // 32
+  word_salt = _fmix32(jnp.arange(words, dtype=jnp.uint32) * jnp.uint32(0x632BE5AB) + s)
+  h = _fmix32(row_hash[:, None] ^ word_salt[None, :])  # rows x words
+  bits = (h[:, :, None] >> jnp.arange(32, dtype=jnp.uint32)) & jnp.uint32(1)
+  return (1.0 - 2.0 * bits.astype(jnp.float32)).reshape(rows, dim)
+
+
+def subset(proj: Projection, lora) -> list[str]:
+  return paths.select(proj.targets, list(paths.flatten(lora)), "projection targets")
+
+
+def _project_leaf(proj: Projection, x_mxP, row0: int):
+  m, p = x_mxP.shape
+  br = min(proj.block_rows, p)
+  nb = -(-p // br)
+  x = jnp.pad(x_mxP.astype(jnp.float32), ((0, 0), (0, nb * br - p)))
+
+  def body(i, acc):
+    blk = jax.lax.dynamic_slice_in_dim(x, i * br, br, axis=1)
+    return acc + blk @ sign_block(proj.seed, row0 + i * br, br, proj.dim)
+
+  return jax.lax.fori_loop(0, nb, body, jnp.zeros((m, proj.dim), jnp.float32))
+
+
+def project(proj: Projection, g):
+  """`[m, k]` projections of the per-example gradients `g` (leading `m`)."""
+  flat = paths.flatten(g)
+  acc, row0 = 0.0, 0
+  for path in subset(proj, jax.tree.map(lambda x: x[0], g)):
+    x = flat[path]
+    x = x.reshape(x.shape[0], -1)
+    acc = acc + _project_leaf(proj, x, row0)
+    row0 += x.shape[1]
+  if row0 >= 2**32:
+    raise ValueError(f"projection over {row0} parameters exceeds the 2^32 row counter")
+  return acc / math.sqrt(proj.dim)
+
+
+# --------------------------------------------------------------------------- passes
+class LeadPass(NamedTuple):
+  loss_B: jax.Array
+  n_B: jax.Array  # target tokens per row
+  finite_B: jax.Array
+  g_BxK: Optional[jax.Array]
+  grad_sum: object  # sum over rows of the per-example gradients
+  grads_B: object  # per-example gradients, only when kept (else None)
+
+
+def lead_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int,
+              proj: Optional[Projection], keep_grads: bool) -> LeadPass:
+  """Per-example losses, gradients, projections and their sum, micro-batched."""
+  n = num_micro(examples_B["is_pad_B"].shape[0], micro_batch)
+
+  def micro(ex, keys):
+    loss_m, n_m, g = per_example(loss_fn, lora, ex, keys)
+    g_mxK = None if proj is None else project(proj, g)
+    return (loss_m, n_m, row_finite(loss_m, g), g_mxK), g
+
+  if n == 1:  # the whole batch is one micro-batch: no scan, grads stay for the dots
+    (loss_B, n_B, finite_B, g_BxK), g = micro(examples_B, keys_B)
+    total = jax.tree.map(lambda x: jnp.sum(x, axis=0), g)
+    return LeadPass(loss_B, n_B, finite_B, g_BxK, total, g if keep_grads else None)
+
+  def body(total, xs):
+    outs, g = micro(*xs)
+    total = jax.tree.map(lambda t, x: t + jnp.sum(x, axis=0), total, g)
+    return total, (outs, g if keep_grads else None)
+
+  zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), lora)
+  xs = (split(examples_B, n), None if keys_B is None else split(keys_B, n))
+  total, (outs, g) = jax.lax.scan(body, zeros, xs)
+  loss_B, n_B, finite_B, g_BxK = merge(outs)
+  return LeadPass(loss_B, n_B, finite_B, g_BxK, total, None if g is None else merge(g))
+
+
+def plain_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int):
+  """`(loss_B, n_B, grad_sum)`: one backward of the summed losses per micro-batch."""
+  n = num_micro(examples_B["is_pad_B"].shape[0], micro_batch)
+
+  def summed(l, ex, keys):
+    loss_m, n_m = jax.vmap(loss_fn, in_axes=(None, 0, None if keys is None else 0))(
+        l, ex, keys)
+    return jnp.sum(loss_m), (loss_m, n_m)
+
+  vg = jax.value_and_grad(summed, has_aux=True)
+
+  def body(total, xs):
+    (_, (loss_m, n_m)), g = vg(lora, *xs)
+    return jax.tree.map(jnp.add, total, g), (loss_m, n_m)
+
+  zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), lora)
+  if n == 1:
+    total, (loss_B, n_B) = body(zeros, (examples_B, keys_B))
+    return loss_B, n_B, total
+  xs = (split(examples_B, n), None if keys_B is None else split(keys_B, n))
+  total, (loss_B, n_B) = jax.lax.scan(body, zeros, xs)
+  return merge(loss_B), merge(n_B), total

@@ -1,0 +1,231 @@
+"""The training state and the pure steps: LEAD, plain, scoring, projection.
+
+  train_step(spec, tx, lr_fn, state, batch, key) -> (state, outputs)   LEAD
+  plain_step(spec, tx, lr_fn, state, batch, key) -> (state, outputs)   baselines
+  score_step(model_config, micro_batch, params, batch, response_batch=None) -> dict
+  project_step(spec, params, batch)              -> dict (no update)
+`compile` binds the leading arguments and jits each step once, with shardings
+and a donated state; the unjitted functions stay importable for tests.
+
+LEAD outputs, one row per batch row (never NaN: bad values are zeroed and
+flagged):
+  loss_B     response loss before the update, from the forward of the batch loss
+  dL_B       <g_i, delta>: first-order change of loss_i under the update delta
+             this call applied (METHOD.md grad_term `update`), in full LoRA space
+  g_BxK      per-example LoRA gradients, projected (`grads.Projection`)
+  g_mean_K   mean of g_BxK over the valid rows (for the historical directions)
+  finite_B   the row's loss and gradient are finite
+  valid_B    the row counts: real, has target tokens, finite, update applied
+  finite     the whole step was finite, hence applied; if not, state is unchanged
+  metrics    loss, grad_norm, update_norm, lr, skipped, boundary, examples, tokens
+
+Accumulation. The batch of one call is split into `micro_batch` chunks whose
+gradients are summed before ONE update: dL_B is exact for every row. With
+`optim.accum_steps` = A > 1 (optax.MultiSteps over calls), calls inside a window
+apply a zero update, so their dL_B is 0 and `metrics.boundary` is 0; the last
+call of the window applies the window's update and its rows get <g_i, delta>
+for that update. Rows of earlier calls of the window are not revisited.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Optional
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lead_jax import grads, losses
+from lead_jax import sharding as sharding_lib
+from lead_jax import model as model_lib
+
+DL_METHODS = ("jvp", "stored")
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32: calls whose update was applied (skipped calls do not count)
+  base: Any  # the frozen base model (`params` collection); never differentiated
+  lora: Any  # the trainable adapters (`lora` collection)
+  opt_state: Any
+
+  @classmethod
+  def create(cls, base, lora, tx: optax.GradientTransformation) -> "TrainState":
+    return cls(jnp.zeros((), jnp.int32), base, lora, tx.init(lora))
+
+  @property
+  def params(self) -> dict:
+    return {"params": self.base, "lora": self.lora}
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+  """Static settings of a step (hashable, closed over by jit)."""
+  model: model_lib.ModelConfig
+  micro_batch: int  # rows per vmap chunk; divides the batch size
+  projection: Optional[grads.Projection]  # None: g_BxK has K = 0
+  dl_method: str = "jvp"  # several chunks: jvp (recompute, bounded memory) | stored (keep all)
+  accum_steps: int = 1  # optim.accum_steps
+
+  def __post_init__(self):
+    if self.dl_method not in DL_METHODS:
+      raise ValueError(f"train.dl_method={self.dl_method!r}; use one of {DL_METHODS}")
+
+
+def projection_seed(seed: int) -> int:
+  """The projection's seed, derived from the run seed for this one purpose."""
+  return int(np.random.SeedSequence([seed, 0x9A0]).generate_state(1)[0])
+
+
+def spec_from_config(model_config, train_cfg, optim_cfg, seed: int) -> StepSpec:
+  proj = None
+  if train_cfg.projection_dim:
+    proj = grads.Projection(train_cfg.projection_dim, tuple(train_cfg.projection_targets),
+                            train_cfg.projection_block_rows, projection_seed(seed))
+  return StepSpec(model_config, train_cfg.micro_batch or train_cfg.batch_size, proj,
+                  train_cfg.dl_method, optim_cfg.accum_steps)
+
+
+def _inputs(spec: StepSpec, batch, key):
+  losses.check_batch(batch)
+  examples = {k: jnp.asarray(batch[k]) for k in losses.BATCH_KEYS}
+  lora = spec.model.lora
+  use_dropout = key is not None and lora is not None and lora.dropout > 0
+  return examples, losses.row_keys(key if use_dropout else None, examples["index_B"])
+
+
+def _batch_mean(loss_B, n_B, grad_sum):
+  w_B = n_B > 0
+  count = jnp.maximum(jnp.sum(w_B), 1).astype(jnp.float32)
+  loss = jnp.sum(jnp.where(w_B, loss_B, 0.0)) / count
+  return w_B, loss, jax.tree.map(lambda s: s / count, grad_sum)
+
+
+def _apply(spec: StepSpec, tx, lr_fn, state: TrainState, grad, finite):
+  """Optimiser update, applied only when `finite`; returns the applied delta."""
+  updates, opt_state = tx.update(grad, state.opt_state, state.lora)
+  keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+  new_state = state.replace(
+      step=state.step + finite.astype(jnp.int32),
+      lora=keep(optax.apply_updates(state.lora, updates), state.lora),
+      opt_state=keep(opt_state, state.opt_state))
+  delta = jax.tree.map(lambda u: jnp.where(finite, u, 0.0).astype(jnp.float32), updates)
+  a = spec.accum_steps
+  metrics = {"grad_norm": optax.global_norm(grad), "update_norm": optax.global_norm(delta),
+             "lr": jnp.asarray(lr_fn(state.step // a), jnp.float32),
+             "skipped": 1 - finite.astype(jnp.int32),
+             "boundary": (finite & (state.step % a == a - 1)).astype(jnp.int32)}
+  return new_state, delta, metrics
+
+
+def _finish(w_B, finite_B, finite, loss, loss_B, n_B, metrics):
+  valid_B = w_B & finite_B & finite
+  metrics = dict(metrics, loss=jnp.where(finite, loss, 0.0),
+                 examples=jnp.sum(w_B).astype(jnp.int32), tokens=jnp.sum(n_B).astype(jnp.int32))
+  return valid_B, {"loss_B": jnp.where(finite_B, loss_B, 0.0), "finite_B": finite_B,
+                   "valid_B": valid_B, "finite": finite, "metrics": metrics}
+
+
+def train_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
+  """One LEAD training step (see module doc for the outputs)."""
+  examples, keys = _inputs(spec, batch, key)
+  loss_fn = functools.partial(losses.example_loss, spec.model, state.base)
+  single = grads.num_micro(examples["is_pad_B"].shape[0], spec.micro_batch) == 1
+  p = grads.lead_pass(loss_fn, state.lora, examples, keys, spec.micro_batch,
+                      spec.projection, keep_grads=single or spec.dl_method == "stored")
+  w_B, loss, grad = _batch_mean(p.loss_B, p.n_B, p.grad_sum)
+  finite = jnp.all(p.finite_B) & jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grad))
+  new_state, delta, metrics = _apply(spec, tx, lr_fn, state, grad, finite)
+  if p.grads_B is not None:
+    dl_B = grads.dots(p.grads_B, delta)
+  else:
+    dl_B = grads.jvp_dots(loss_fn, state.lora, delta, examples, keys, spec.micro_batch)
+  valid_B, out = _finish(w_B, p.finite_B, finite, loss, p.loss_B, p.n_B, metrics)
+  g_BxK = p.g_BxK if p.g_BxK is not None else jnp.zeros((w_B.shape[0], 0), jnp.float32)
+  g_BxK = jnp.where(valid_B[:, None], g_BxK, 0.0)
+  out["dL_B"] = jnp.where(valid_B, dl_B, 0.0)
+  out["g_BxK"] = g_BxK
+  out["g_mean_K"] = jnp.sum(g_BxK, axis=0) / jnp.maximum(jnp.sum(valid_B), 1)
+  return new_state, out
+
+
+def plain_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
+  """A LoRA step without per-example work: loss_B, flags and metrics only."""
+  examples, keys = _inputs(spec, batch, key)
+  loss_fn = functools.partial(losses.example_loss, spec.model, state.base)
+  loss_B, n_B, grad_sum = grads.plain_pass(loss_fn, state.lora, examples, keys,
+                                           spec.micro_batch)
+  w_B, loss, grad = _batch_mean(loss_B, n_B, grad_sum)
+  finite_B = jnp.isfinite(loss_B)
+  finite = jnp.all(finite_B) & jnp.isfinite(optax.global_norm(grad))
+  new_state, _, metrics = _apply(spec, tx, lr_fn, state, grad, finite)
+  return new_state, _finish(w_B, finite_B, finite, loss, loss_B, n_B, metrics)[1]
+
+
+def _forward_losses(model_config, micro_batch: int, params, batch):
+  losses.check_batch(batch)
+  examples = {k: jnp.asarray(batch[k]) for k in losses.BATCH_KEYS}
+  base, lora = params["params"], params.get("lora")
+  per_row = jax.vmap(lambda ex: losses.example_loss(model_config, base, lora, ex))
+  n = grads.num_micro(examples["is_pad_B"].shape[0], micro_batch)
+  if n == 1:
+    return per_row(examples)
+  return grads.merge(jax.lax.map(per_row, grads.split(examples, n)))
+
+
+def score_step(model_config, micro_batch: int, params, batch, response_batch=None):
+  """Forward only. `loss_B`/`tokens_B` of `batch`; with the response-only view
+  of the same rows, also `response_loss_B`/`response_tokens_B` (IFD's ratio)."""
+  loss_B, n_B = _forward_losses(model_config, micro_batch, params, batch)
+  out = {"loss_B": loss_B, "tokens_B": n_B.astype(jnp.int32)}
+  if response_batch is not None:
+    r_loss_B, r_n_B = _forward_losses(model_config, micro_batch, params, response_batch)
+    out.update(response_loss_B=r_loss_B, response_tokens_B=r_n_B.astype(jnp.int32))
+  return out
+
+
+def project_step(spec: StepSpec, params, batch):
+  """Per-example losses and projected gradients at `params`, no update (features
+  for clustering and gradient-matching selectors)."""
+  if spec.projection is None:
+    raise ValueError("project_step needs train.projection_dim > 0")
+  examples, keys = _inputs(spec, batch, None)
+  loss_fn = functools.partial(losses.example_loss, spec.model, params["params"])
+  p = grads.lead_pass(loss_fn, params["lora"], examples, keys, spec.micro_batch,
+                      spec.projection, keep_grads=False)
+  valid_B = (p.n_B > 0) & p.finite_B
+  return {"loss_B": jnp.where(p.finite_B, p.loss_B, 0.0), "valid_B": valid_B,
+          "g_BxK": jnp.where(valid_B[:, None], p.g_BxK, 0.0)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+  """The jitted steps of one run. Per-example outputs come back replicated
+  (gathered inside the step); `fetch` brings them to the host."""
+  train: Callable  # (state, batch, key) -> (state, outputs); state donated
+  plain: Callable  # (state, batch, key) -> (state, outputs); state donated
+  score: Callable  # (params, batch, response_batch=None) -> dict
+  project: Callable  # (params, batch) -> dict
+
+
+def compile(spec: StepSpec, tx, lr_fn, mesh=None, state_sharding=None) -> Steps:  # pylint: disable=redefined-builtin
+  """Jits the steps; inputs keep the shardings they were placed with
+  (`sharding.place_state`, `sharding.shard_batch`)."""
+  out = None if mesh is None else sharding_lib.replicated(mesh)
+  state_out = None if mesh is None else (state_sharding, out)
+  bind = lambda f: functools.partial(f, spec, tx, lr_fn)
+  return Steps(
+      train=jax.jit(bind(train_step), out_shardings=state_out, donate_argnums=0),
+      plain=jax.jit(bind(plain_step), out_shardings=state_out, donate_argnums=0),
+      score=jax.jit(functools.partial(score_step, spec.model, spec.micro_batch),
+                    out_shardings=out),
+      project=jax.jit(functools.partial(project_step, spec), out_shardings=out))
+
+
+def fetch(outputs) -> dict:
+  """The host copy (NumPy) of a step's outputs: the one device->host transfer."""
+  return jax.tree.map(np.asarray, jax.device_get(outputs))
