@@ -60,6 +60,20 @@ def get_model() -> ml_collections.ConfigDict:
   return c
 
 
+def set_model(model_cfg: ml_collections.ConfigDict, literal) -> None:
+  """Fills the architecture fields of `model_cfg` from a `ModelConfig` literal."""
+  for field in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
+                "num_kv_heads", "head_dim", "rope_theta", "rms_norm_eps", "tie_embeddings",
+                "max_position_embeddings", "dtype", "param_dtype", "remat"):
+    model_cfg[field] = getattr(literal, field)
+  s = literal.rope_scaling
+  model_cfg.rope_scaling_type = s.rope_type if s else ""
+  if s:
+    model_cfg.rope_scaling_factor, model_cfg.rope_low_freq_factor = s.factor, s.low_freq_factor
+    model_cfg.rope_high_freq_factor = s.high_freq_factor
+    model_cfg.rope_original_max_positions = s.original_max_position_embeddings
+
+
 def get_lora() -> ml_collections.ConfigDict:
   """LoRA adapters (lead_jax.lora); only they are trained."""
   c = ml_collections.ConfigDict()
@@ -138,12 +152,12 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = "finetune"  # the job: finetune (plain LoRA on the pool); the LEAD loop adds more
   c.seed = 0  # root of every PRNG key and NumPy Generator of the run
-  c.model = get_model()
-  c.lora = get_lora()
-  c.optim = get_optim()
-  c.train = get_train()
-  c.mesh = get_mesh()
-  c.checkpoint = get_checkpoint()
-  c.data = base_data.get()
+  c.model = get_model()  # lead_jax.build
+  c.lora = get_lora()  # lead_jax.lora via lead_jax.build
+  c.optim = get_optim()  # lead_jax.optim
+  c.train = get_train()  # lead_jax.train, lead_jax.finetune
+  c.mesh = get_mesh()  # lead_jax.sharding
+  c.checkpoint = get_checkpoint()  # lead_jax.checkpoint
+  c.data = base_data.get()  # lead_jax.data (configs/base_data.py)
   c.lock()
   return c

@@ -12,19 +12,25 @@ scalar (numeric or bool; restored with its exact dtype, scalars as 0-d arrays)
 or a JSON value (lists come back as lists). Orbax writes each checkpoint into
 a temporary directory and renames it when complete, so a save killed half way
 leaves a `*.orbax-checkpoint-tmp*` directory that is never listed, never
-restored, and removed by the next manager. Every process takes part in a save;
+restored, and removed by the next manager; a step directory without orbax's
+commit marker (a filesystem without atomic rename) is removed as well. Every process takes part in a save;
 orbax lets the primary process write the shared files.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from typing import Any, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+log = logging.getLogger(__name__)
+
+_COMMITTED = "commit_success.txt"  # written by orbax last, when a step is complete
 _ARRAY = "__array__"  # marks an array leaf in the JSON skeleton: [dtype, shape]
 
 
@@ -84,16 +90,30 @@ def join_host(skeleton, arrays):
   return skeleton
 
 
+def _drop_incomplete(directory: str) -> list[str]:
+  """Removes step directories without orbax's commit marker (process 0)."""
+  if jax.process_index() != 0 or not os.path.isdir(directory):
+    return []
+  dropped = [name for name in os.listdir(directory) if name.isdigit()
+             and not os.path.exists(os.path.join(directory, name, _COMMITTED))]
+  for name in dropped:
+    log.warning("removing incomplete checkpoint %s", os.path.join(directory, name))
+    shutil.rmtree(os.path.join(directory, name))
+  return dropped
+
+
 class Manager:
   """Saves and restores (state, host) pairs under one directory."""
 
   def __init__(self, directory: str, ckpt_cfg):
     self._every = ckpt_cfg.every_steps
+    directory = os.path.abspath(directory)
+    _drop_incomplete(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=ckpt_cfg.keep, enable_async_checkpointing=ckpt_cfg.async_save,
         create=True, cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(
-        os.path.abspath(directory), options=options,
+        directory, options=options,
         item_names=("state", "host_arrays", "host_json"))
 
   def latest_step(self) -> Optional[int]:

@@ -67,4 +67,4 @@ def make(optim_cfg) -> tuple[optax.GradientTransformation, Callable]:
 
 
 def global_norm(tree) -> jnp.ndarray:
-  return optax.global_norm(tree)
+  return optax.tree.norm(tree)

@@ -115,7 +115,7 @@ def _apply(spec: StepSpec, tx, lr_fn, state: TrainState, grad, finite):
       opt_state=keep(opt_state, state.opt_state))
   delta = jax.tree.map(lambda u: jnp.where(finite, u, 0.0).astype(jnp.float32), updates)
   a = spec.accum_steps
-  metrics = {"grad_norm": optax.global_norm(grad), "update_norm": optax.global_norm(delta),
+  metrics = {"grad_norm": optax.tree.norm(grad), "update_norm": optax.tree.norm(delta),
              "lr": jnp.asarray(lr_fn(state.step // a), jnp.float32),
              "skipped": 1 - finite.astype(jnp.int32),
              "boundary": (finite & (state.step % a == a - 1)).astype(jnp.int32)}
@@ -138,7 +138,7 @@ def train_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
   p = grads.lead_pass(loss_fn, state.lora, examples, keys, spec.micro_batch,
                       spec.projection, keep_grads=single or spec.dl_method == "stored")
   w_B, loss, grad = _batch_mean(p.loss_B, p.n_B, p.grad_sum)
-  finite = jnp.all(p.finite_B) & jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grad))
+  finite = jnp.all(p.finite_B) & jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grad))
   new_state, delta, metrics = _apply(spec, tx, lr_fn, state, grad, finite)
   if p.grads_B is not None:
     dl_B = grads.dots(p.grads_B, delta)
@@ -161,7 +161,7 @@ def plain_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
                                            spec.micro_batch)
   w_B, loss, grad = _batch_mean(loss_B, n_B, grad_sum)
   finite_B = jnp.isfinite(loss_B)
-  finite = jnp.all(finite_B) & jnp.isfinite(optax.global_norm(grad))
+  finite = jnp.all(finite_B) & jnp.isfinite(optax.tree.norm(grad))
   new_state, _, metrics = _apply(spec, tx, lr_fn, state, grad, finite)
   return new_state, _finish(w_B, finite_B, finite, loss, loss_B, n_B, metrics)[1]
 
