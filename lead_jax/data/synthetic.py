@@ -1,7 +1,7 @@
 """The synthetic data lake: the embedded default pool, with held-out test sets.
 
 A pure function of (seed, size, test_per_task, dev_per_task): the same
-arguments write byte-identical files. Ten source tasks (synthetic_tasks.TASKS)
+arguments write byte-identical files. Twelve source tasks (synthetic_tasks.TASKS)
 of graded difficulty, each with several instruction paraphrases, and, per
 task, quality tiers that a selector can exploit or be fooled by:
 

@@ -8,10 +8,14 @@ Each task makes an instance `(x, answer)` at one of three sizes:
 and a wrong answer of the right type (`corrupt`) for the noisy tier. The
 prompt is one of several paraphrases (`prompts`) wrapped around `x`.
 
-Difficulty (for a 2-4 layer byte-level model trained for minutes): copy,
-uppercase and format are mostly copying (easy); lookup, max, reverse and sort
-need position or comparison logic (medium); add, count and word problems need
-arithmetic (hard). Noise rates rise with difficulty, as in scraped data.
+Difficulty (for a 2-4 layer byte-level model trained for minutes):
+  easy    last_letter, parity: the answer depends on the prompt's last
+          characters only (every paraphrase ends with the input)
+  medium  copy, uppercase, format, lookup, max: copying or matching at
+          varying positions (induction-style attention)
+  hard    reverse, sort, add, count, word_problem: position arithmetic,
+          comparison or arithmetic
+Noise rates rise with difficulty, as in scraped data.
 """
 
 from __future__ import annotations
@@ -72,6 +76,21 @@ def _string_task(fn: Callable[[str], str], lo: int, hi: int, long_lo: int, long_
   def corrupt(rng, x, answer):
     return _other(rng, answer, lambda: fn(_letters(rng, len(x), len(x))))
   return make, corrupt
+
+
+def _last_letter(rng, size):
+  x = _letters(rng, *{"trivial": (1, 1), "normal": (3, 9), "long": (3, 9)}[size])
+  return (_preamble(rng) + x if size == "long" else x), x[-1]
+
+
+def _parity(rng, size):
+  n = int(rng.integers(0, 10)) if size == "trivial" else int(rng.integers(10, 10000))
+  x = str(n)
+  return (_preamble(rng) + x if size == "long" else x), ("even" if n % 2 == 0 else "odd")
+
+
+def _letter_wrong(rng, x, answer):
+  return _other(rng, answer, lambda: str(rng.choice(list(LETTERS))))
 
 
 def _lookup(rng, size):
@@ -165,15 +184,25 @@ def _format_wrong(rng, x, answer):
 
 
 TASKS = (
-    Task("copy", "easy", 1.0, 0.05,
+    # The answer depends on the prompt's last characters only: a fixed-offset
+    # lookup that a tiny model learns within a few hundred steps.
+    Task("last_letter", "easy", 0.8, 0.10,
+         ("Last letter of {x}", "What letter does this end with? {x}",
+          "Final character: {x}", "Give the last letter. {x}"),
+         _last_letter, _letter_wrong),
+    Task("parity", "easy", 0.8, 0.15,
+         ("Even or odd: {x}", "Is this number even or odd? {x}", "Parity of {x}",
+          "Say even or odd for {x}"),
+         _parity, lambda rng, x, answer: "odd" if answer == "even" else "even"),
+    Task("copy", "medium", 1.0, 0.05,
          ("Repeat exactly: {x}", "Copy this text: {x}", "Echo the following string.\n{x}",
           "{x}\nWrite the string above again, unchanged.", "Say back: {x}"),
          *_string_task(lambda s: s, 5, 10, 130, 170)),
-    Task("uppercase", "easy", 0.8, 0.10,
+    Task("uppercase", "medium", 0.8, 0.10,
          ("Convert to uppercase: {x}", "Write {x} in capital letters.",
           "Uppercase this: {x}", "{x}\nRewrite the word above in upper case."),
          *_string_task(str.upper, 5, 10, 130, 170)),
-    Task("format", "easy", 0.8, 0.10,
+    Task("format", "medium", 0.8, 0.10,
          ("Convert to JSON: {x}", "Write these fields as a JSON object.\n{x}",
           "{x}\nTurn the record above into JSON.", "JSON for: {x}"),
          _format, _format_wrong),
@@ -185,11 +214,11 @@ TASKS = (
          ("Which number is largest: {x}?", "Give the maximum of {x}.",
           "{x}\nWhat is the biggest number above?", "Largest value in the list {x}"),
          _max, _max_wrong),
-    Task("reverse", "medium", 1.0, 0.15,
+    Task("reverse", "hard", 1.0, 0.15,
          ("Reverse the letters: {x}", "Write {x} backwards.", "Spell this in reverse: {x}",
           "{x}\nReverse the string above."),
          *_string_task(lambda s: s[::-1], 4, 8, 130, 170)),
-    Task("sort", "medium", 1.0, 0.15,
+    Task("sort", "hard", 1.0, 0.15,
          ("Sort the letters alphabetically: {x}", "Put the letters of {x} in order.",
           "{x}\nSort these characters from a to z.", "Alphabetize: {x}"),
          *_string_task(lambda s: "".join(sorted(s)), 4, 8, 130, 170)),
