@@ -182,7 +182,7 @@ def _jinja_segments(tokenizer, messages: Messages) -> list[tuple[str, int]]:
       continue
     start, head_end = len(_render(tokenizer, messages[:k], False)), _render(
         tokenizer, messages[:k], True)
-    end = _render(tokenizer, messages[:k + 1], False)
+    end = full if k + 1 == len(messages) else _render(tokenizer, messages[:k + 1], False)
     if not (full.startswith(head_end) and full.startswith(end) and pos <= start
             and start <= len(head_end) <= len(end)):
       raise _unstable(k)
