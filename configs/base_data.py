@@ -19,14 +19,14 @@ import ml_collections
 def get() -> ml_collections.ConfigDict:
   """Data settings read by lead_jax.data (load_pool, resolve_paths, gather)."""
   c = ml_collections.ConfigDict()
-  c.train_path = ""  # pool: messages/alpaca/sharegpt JSON(L), or a prepared tfds dir; "" = synthetic lake
-  c.test_path = ""  # held-out messages JSONL (exact match + loss); "" = the lake's test set when train_path is ""
-  c.dev_path = ""  # small held-out set for dev loss / dev_gain reward; "" = the lake's dev set when train_path is ""
+  c.train_path = ""  # pool: messages/alpaca/sharegpt JSON(L) or prepared tfds dir; "" = lake
+  c.test_path = ""  # held-out messages JSONL (exact match, loss); "" = the lake's, if train_path ""
+  c.dev_path = ""  # small held-out set (dev loss, dev_gain); "" = the lake's, if train_path ""
   c.format = "auto"  # auto (by extension and keys) | messages | alpaca | sharegpt | tfds
   c.task_name = ""  # source task of records without a `dataset` field; "" = the file's stem
   c.tokenizer = "byte_level"  # local Hugging Face tokenizer dir, or byte_level (built in)
-  c.template = "auto"  # auto: the tokenizer's own chat template when it has one, else tulu | tulu
-  c.max_length = 160  # tokens per sample after truncation (prompt tail + response head) = the batch L
+  c.template = "auto"  # auto: the tokenizer's chat template if it has one, else tulu | tulu
+  c.max_length = 160  # tokens per sample after truncation (prompt tail + response head)
   c.max_length_per_task = ""  # per-source limits "task=N,task=N", each <= max_length
   c.buckets = ()  # extra batch lengths below max_length, e.g. (64, 96); () = always max_length
   c.on_error = "raise"  # raise: stop at the first bad record | skip: drop it, write a rejects report

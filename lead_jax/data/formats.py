@@ -82,7 +82,7 @@ def read(path: str, fmt: str = "auto", task_name: str = "", on_error: str = "rai
       record = _PARSERS[fmt](item, where, f"{default_task}:{ordinal}", default_task)
       if record.id in seen:
         raise Problem("duplicate_id", f"duplicate id {record.id!r} (first at {seen[record.id]})",
-                   "make ids unique or remove the duplicate record")
+                      "make ids unique or remove the duplicate record")
       seen[record.id] = where
       records.append(record)
     except Problem as bad:
@@ -111,7 +111,7 @@ def _detect(item: object) -> str:
 def _object(item: object) -> dict:
   if not isinstance(item, dict):
     raise Problem("not_object", f"record is a JSON {type(item).__name__}, not an object",
-               "write one JSON object per record")
+                  "write one JSON object per record")
   return item
 
 
@@ -121,11 +121,11 @@ def _id_and_task(item: dict, auto_id: str, default_task: str) -> tuple[str, str]
     rid = auto_id
   elif isinstance(rid, bool) or not isinstance(rid, (str, int)):
     raise Problem("bad_id", f"id is a {type(rid).__name__}", "use a string or integer id",
-               "id")
+                  "id")
   task = item.get("dataset", default_task)
   if not isinstance(task, str) or not task:
     raise Problem("bad_dataset", "'dataset' is not a non-empty string",
-               "name the source task with a string", "dataset")
+                  "name the source task with a string", "dataset")
   return str(rid), task
 
 
@@ -133,20 +133,20 @@ def _parse_messages(item: object, where: str, auto_id: str, default_task: str) -
   item = _object(item)
   if "messages" not in item:
     raise Problem("missing_messages", "missing 'messages'",
-               "give a list of {role, content} objects (or set data.format)")
+                  "give a list of {role, content} objects (or set data.format)")
   messages = item["messages"]
   if not isinstance(messages, list) or not messages:
     raise Problem("empty_messages", "'messages' is empty or not a list",
-               "give at least a user and an assistant turn", "messages")
+                  "give at least a user and an assistant turn", "messages")
   turns = []
   for j, m in enumerate(messages):
     if not isinstance(m, dict):
       raise Problem("not_object", "message is not an object", "use {role, content}",
-                 f"messages[{j}]")
+                    f"messages[{j}]")
     role, content = m.get("role"), m.get("content")
     if role not in ROLES:
       raise Problem("unknown_role", f"unknown role {role!r}",
-                 "use one of system, user, assistant", f"messages[{j}].role")
+                    "use one of system, user, assistant", f"messages[{j}].role")
     turns.append((role, _content(content, f"messages[{j}].content")))
   rid, task = _id_and_task(item, auto_id, default_task)
   return Record(rid, task, _check_turns(turns, "messages"), where)
@@ -157,16 +157,16 @@ def _parse_sharegpt(item: object, where: str, auto_id: str, default_task: str) -
   conv = item.get("conversations")
   if not isinstance(conv, list) or not conv:
     raise Problem("empty_messages", "'conversations' is missing, empty or not a list",
-               "give a list of {from, value} objects", "conversations")
+                  "give a list of {from, value} objects", "conversations")
   turns = []
   for j, m in enumerate(conv):
     if not isinstance(m, dict):
       raise Problem("not_object", "turn is not an object", "use {from, value}",
-                 f"conversations[{j}]")
+                    f"conversations[{j}]")
     role = SHAREGPT_ROLES.get(m.get("from")) if isinstance(m.get("from"), str) else None
     if role is None:
       raise Problem("unknown_role", f"unknown speaker {m.get('from')!r}",
-                 "use one of human, gpt, system", f"conversations[{j}].from")
+                    "use one of human, gpt, system", f"conversations[{j}].from")
     turns.append((role, _content(m.get("value"), f"conversations[{j}].value")))
   rid, task = _id_and_task(item, auto_id, default_task)
   return Record(rid, task, _check_turns(turns, "conversations"), where)
@@ -179,7 +179,7 @@ def _parse_alpaca(item: object, where: str, auto_id: str, default_task: str) -> 
     value = item.get(key, "" if key == "input" else None)
     if value is None:
       raise Problem("missing_field", f"missing {key!r}",
-                 "give instruction and output strings (input is optional)")
+                    "give instruction and output strings (input is optional)")
     fields[key] = _content(value, key)
   if not fields["instruction"].strip():
     raise Problem("empty_prompt", "empty instruction", "write the instruction", "instruction")
@@ -192,7 +192,7 @@ def _parse_alpaca(item: object, where: str, auto_id: str, default_task: str) -> 
 def _content(value: object, path: str) -> str:
   if not isinstance(value, str):
     raise Problem("bad_content", f"content is a {type(value).__name__}, not a string",
-               "store text as a JSON string", path)
+                  "store text as a JSON string", path)
   return value
 
 
@@ -204,11 +204,11 @@ def _check_turns(turns: list, field: str) -> tuple[tuple[str, str], ...]:
   for j, (role, content) in enumerate(turns):
     if role == "assistant" and not content.strip():
       raise Problem("empty_assistant", "assistant turn has empty content",
-                 "write the response or drop the record", f"{field}[{j}]")
+                    "write the response or drop the record", f"{field}[{j}]")
   first = next(r for r in roles if r != "system")
   if first != "user":
     raise Problem("no_prompt", "the first non-system turn is not a user turn",
-               "start the conversation with the user's prompt", field)
+                  "start the conversation with the user's prompt", field)
   return tuple(turns)
 
 

@@ -52,7 +52,7 @@ def _decode(raw: bytes) -> str:
   bad = _BAD_BYTE.search(text)
   if bad:
     raise Problem("invalid_utf8", f"invalid UTF-8 (byte 0x{ord(bad.group()) - 0xdc00:02x} at "
-               f"column {bad.start() + 1})", "re-encode the file as UTF-8")
+                  f"column {bad.start() + 1})", "re-encode the file as UTF-8")
   return text
 
 
@@ -62,7 +62,7 @@ def _iter_jsonl(path: str, limit: int) -> Iterator[tuple[str, object]]:
       where = f"{path}:{lineno}"
       if raw is None:
         yield where, Problem("too_large", f"line is over the {limit}-byte limit "
-                          "(data.max_record_bytes)", "raise the limit or drop the record")
+                             "(data.max_record_bytes)", "raise the limit or drop the record")
         continue
       try:
         text = _decode(raw).lstrip(_BOM)  # a BOM may start the file or a part
@@ -76,10 +76,10 @@ def _iter_jsonl(path: str, limit: int) -> Iterator[tuple[str, object]]:
       except json.JSONDecodeError as e:
         if not raw.endswith(b"\n") and not text.rstrip().endswith("}"):
           yield where, Problem("truncated", "file ends inside a record (truncated file?)",
-                            "re-export or re-download the file")
+                               "re-export or re-download the file")
         else:
           yield where, Problem("invalid_json", f"invalid JSON ({e.msg} at column {e.colno})",
-                            "fix the line so it holds one JSON object")
+                               "fix the line so it holds one JSON object")
 
 
 def _lines(f, limit: int) -> Iterator[bytes | None]:
@@ -123,7 +123,7 @@ def iter_json_array(path: str, limit: int = 1 << 62) -> Iterator[tuple[str, obje
       if not text.rstrip().endswith("]"):
         if pos < len(text):
           yield where, Problem("truncated", "file ends inside a record (truncated file?)",
-                            "re-export or re-download the file")
+                               "re-export or re-download the file")
         return
       raise DataError(f"{path}:{e.lineno}: invalid JSON in array element {i} ({e.msg} at "
                       f"column {e.colno}); fix the file (a JSON array cannot be "
@@ -131,10 +131,10 @@ def iter_json_array(path: str, limit: int = 1 << 62) -> Iterator[tuple[str, obje
     raw = text[pos:end]
     if len(raw.encode("utf-8", "surrogateescape")) > limit:
       yield where, Problem("too_large", f"record is over the {limit}-byte limit "
-                        "(data.max_record_bytes)", "raise the limit or drop the record")
+                           "(data.max_record_bytes)", "raise the limit or drop the record")
     elif _BAD_BYTE.search(raw):
       yield where, Problem("invalid_utf8", "invalid UTF-8 inside the record",
-                        "re-encode the file as UTF-8")
+                           "re-encode the file as UTF-8")
     else:
       yield where, value
     pos, i = _skip_ws(text, end), i + 1
