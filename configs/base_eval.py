@@ -24,7 +24,9 @@ def get() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.benchmarks = "synthetic"  # comma-separated subset of mmlu,gsm8k,tydiqa,humaneval,synthetic
   c.data_dir = ""  # folder with one sub-folder per benchmark (layout in the module doc)
-  c.limit = 0  # quick runs: questions per MMLU subject / TyDiQA language, GSM8K questions, HumanEval problems, test records per synthetic task; 0 = all
+  # Quick runs, 0 = all: questions per MMLU subject / TyDiQA language, GSM8K
+  # questions, HumanEval problems, test records per synthetic task.
+  c.limit = 0  # cap per benchmark (see above)
   c.seed = 0  # sampling key of HumanEval (greedy benchmarks ignore it)
 
   c.mmlu = ml_collections.ConfigDict()
@@ -35,7 +37,7 @@ def get() -> ml_collections.ConfigDict:
 
   c.gsm8k = ml_collections.ConfigDict()
   c.gsm8k.n_shot = 8  # chain-of-thought exemplars in the prompt
-  c.gsm8k.exemplars = "open_instruct"  # open_instruct (embedded, "So the answer is N.") | file (<dir>/cot_exemplars.jsonl)
+  c.gsm8k.exemplars = "open_instruct"  # open_instruct (embedded) | file (<dir>/cot_exemplars.jsonl)
   c.gsm8k.max_new_tokens = 512  # greedy generation length
   c.gsm8k.batch_size = 8  # prompts decoded together
 

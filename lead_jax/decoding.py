@@ -140,7 +140,8 @@ generate = jax.jit(_generate, static_argnames=(
 # ----------------------------------------------------------------- host side
 
 
-def left_pad(ids_list: Sequence[Sequence[int]], length: int, pad_id: int, batch: Optional[int] = None):
+def left_pad(ids_list: Sequence[Sequence[int]], length: int, pad_id: int,
+             batch: Optional[int] = None):
   """Left-pads token lists to `length` (and to `batch` rows with empty rows).
 
   Returns NumPy `(tokens_BxP int32, mask_BxP bool)`.

@@ -81,7 +81,7 @@ def run(model_config, params, tokenizer, eval_cfg, data_cfg, *, test_path: str =
                       key, test_path)
     result["seconds"] = round(time.monotonic() - t0, 2)
     results[name] = result
-    log.info("%s: %s = %s (%.1fs)", name, HEADLINE[name], headline(name, result),
+    log.info("%s: %s (%.1fs)", name, headline(name, result),
              result["seconds"])
   return {"summary": {n: headline(n, r) for n, r in results.items()}, "benchmarks": results,
           "template": template.name, "seconds": round(time.monotonic() - start, 2)}
