@@ -105,6 +105,7 @@ def _generate(config: model_lib.ModelConfig, params, tokens_BxP, mask_BxP, key,
   """
   b, p = tokens_BxP.shape
   n = max_new_tokens
+  stop_seqs = tuple(s for s in stop_seqs if len(s) <= n)  # longer ones cannot complete
   logits_BxV, cache, kv_valid_BxS = prefill(config, params, tokens_BxP, mask_BxP, p + n,
                                             prefill_chunk)
   prompt_len_B = jnp.sum(mask_BxP.astype(jnp.int32), axis=1)

@@ -145,6 +145,13 @@ def test_stop_sequences_exit_the_loop_early(tiny, batch):
     assert (early[row, hit + 1:] == 257).all()
 
 
+def test_stop_sequences_longer_than_the_budget_are_ignored(tiny, batch):
+  greedy, _ = _run(tiny, batch)
+  out, steps = _run(tiny, batch, stop_seqs=(tuple(range(MAX_NEW + 1)),))
+  np.testing.assert_array_equal(out, greedy)
+  assert steps == MAX_NEW
+
+
 def test_stop_token_seqs_spell_the_stop_strings(tok):
   assert decoding.stop_token_seqs(tok, ["\nclass", "\n#"]) == (
       tuple(b"\nclass"), tuple(b"\n#"))

@@ -14,6 +14,7 @@ program that calls `sys.exit(0)` or `os._exit(0)` early does not pass.
 """
 
 import os
+import resource  # imported before the privilege drop, like everything the child needs
 import sys
 
 SETUP_FAILED = 97  # exit code: the sandbox itself could not be set up
@@ -36,7 +37,6 @@ def _drop_privileges() -> None:
 
 
 def _set_limits(cpu_s: int, memory_bytes: int, nproc: int, fsize: int, nofile: int) -> None:
-  import resource
   for limit, value in ((resource.RLIMIT_AS, memory_bytes), (resource.RLIMIT_CPU, cpu_s),
                        (resource.RLIMIT_NPROC, nproc), (resource.RLIMIT_FSIZE, fsize),
                        (resource.RLIMIT_NOFILE, nofile), (resource.RLIMIT_CORE, 0)):
