@@ -192,6 +192,12 @@ class Mlp(nn.Module):
     return dense(c.hidden_size, "down_proj", h)
 
 
+# Logical axes of the residual stream. A no-op unless the caller runs under a
+# context mesh with `nn.logical_axis_rules` for these names (lead_jax.train does,
+# so FSDP gathers weights layer by layer instead of moving activations).
+ACTIVATION_AXES = ("activation_batch", "activation_length", "activation_embed")
+
+
 class Block(nn.Module):
   config: ModelConfig
   deterministic: bool = True
@@ -199,6 +205,7 @@ class Block(nn.Module):
   @nn.compact
   def __call__(self, x, positions_BxT, mask_BxTxS, cache, index):
     c, dtype = self.config, _DTYPES[self.config.dtype]
+    x = nn.with_logical_constraint(x, ACTIVATION_AXES)
     h, cache = Attention(c, name="attn")(
         RMSNorm(c.rms_norm_eps, dtype, name="attn_norm")(x), positions_BxT,
         mask_BxTxS, cache, index, self.deterministic)
