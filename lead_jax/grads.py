@@ -61,11 +61,16 @@ def merge(tree_nxm):
 
 
 # --------------------------------------------------------------------------- gradients
-def per_example(loss_fn: LossFn, lora, examples_m, keys_m):
-  """`(loss_m, n_m, grads)`, grads with a leading `m` axis, zero on empty rows."""
+def per_example(loss_fn: LossFn, lora, examples_m, keys_m, batch_axes=None):
+  """`(loss_m, n_m, grads)`, grads with a leading `m` axis, zero on empty rows.
+
+  `batch_axes`: mesh axes the rows are split over (`vmap`'s spmd_axis_name),
+  so sharding constraints inside `loss_fn` keep every row on its devices.
+  """
   vg = jax.value_and_grad(loss_fn, has_aux=True)
   in_axes = (None, 0, None if keys_m is None else 0)
-  (loss_m, n_m), g = jax.vmap(vg, in_axes=in_axes)(lora, examples_m, keys_m)
+  (loss_m, n_m), g = jax.vmap(vg, in_axes=in_axes, spmd_axis_name=batch_axes)(
+      lora, examples_m, keys_m)
   keep_m = n_m > 0
   g = jax.tree.map(lambda x: jnp.where(_bcast(keep_m, x), x, 0.0), g)
   return loss_m, n_m, g
@@ -88,7 +93,8 @@ def dots(g, delta):
   return out
 
 
-def jvp_dots(loss_fn: LossFn, lora, delta, examples_B, keys_B, micro_batch: int):
+def jvp_dots(loss_fn: LossFn, lora, delta, examples_B, keys_B, micro_batch: int,
+             batch_axes=None):
   """`<g_i, delta>` as the directional derivative of each loss (forward mode),
   micro-batched; costs about two forward passes and no per-example gradient."""
   n = num_micro(examples_B["is_pad_B"].shape[0], micro_batch)
@@ -98,7 +104,8 @@ def jvp_dots(loss_fn: LossFn, lora, delta, examples_B, keys_B, micro_batch: int)
 
   def chunk(xs):
     ex, keys = xs
-    return jax.vmap(one, in_axes=(0, None if keys is None else 0))(ex, keys)
+    return jax.vmap(one, in_axes=(0, None if keys is None else 0),
+                    spmd_axis_name=batch_axes)(ex, keys)
 
   xs = (split(examples_B, n), None if keys_B is None else split(keys_B, n))
   return merge(jax.lax.map(chunk, xs))
@@ -187,12 +194,12 @@ class LeadPass(NamedTuple):
 
 
 def lead_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int,
-              proj: Optional[Projection], keep_grads: bool) -> LeadPass:
+              proj: Optional[Projection], keep_grads: bool, batch_axes=None) -> LeadPass:
   """Per-example losses, gradients, projections and their sum, micro-batched."""
   n = num_micro(examples_B["is_pad_B"].shape[0], micro_batch)
 
   def micro(ex, keys):
-    loss_m, n_m, g = per_example(loss_fn, lora, ex, keys)
+    loss_m, n_m, g = per_example(loss_fn, lora, ex, keys, batch_axes)
     g_mxK = None if proj is None else project(proj, g)
     return (loss_m, n_m, row_finite(loss_m, g), g_mxK), g
 
@@ -213,13 +220,14 @@ def lead_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int,
   return LeadPass(loss_B, n_B, finite_B, g_BxK, total, None if g is None else merge(g))
 
 
-def plain_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int):
+def plain_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int,
+               batch_axes=None):
   """`(loss_B, n_B, grad_sum)`: one backward of the summed losses per micro-batch."""
   n = num_micro(examples_B["is_pad_B"].shape[0], micro_batch)
 
   def summed(l, ex, keys):
-    loss_m, n_m = jax.vmap(loss_fn, in_axes=(None, 0, None if keys is None else 0))(
-        l, ex, keys)
+    loss_m, n_m = jax.vmap(loss_fn, in_axes=(None, 0, None if keys is None else 0),
+                           spmd_axis_name=batch_axes)(l, ex, keys)
     return jnp.sum(loss_m), (loss_m, n_m)
 
   vg = jax.value_and_grad(summed, has_aux=True)

@@ -16,6 +16,7 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 
 from lead_jax import model as model_lib
 
@@ -50,15 +51,19 @@ def token_mean_ce(logits_LxV, tokens_L, loss_mask_L):
 
 
 def example_loss(model_config: model_lib.ModelConfig, base, lora, example,
-                 dropout_key: Optional[jax.Array] = None):
+                 dropout_key: Optional[jax.Array] = None, *, mesh=None):
   """Response loss of one example: `example` maps batch keys to `[L]` arrays.
 
   Returns `(loss, n_targets)`; `lora=None` scores the base model. The loss of
-  a padding row is forced to 0 so its gradient is exactly zero.
+  a padding row is forced to 0 so its gradient is exactly zero. With a `mesh`
+  (and callers vmapping with the batch axes as spmd_axis_name) the logits stay
+  on the devices of their row: weights are gathered, activations never are.
   """
   params = {"params": base} if lora is None else {"params": base, "lora": lora}
   logits = model_lib.forward(model_config, params, example["tokens_BxL"][None],
                              example["attention_mask_BxL"][None], dropout_key=dropout_key)[0]
+  if mesh is not None:
+    logits = jax.lax.with_sharding_constraint(logits, NamedSharding(mesh, PartitionSpec()))
   loss, n = token_mean_ce(logits, example["tokens_BxL"], example["loss_mask_BxL"])
   real = jnp.logical_not(example["is_pad_B"])
   return jnp.where(real, loss, 0.0), jnp.where(real, n, 0.0)

@@ -29,10 +29,12 @@ for that update. Rows of earlier calls of the window are not revisited.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from typing import Any, Callable, Optional
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -70,6 +72,15 @@ class StepSpec:
   projection: Optional[grads.Projection]  # None: g_BxK has K = 0
   dl_method: str = "jvp"  # several chunks: jvp (recompute, bounded memory) | stored (keep all)
   accum_steps: int = 1  # optim.accum_steps
+  mesh: Any = None  # set by `compile`: rows stay on the devices of the batch axes
+
+  @property
+  def batch_axes(self):
+    return None if self.mesh is None else sharding_lib.BATCH_AXES
+
+  def loss_fn(self, base):
+    """`(lora, example, key) -> (loss, n)` for one example against `base`."""
+    return functools.partial(losses.example_loss, self.model, base, mesh=self.mesh)
 
   def __post_init__(self):
     if self.dl_method not in DL_METHODS:
@@ -133,17 +144,18 @@ def _finish(w_B, finite_B, finite, loss, loss_B, n_B, metrics):
 def train_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
   """One LEAD training step (see module doc for the outputs)."""
   examples, keys = _inputs(spec, batch, key)
-  loss_fn = functools.partial(losses.example_loss, spec.model, state.base)
+  loss_fn = spec.loss_fn(state.base)
   single = grads.num_micro(examples["is_pad_B"].shape[0], spec.micro_batch) == 1
-  p = grads.lead_pass(loss_fn, state.lora, examples, keys, spec.micro_batch,
-                      spec.projection, keep_grads=single or spec.dl_method == "stored")
+  p = grads.lead_pass(loss_fn, state.lora, examples, keys, spec.micro_batch, spec.projection,
+                      single or spec.dl_method == "stored", spec.batch_axes)
   w_B, loss, grad = _batch_mean(p.loss_B, p.n_B, p.grad_sum)
   finite = jnp.all(p.finite_B) & jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grad))
   new_state, delta, metrics = _apply(spec, tx, lr_fn, state, grad, finite)
   if p.grads_B is not None:
     dl_B = grads.dots(p.grads_B, delta)
   else:
-    dl_B = grads.jvp_dots(loss_fn, state.lora, delta, examples, keys, spec.micro_batch)
+    dl_B = grads.jvp_dots(loss_fn, state.lora, delta, examples, keys, spec.micro_batch,
+                          spec.batch_axes)
   valid_B, out = _finish(w_B, p.finite_B, finite, loss, p.loss_B, p.n_B, metrics)
   g_BxK = p.g_BxK if p.g_BxK is not None else jnp.zeros((w_B.shape[0], 0), jnp.float32)
   g_BxK = jnp.where(valid_B[:, None], g_BxK, 0.0)
@@ -156,9 +168,8 @@ def train_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
 def plain_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
   """A LoRA step without per-example work: loss_B, flags and metrics only."""
   examples, keys = _inputs(spec, batch, key)
-  loss_fn = functools.partial(losses.example_loss, spec.model, state.base)
-  loss_B, n_B, grad_sum = grads.plain_pass(loss_fn, state.lora, examples, keys,
-                                           spec.micro_batch)
+  loss_B, n_B, grad_sum = grads.plain_pass(spec.loss_fn(state.base), state.lora, examples,
+                                           keys, spec.micro_batch, spec.batch_axes)
   w_B, loss, grad = _batch_mean(loss_B, n_B, grad_sum)
   finite_B = jnp.isfinite(loss_B)
   finite = jnp.all(finite_B) & jnp.isfinite(optax.tree.norm(grad))
@@ -166,24 +177,26 @@ def plain_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
   return new_state, _finish(w_B, finite_B, finite, loss, loss_B, n_B, metrics)[1]
 
 
-def _forward_losses(model_config, micro_batch: int, params, batch):
+def _forward_losses(model_config, micro_batch: int, params, batch, mesh):
   losses.check_batch(batch)
   examples = {k: jnp.asarray(batch[k]) for k in losses.BATCH_KEYS}
   base, lora = params["params"], params.get("lora")
-  per_row = jax.vmap(lambda ex: losses.example_loss(model_config, base, lora, ex))
+  per_row = jax.vmap(lambda ex: losses.example_loss(model_config, base, lora, ex, mesh=mesh),
+                     spmd_axis_name=None if mesh is None else sharding_lib.BATCH_AXES)
   n = grads.num_micro(examples["is_pad_B"].shape[0], micro_batch)
   if n == 1:
     return per_row(examples)
   return grads.merge(jax.lax.map(per_row, grads.split(examples, n)))
 
 
-def score_step(model_config, micro_batch: int, params, batch, response_batch=None):
+def score_step(model_config, micro_batch: int, params, batch, response_batch=None, *,
+               mesh=None):
   """Forward only. `loss_B`/`tokens_B` of `batch`; with the response-only view
   of the same rows, also `response_loss_B`/`response_tokens_B` (IFD's ratio)."""
-  loss_B, n_B = _forward_losses(model_config, micro_batch, params, batch)
+  loss_B, n_B = _forward_losses(model_config, micro_batch, params, batch, mesh)
   out = {"loss_B": loss_B, "tokens_B": n_B.astype(jnp.int32)}
   if response_batch is not None:
-    r_loss_B, r_n_B = _forward_losses(model_config, micro_batch, params, response_batch)
+    r_loss_B, r_n_B = _forward_losses(model_config, micro_batch, params, response_batch, mesh)
     out.update(response_loss_B=r_loss_B, response_tokens_B=r_n_B.astype(jnp.int32))
   return out
 
@@ -194,12 +207,44 @@ def project_step(spec: StepSpec, params, batch):
   if spec.projection is None:
     raise ValueError("project_step needs train.projection_dim > 0")
   examples, keys = _inputs(spec, batch, None)
-  loss_fn = functools.partial(losses.example_loss, spec.model, params["params"])
-  p = grads.lead_pass(loss_fn, params["lora"], examples, keys, spec.micro_batch,
-                      spec.projection, keep_grads=False)
+  p = grads.lead_pass(spec.loss_fn(params["params"]), params["lora"], examples, keys,
+                      spec.micro_batch, spec.projection, False, spec.batch_axes)
   valid_B = (p.n_B > 0) & p.finite_B
   return {"loss_B": jnp.where(p.finite_B, p.loss_B, 0.0), "valid_B": valid_B,
           "g_BxK": jnp.where(valid_B[:, None], p.g_BxK, 0.0)}
+
+
+# Inside a per-example vmap every activation belongs to one row; vmap's
+# spmd_axis_name puts the row axis on the batch axes.
+ACTIVATION_RULES = tuple((name, None) for name in model_lib.ACTIVATION_AXES)
+
+
+class _InMesh:
+  """A jitted function called (and lowered) with `mesh` as the context mesh and
+  the activation rules, so the model's logical constraints take effect."""
+
+  def __init__(self, jitted, mesh):
+    self._jitted, self._mesh = jitted, mesh
+
+  def _context(self):
+    return contextlib.ExitStack() if self._mesh is None else _mesh_context(self._mesh)
+
+  def __call__(self, *args, **kwargs):
+    with self._context():
+      return self._jitted(*args, **kwargs)
+
+  def lower(self, *args, **kwargs):
+    with self._context():
+      return self._jitted.lower(*args, **kwargs)
+
+  def _cache_size(self):
+    return self._jitted._cache_size()  # pylint: disable=protected-access
+
+
+@contextlib.contextmanager
+def _mesh_context(mesh):
+  with jax.set_mesh(mesh), nn.logical_axis_rules(ACTIVATION_RULES):
+    yield
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,13 +262,14 @@ def compile(spec: StepSpec, tx, lr_fn, mesh=None, state_sharding=None) -> Steps:
   (`sharding.place_state`, `sharding.shard_batch`)."""
   out = None if mesh is None else sharding_lib.replicated(mesh)
   state_out = None if mesh is None else (state_sharding, out)
+  spec = dataclasses.replace(spec, mesh=mesh)
   bind = lambda f: functools.partial(f, spec, tx, lr_fn)
   return Steps(
-      train=jax.jit(bind(train_step), out_shardings=state_out, donate_argnums=0),
-      plain=jax.jit(bind(plain_step), out_shardings=state_out, donate_argnums=0),
-      score=jax.jit(functools.partial(score_step, spec.model, spec.micro_batch),
-                    out_shardings=out),
-      project=jax.jit(functools.partial(project_step, spec), out_shardings=out))
+      train=_InMesh(jax.jit(bind(train_step), out_shardings=state_out, donate_argnums=0), mesh),
+      plain=_InMesh(jax.jit(bind(plain_step), out_shardings=state_out, donate_argnums=0), mesh),
+      score=_InMesh(jax.jit(functools.partial(score_step, spec.model, spec.micro_batch,
+                                              mesh=mesh), out_shardings=out), mesh),
+      project=_InMesh(jax.jit(functools.partial(project_step, spec), out_shardings=out), mesh))
 
 
 def fetch(outputs) -> dict:
