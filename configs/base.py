@@ -112,7 +112,7 @@ def get_train() -> ml_collections.ConfigDict:
   c.micro_batch = 0  # rows per vmap chunk (bounds per-example memory); 0 = batch_size
   c.dl_method = "jvp"  # dL_B when batch_size > micro_batch: jvp (bounded memory) | stored
   c.projection_dim = 1024  # K of g_BxK (a multiple of 32); 0 = no projection
-  c.projection_targets = (r"attn/(q|v)_proj/[ab]$",)  # regexes over LoRA paths to project
+  c.projection_targets = (r".*",)  # regexes over LoRA paths to project (e.g. attn/(q|v)_proj/b$)
   c.projection_block_rows = 4096  # rows of the +-1 matrix generated at a time
   c.epochs = 1  # plain fine-tuning run: passes over the pool
   c.max_steps = 0  # plain fine-tuning run: stop after this many steps; 0 = no cap
