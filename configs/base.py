@@ -137,8 +137,9 @@ def get_mesh() -> ml_collections.ConfigDict:
 
 
 def get_checkpoint() -> ml_collections.ConfigDict:
-  """Checkpoints in <workdir>/checkpoints (lead_jax.checkpoint)."""
+  """Composite checkpoints: device + host state (lead_jax.checkpoint)."""
   c = ml_collections.ConfigDict()
+  c.directory = ""  # "" = <workdir>/checkpoints; multi-host: a shared path (gs://bucket/run/ckpt)
   c.every_steps = 100  # save every this many steps (the LEAD loop: every iteration)
   c.keep = 3  # keep the newest N checkpoints
   c.async_save = False  # write in a background thread (training continues meanwhile)

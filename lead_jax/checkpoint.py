@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from typing import Any, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 log = logging.getLogger(__name__)
 
@@ -90,24 +90,25 @@ def join_host(skeleton, arrays):
   return skeleton
 
 
-def _drop_incomplete(directory: str) -> list[str]:
+def _drop_incomplete(directory: epath.Path) -> list[str]:
   """Removes step directories without orbax's commit marker (process 0)."""
-  if jax.process_index() != 0 or not os.path.isdir(directory):
+  if jax.process_index() != 0 or not directory.is_dir():
     return []
-  dropped = [name for name in os.listdir(directory) if name.isdigit()
-             and not os.path.exists(os.path.join(directory, name, _COMMITTED))]
-  for name in dropped:
-    log.warning("removing incomplete checkpoint %s", os.path.join(directory, name))
-    shutil.rmtree(os.path.join(directory, name))
-  return dropped
+  dropped = [p for p in directory.iterdir()
+             if p.name.isdigit() and not (p / _COMMITTED).exists()]
+  for path in dropped:
+    log.warning("removing incomplete checkpoint %s", path)
+    path.rmtree()
+  return [p.name for p in dropped]
 
 
 class Manager:
-  """Saves and restores (state, host) pairs under one directory."""
+  """Saves and restores (state, host) pairs under one directory: a local path,
+  or a shared one such as `gs://bucket/run/checkpoints` for multi-host runs."""
 
   def __init__(self, directory: str, ckpt_cfg):
     self._every = ckpt_cfg.every_steps
-    directory = os.path.abspath(directory)
+    directory = epath.Path(directory if "://" in directory else os.path.abspath(directory))
     _drop_incomplete(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=ckpt_cfg.keep, enable_async_checkpointing=ckpt_cfg.async_save,
@@ -168,3 +169,8 @@ def abstract(tree, shardings=None):
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                       tree, shardings)
+
+
+def directory(ckpt_cfg, workdir: str) -> str:
+  """Where a run's checkpoints live: `checkpoint.directory`, else the workdir's."""
+  return ckpt_cfg.directory or os.path.join(workdir, "checkpoints")

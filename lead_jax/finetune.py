@@ -93,7 +93,8 @@ def run(config, workdir: str) -> dict:
   b = config.train.batch_size
   total = config.train.epochs * math.ceil(len(pool) / b)
   total = min(total, config.train.max_steps) if config.train.max_steps else total
-  manager = checkpoint.Manager(os.path.join(workdir, "checkpoints"), config.checkpoint)
+  manager = checkpoint.Manager(checkpoint.directory(config.checkpoint, workdir),
+                               config.checkpoint)
   host = _initial_host(config.seed, len(pool))
   if config.checkpoint.resume and manager.latest_step() is not None:
     state, host = manager.restore(checkpoint.abstract(state, shardings))

@@ -1,0 +1,41 @@
+"""The finetune job end to end: runs, writes its outputs, resumes exactly."""
+
+import json
+import os
+
+import pytest
+
+from lead_jax import finetune, metrics
+from lead_jax.data import synthetic
+from test_train import tiny_config
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+  return synthetic.write_lake(str(tmp_path_factory.mktemp("lake")), seed=0, size=96,
+                              test_per_task=2, dev_per_task=1)
+
+
+def _config(lake, max_steps):
+  c = tiny_config()
+  c.train.max_steps, c.train.log_every = max_steps, 1
+  c.checkpoint.every_steps = 2
+  c.data.train_path, c.data.test_path = lake["train"], lake["test"]
+  c.data.max_length = 96
+  return c
+
+
+def test_finetune_resumes_to_the_same_result(lake, tmp_path):
+  whole = finetune.run(_config(lake, 3), str(tmp_path / "whole"))
+  assert whole["test_loss"] < whole["test_loss_initial"]
+  assert os.path.exists(tmp_path / "whole" / "config.json")
+  assert os.listdir(tmp_path / "whole" / metrics.TENSORBOARD)
+
+  finetune.run(_config(lake, 2), str(tmp_path / "cut"))  # stops (as if killed) after step 2
+  resumed = finetune.run(_config(lake, 3), str(tmp_path / "cut"))
+  for key in ("test_loss_initial", "test_loss", "train_steps", "skipped_steps"):
+    assert resumed[key] == whole[key], key
+  train_records = lambda d: [r for r in metrics.read(str(d)) if r["split"] == "train"]
+  assert train_records(tmp_path / "cut") == train_records(tmp_path / "whole")
+  saved = json.load(open(tmp_path / "cut" / "final_metrics.json"))
+  assert saved["test_loss"] == whole["test_loss"]
