@@ -3,9 +3,10 @@
   python -m experiments.run --config configs/tiny.py --workdir workdir/tiny
 
 Hardware: 2 CPU cores, no accelerator. Model: 4 layers, d=256, LoRA r=8 on
-every projection (188k trainable parameters). Expected: about 2 minutes for
-120 steps of 16 rows (plus the lake's generation and tokenisation); the
-held-out response loss falls from ~5.6 (uniform over 261 tokens) to ~2.
+every projection (188k trainable parameters). Expected: about 2 minutes in
+all (lake generation, tokenisation, 120 steps of 16 rows at ~0.8 s); the
+held-out response loss falls from ~6.0 to ~2.6. Rerunning the command resumes
+from the newest checkpoint (here: the finished run, so it only re-evaluates).
 """
 
 from configs import base

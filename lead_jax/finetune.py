@@ -100,7 +100,7 @@ def run(config, workdir: str) -> dict:
     state, host = manager.restore(checkpoint.abstract(state, shardings))
     log.info("resumed from step %d", host["step"])
   writer = metrics.Writer(workdir)
-  writer.truncate_after(host["step"])
+  writer.truncate_after(host["step"], drop_splits=("final",))
   if host["test_loss_initial"] is None and test is not None:
     host["test_loss_initial"] = pool_loss(steps.score, state.params, test, b, mesh, "test loss")
   window = []

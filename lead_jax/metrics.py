@@ -59,13 +59,16 @@ class Writer:
           self._tb.add_scalar(f"{split}/{name}", value, int(step))
       self._tb.flush()
 
-  def truncate_after(self, step: int) -> None:
+  def truncate_after(self, step: int, drop_splits: tuple[str, ...] = ()) -> None:
     """Drops JSONL records with a step beyond `step` (written after the
-    checkpoint a run resumes from)."""
+    checkpoint a run resumes from), and every record of `drop_splits` (e.g.
+    the end-of-run summary, which the resumed run writes again)."""
     if not self.enabled or not os.path.exists(self._path):
       return
     with open(self._path) as f:
-      lines = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+      records = [(line, json.loads(line)) for line in f if line.strip()]
+    lines = [line for line, r in records
+             if r["step"] <= step and r["split"] not in drop_splits]
     tmp = self._path + ".tmp"
     with open(tmp, "w") as f:
       f.writelines(lines)

@@ -37,5 +37,6 @@ def test_finetune_resumes_to_the_same_result(lake, tmp_path):
     assert resumed[key] == whole[key], key
   train_records = lambda d: [r for r in metrics.read(str(d)) if r["split"] == "train"]
   assert train_records(tmp_path / "cut") == train_records(tmp_path / "whole")
+  assert [r["split"] for r in metrics.read(str(tmp_path / "cut"))].count("final") == 1
   saved = json.load(open(tmp_path / "cut" / "final_metrics.json"))
   assert saved["test_loss"] == whole["test_loss"]

@@ -43,7 +43,8 @@ def test_truncate_after_drops_records_written_after_a_checkpoint(tmp_path):
   writer = metrics.Writer(str(tmp_path), tensorboard=False)
   for step in range(1, 6):
     writer.write(step, {"loss": float(step)})
-  writer.truncate_after(3)
+  writer.write(3, {"loss": 0.5}, split="final")
+  writer.truncate_after(3, drop_splits=("final",))
   writer.write(4, {"loss": 40.0})
   assert [(r["step"], r["loss"]) for r in metrics.read(str(tmp_path))] == [
       (1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0)]

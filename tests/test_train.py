@@ -116,6 +116,12 @@ def test_micro_batched_step_equals_single_chunk(main, dl_method):
   for k in ("loss_B", "dL_B", "g_BxK", "valid_B"):
     np.testing.assert_allclose(out[k], main["out"][k], rtol=1e-4, atol=1e-6)
   close(new.lora, main["new"].lora)
+  if dl_method == "jvp":  # the chunked forward-only paths too
+    score = train.fetch(steps.score(main["state"].params, main["batch"]))
+    np.testing.assert_allclose(score["loss_B"], main["score_before"]["loss_B"], rtol=1e-5)
+    proj = train.fetch(steps.project(main["state"].params, main["batch"]))
+    np.testing.assert_allclose(proj["g_BxK"], main["out"]["g_BxK"], rtol=1e-4, atol=1e-6)
+    assert proj["valid_B"].tolist() == main["out"]["valid_B"].tolist()
 
 
 def test_non_finite_step_is_skipped_and_flagged(main):
