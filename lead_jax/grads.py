@@ -10,9 +10,7 @@ All functions take a per-example loss `loss_fn(lora, example, key) -> (loss, n)`
   (the batch gradient IS the mean of the per-example gradients: one backward
   pass, not two) and then drops them, so at most one micro-batch of
   per-example gradients is alive at a time.
-* `project`     : g_K = R^T g / sqrt(k) with R a +-1 matrix hashed from
-  (seed, global row, column) block by block inside jit and never stored; the
-  rows are the flattened LoRA parameters chosen by regex. E[<Pg, Ph>] = <g, h>.
+* projections of each micro-batch's gradients (`lead_jax.projection`).
 * `dots` / `jvp_dots` : dL_i = <g_i, delta>, the first-order change of
   example i's loss under the update delta, from stored per-example gradients
   or, when they were not kept, by one forward-mode pass per micro-batch.
@@ -24,15 +22,13 @@ gives every micro-batch an equal share on every device, with no data movement.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from lead_jax import paths
+from lead_jax import projection
+from lead_jax.projection import Projection
 
 LossFn = Callable  # (lora, example, key) -> (loss, n_targets)
 
@@ -111,78 +107,6 @@ def jvp_dots(loss_fn: LossFn, lora, delta, examples_B, keys_B, micro_batch: int,
   return merge(jax.lax.map(chunk, xs))
 
 
-# --------------------------------------------------------------------------- projection
-@dataclasses.dataclass(frozen=True)
-class Projection:
-  """A seeded +-1 random projection of a regex-chosen subset of LoRA params."""
-  dim: int  # k, a multiple of 32
-  targets: tuple[str, ...] = (r".*",)  # regexes over LoRA paths, e.g. layers/attn/q_proj/b
-  block_rows: int = 4096  # rows of R generated at a time (memory: block_rows * k floats)
-  seed: int = 0
-
-  def __post_init__(self):
-    if self.dim <= 0 or self.dim % 32:
-      raise ValueError(f"projection dim k={self.dim} must be a positive multiple of 32")
-    if self.block_rows <= 0:
-      raise ValueError(f"projection block_rows={self.block_rows} must be positive")
-
-
-def _fmix32(x):
-  # murmur3's finaliser: a bijective avalanche mix of uint32, cheap on any chip.
-  x = x ^ (x >> 16)
-  x = x * jnp.uint32(0x85EBCA6B)
-  x = x ^ (x >> 13)
-  x = x * jnp.uint32(0xC2B2AE35)
-  return x ^ (x >> 16)
-
-
-def sign_block(seed: int, row0, rows: int, dim: int):
-  """Rows `[row0, row0 + rows)` of R as float32 +-1, `[rows, dim]`.
-
-  One 32-bit hash per (row, 32 columns), then one bit per entry: entry (r, c)
-  depends only on (seed, r, c), so any blocking gives the same matrix.
-  """
-  s = np.uint32(seed & 0xFFFFFFFF)
-  r = jnp.asarray(row0, jnp.uint32) + jnp.arange(rows, dtype=jnp.uint32)
-  row_hash = _fmix32(_fmix32(r ^ s) + jnp.uint32(0x9E3779B9))
-  words = dim // 32
-  word_salt = _fmix32(jnp.arange(words, dtype=jnp.uint32) * jnp.uint32(0x632BE5AB) + s)
-  h = _fmix32(row_hash[:, None] ^ word_salt[None, :])  # rows x words
-  bits = (h[:, :, None] >> jnp.arange(32, dtype=jnp.uint32)) & jnp.uint32(1)
-  return (1.0 - 2.0 * bits.astype(jnp.float32)).reshape(rows, dim)
-
-
-def subset(proj: Projection, lora) -> list[str]:
-  return paths.select(proj.targets, list(paths.flatten(lora)), "projection targets")
-
-
-def _project_leaf(proj: Projection, x_mxP, row0: int):
-  m, p = x_mxP.shape
-  br = min(proj.block_rows, p)
-  nb = -(-p // br)
-  x = jnp.pad(x_mxP.astype(jnp.float32), ((0, 0), (0, nb * br - p)))
-
-  def body(i, acc):
-    blk = jax.lax.dynamic_slice_in_dim(x, i * br, br, axis=1)
-    return acc + blk @ sign_block(proj.seed, row0 + i * br, br, proj.dim)
-
-  return jax.lax.fori_loop(0, nb, body, jnp.zeros((m, proj.dim), jnp.float32))
-
-
-def project(proj: Projection, g):
-  """`[m, k]` projections of the per-example gradients `g` (leading `m`)."""
-  flat = paths.flatten(g)
-  acc, row0 = 0.0, 0
-  for path in subset(proj, jax.tree.map(lambda x: x[0], g)):
-    x = flat[path]
-    x = x.reshape(x.shape[0], -1)
-    acc = acc + _project_leaf(proj, x, row0)
-    row0 += x.shape[1]
-  if row0 >= 2**32:
-    raise ValueError(f"projection over {row0} parameters exceeds the 2^32 row counter")
-  return acc / math.sqrt(proj.dim)
-
-
 # --------------------------------------------------------------------------- passes
 class LeadPass(NamedTuple):
   loss_B: jax.Array
@@ -194,13 +118,18 @@ class LeadPass(NamedTuple):
 
 
 def lead_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int,
-              proj: Optional[Projection], keep_grads: bool, batch_axes=None) -> LeadPass:
-  """Per-example losses, gradients, projections and their sum, micro-batched."""
+              proj: Optional[Projection], keep_grads: bool, batch_axes=None,
+              proj_shardings: Optional[dict] = None) -> LeadPass:
+  """Per-example losses, gradients, projections and their sum, micro-batched.
+
+  `proj_shardings`: `{lora path: NamedSharding}`, to project on the devices
+  holding each parameter (`lead_jax.projection`).
+  """
   n = num_micro(examples_B["is_pad_B"].shape[0], micro_batch)
 
   def micro(ex, keys):
     loss_m, n_m, g = per_example(loss_fn, lora, ex, keys, batch_axes)
-    g_mxK = None if proj is None else project(proj, g)
+    g_mxK = None if proj is None else projection.project(proj, g, proj_shardings)
     return (loss_m, n_m, row_finite(loss_m, g), g_mxK), g
 
   if n == 1:  # the whole batch is one micro-batch: no scan, grads stay for the dots

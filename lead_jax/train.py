@@ -12,7 +12,7 @@ flagged):
   loss_B     response loss before the update, from the forward of the batch loss
   dL_B       <g_i, delta>: first-order change of loss_i under the update delta
              this call applied (METHOD.md grad_term `update`), in full LoRA space
-  g_BxK      per-example LoRA gradients, projected (`grads.Projection`)
+  g_BxK      per-example LoRA gradients, projected (`lead_jax.projection`)
   g_mean_K   mean of g_BxK over the valid rows (for the historical directions)
   finite_B   the row's loss and gradient are finite
   valid_B    the row counts: real, has target tokens, finite, update applied
@@ -41,7 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lead_jax import grads, losses
+from lead_jax import grads, losses, paths
+from lead_jax import projection as projection_lib
 from lead_jax import sharding as sharding_lib
 from lead_jax import model as model_lib
 
@@ -69,14 +70,19 @@ class StepSpec:
   """Static settings of a step (hashable, closed over by jit)."""
   model: model_lib.ModelConfig
   micro_batch: int  # rows per vmap chunk; divides the batch size
-  projection: Optional[grads.Projection]  # None: g_BxK has K = 0
+  projection: Optional[projection_lib.Projection]  # None: g_BxK has K = 0
   dl_method: str = "jvp"  # several chunks: jvp (recompute, bounded memory) | stored (keep all)
   accum_steps: int = 1  # optim.accum_steps
   mesh: Any = None  # set by `compile`: rows stay on the devices of the batch axes
+  lora_shardings: tuple = ()  # set by `compile`: ((lora path, NamedSharding), ...)
 
   @property
   def batch_axes(self):
     return None if self.mesh is None else sharding_lib.BATCH_AXES
+
+  @property
+  def proj_shardings(self) -> Optional[dict]:
+    return dict(self.lora_shardings) if self.lora_shardings else None
 
   def loss_fn(self, base):
     """`(lora, example, key) -> (loss, n)` for one example against `base`."""
@@ -95,8 +101,9 @@ def projection_seed(seed: int) -> int:
 def spec_from_config(model_config, train_cfg, optim_cfg, seed: int) -> StepSpec:
   proj = None
   if train_cfg.projection_dim:
-    proj = grads.Projection(train_cfg.projection_dim, tuple(train_cfg.projection_targets),
-                            train_cfg.projection_block_rows, projection_seed(seed))
+    proj = projection_lib.Projection(
+        train_cfg.projection_dim, tuple(train_cfg.projection_targets),
+        train_cfg.projection_block_rows, projection_seed(seed))
   return StepSpec(model_config, train_cfg.micro_batch or train_cfg.batch_size, proj,
                   train_cfg.dl_method, optim_cfg.accum_steps)
 
@@ -147,7 +154,8 @@ def train_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
   loss_fn = spec.loss_fn(state.base)
   single = grads.num_micro(examples["is_pad_B"].shape[0], spec.micro_batch) == 1
   p = grads.lead_pass(loss_fn, state.lora, examples, keys, spec.micro_batch, spec.projection,
-                      single or spec.dl_method == "stored", spec.batch_axes)
+                      single or spec.dl_method == "stored", spec.batch_axes,
+                      spec.proj_shardings)
   w_B, loss, grad = _batch_mean(p.loss_B, p.n_B, p.grad_sum)
   finite = jnp.all(p.finite_B) & jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grad))
   new_state, delta, metrics = _apply(spec, tx, lr_fn, state, grad, finite)
@@ -208,7 +216,8 @@ def project_step(spec: StepSpec, params, batch):
     raise ValueError("project_step needs train.projection_dim > 0")
   examples, keys = _inputs(spec, batch, None)
   p = grads.lead_pass(spec.loss_fn(params["params"]), params["lora"], examples, keys,
-                      spec.micro_batch, spec.projection, False, spec.batch_axes)
+                      spec.micro_batch, spec.projection, False, spec.batch_axes,
+                      spec.proj_shardings)
   valid_B = (p.n_B > 0) & p.finite_B
   return {"loss_B": jnp.where(p.finite_B, p.loss_B, 0.0), "valid_B": valid_B,
           "g_BxK": jnp.where(valid_B[:, None], p.g_BxK, 0.0)}
@@ -262,7 +271,9 @@ def compile(spec: StepSpec, tx, lr_fn, mesh=None, state_sharding=None) -> Steps:
   (`sharding.place_state`, `sharding.shard_batch`)."""
   out = None if mesh is None else sharding_lib.replicated(mesh)
   state_out = None if mesh is None else (state_sharding, out)
-  spec = dataclasses.replace(spec, mesh=mesh)
+  if mesh is not None:
+    spec = dataclasses.replace(spec, mesh=mesh, lora_shardings=tuple(
+        paths.flatten(state_sharding.lora).items()))
   bind = lambda f: functools.partial(f, spec, tx, lr_fn)
   return Steps(
       train=_InMesh(jax.jit(bind(train_step), out_shardings=state_out, donate_argnums=0), mesh),
