@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import jax.numpy as jnp
 import optax
 
 SCHEDULES = ("constant", "linear", "step_decay")
@@ -64,7 +63,3 @@ def make(optim_cfg) -> tuple[optax.GradientTransformation, Callable]:
   if c.accum_steps > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=c.accum_steps)
   return tx, lr
-
-
-def global_norm(tree) -> jnp.ndarray:
-  return optax.tree.norm(tree)

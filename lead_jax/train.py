@@ -267,8 +267,11 @@ class Steps:
 
 
 def compile(spec: StepSpec, tx, lr_fn, mesh=None, state_sharding=None) -> Steps:  # pylint: disable=redefined-builtin
-  """Jits the steps; inputs keep the shardings they were placed with
-  (`sharding.place_state`, `sharding.shard_batch`)."""
+  """Jits the steps. With a mesh, `state_sharding` is the state's sharding
+  tree (`build.init_state`); inputs keep the shardings they were placed with
+  (`sharding.shard_batch` for batches), per-example outputs come back replicated."""
+  if mesh is not None and state_sharding is None:
+    raise ValueError("compile with a mesh needs the state's shardings (build.init_state)")
   out = None if mesh is None else sharding_lib.replicated(mesh)
   state_out = None if mesh is None else (state_sharding, out)
   if mesh is not None:

@@ -14,7 +14,7 @@ import pytest
 
 from configs import base as base_config
 from lead_jax import checkpoint, train
-from test_train import close, copy, make_batch, setup, tiny_config
+from test_train import close, make_batch, setup, tiny_config
 
 
 def _ckpt_cfg(every=1, keep=3):

@@ -7,7 +7,7 @@ from jax.sharding import PartitionSpec as P
 
 from configs import base as base_config
 from lead_jax import build, optim, sharding, train
-from test_train import close, copy, make_batch, tiny_config
+from test_train import close, make_batch, tiny_config
 
 
 def _mesh_cfg(data=-1, fsdp=1, tensor=1):
