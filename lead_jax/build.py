@@ -102,10 +102,19 @@ def abstract_state(model_config: model_lib.ModelConfig, tx, mesh=None, rules=())
 def init_state(model_config: model_lib.ModelConfig, base, tx, key: jax.Array, mesh=None,
                rules=()):
   """`(TrainState, shardings or None)`: fresh adapters and optimiser state on
-  top of `base`, created directly with their shardings when a mesh is given."""
-  create = _creator(model_config, tx)
+  top of `base`, created directly with their shardings when a mesh is given
+  (then `base` is placed by the rules). The state takes `base` over without a
+  copy, and the steps donate the state: do not use `base` afterwards."""
+  def adapters(base, key):
+    lora = lora_lib.init(model_config.lora, base, key)
+    return lora, tx.init(lora)
+
+  step = jnp.zeros((), jnp.int32)
   if mesh is None:
-    return jax.jit(create)(base, key), None
+    return train.TrainState(step, base, *jax.jit(adapters)(base, key)), None
+  create = _creator(model_config, tx)
   shardings = sharding.tree_shardings(mesh, rules, jax.eval_shape(create, base, key))
   base = sharding.place(base, shardings.base)
-  return jax.jit(create, out_shardings=shardings)(base, key), shardings
+  lora, opt_state = jax.jit(adapters, out_shardings=(shardings.lora, shardings.opt_state))(
+      base, key)
+  return train.TrainState(jax.device_put(step, shardings.step), base, lora, opt_state), shardings

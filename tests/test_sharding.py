@@ -1,6 +1,7 @@
 """Mesh, sharding rules, batch placement, and the sharded step on 8 CPU devices."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -59,7 +60,7 @@ def test_sharded_step_equals_single_device_step():
   spec = train.spec_from_config(mc, c.train, c.optim, c.seed)
   batch = make_batch()
 
-  single, _ = build.init_state(mc, base, tx, jax.random.key(1))
+  single, _ = build.init_state(mc, jax.tree.map(jnp.copy, base), tx, jax.random.key(1))
   new1, out1 = train.compile(spec, tx, lr_fn).train(single, batch, jax.random.key(3))
 
   c.mesh.data, c.mesh.fsdp = 1, 8
