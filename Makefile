@@ -23,7 +23,7 @@ run: env
 	$(PY) -m experiments.main --workdir $(WORKDIR)
 
 test: env-test
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q tests
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q -n 2 tests
 
 clean:
 	rm -rf $(VENV) workdir
