@@ -277,6 +277,19 @@ def forward(config: ModelConfig, params, tokens_BxL, attention_mask_BxL=None, *,
   return logits
 
 
+def final_hidden(config: ModelConfig, params, tokens_BxL, attention_mask_BxL):
+  """The last hidden states `BxLxD` (float32): the final norm's output, i.e. the
+  input of the output projection (sample features for clustering)."""
+  tokens_BxL = jnp.asarray(tokens_BxL)
+  attention_mask_BxL = jnp.asarray(attention_mask_BxL).astype(jnp.bool_)
+  mask = _mask(jnp.arange(tokens_BxL.shape[1]), attention_mask_BxL, config.sliding_window)
+  _, state = Decoder(config).apply(
+      params, tokens_BxL, positions_from_mask(attention_mask_BxL), mask,
+      capture_intermediates=lambda module, method: module.name == "final_norm",
+      mutable=["intermediates"])
+  return state["intermediates"]["final_norm"]["__call__"][0].astype(jnp.float32)
+
+
 def init_cache(config: ModelConfig, batch: int, max_len: int):
   shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
   dtype = _DTYPES[config.dtype]

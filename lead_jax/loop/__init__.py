@@ -1,0 +1,88 @@
+"""The LEAD loop: offline stage -> selection iterations -> final evaluation.
+
+The only code that sees the whole config; every library call gets its
+sub-config. Per iteration t (until the selector is done: distinct budget
+reached, T_max, or a one-shot selector's single iteration):
+
+  selection  bandit draw (selectors with needs.bandit), selection.select on the
+             IDU table (needs.idu) or the selector's fixed scores, record
+  training   one pass over S_t shuffled by the run's NumPy Generator (one-shot
+             selectors: loop.static_epochs passes), fixed-shape batches; the
+             LEAD step (per-example loss, dL, projected gradients) when the
+             IDU table is kept, else the plain step; one fetch per step
+  selection  idu.update from the fetched outputs, reward, bandit.update
+  outputs    selected.jsonl, bandit.jsonl, metrics.jsonl, IDU snapshot
+  checkpoint device state + host state (IDU table, bandit, selection state,
+             Generator state, history, accounting) every checkpoint.every_steps
+             iterations and after the last one
+
+Per-step keys are fold_in(step key, global step); every host draw comes from
+one Generator whose state is checkpointed, so a run resumed from any
+checkpoint repeats the uninterrupted run bit for bit (on CPU).
+
+One-shot selectors (full, random, random_balanced, ppl, ifd) select their whole
+subset in iteration 0 and train `loop.static_epochs` epochs over it (a
+fractional last epoch takes the head of a fresh permutation). Equal distinct
+budget is guaranteed by the selector; comparable training compute is the
+experimenter's choice of static_epochs (experiments/main.py sets it so that
+the sample-passes equal the LEAD run's), and final_metrics reports training
+steps and sample-passes side by side so any mismatch is visible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+from lead_jax import accounting, checkpoint, metrics, outputs
+from lead_jax.data import DataError
+from lead_jax.loop import final, host as host_lib, iteration as iteration_lib
+from lead_jax.loop.setup import Run, setup
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Run", "run", "setup"]
+
+
+def _restore(run: Run, manager, state, shardings, fresh: host_lib.Host):
+  """`(state, host)` of the newest checkpoint, or the fresh ones."""
+  if not (run.config.checkpoint.resume and manager.latest_step() is not None):
+    return state, fresh
+  t0 = time.monotonic()
+  state, raw = manager.restore(checkpoint.abstract(state, shardings))
+  h = host_lib.from_dict(raw)
+  if h.fingerprint != run.fingerprint:
+    raise DataError(f"{run.workdir}: its checkpoints belong to another pool, model or "
+                    "method; use a fresh --workdir")
+  setup_s = fresh.ledger.seconds["setup"] + time.monotonic() - t0
+  log.info("resumed after iteration %d", h.iteration)
+  return state, dataclasses.replace(h, ledger=accounting.add_seconds(h.ledger, "setup", setup_s))
+
+
+def run(config, workdir: str) -> dict:
+  """Offline stage, iterations, final evaluation; returns the final metrics."""
+  run_, state, shardings, ledger = setup(config, workdir)
+  manager = checkpoint.Manager(checkpoint.directory(config.checkpoint, workdir),
+                               config.checkpoint)
+  state, h = _restore(run_, manager, state, shardings, host_lib.initial(run_, ledger))
+  files, writer = outputs.Files(workdir), metrics.Writer(workdir)
+  files.rewind(h.iteration)
+  writer.truncate_after(h.iteration, drop_splits=("final",))
+  if h.iteration == 0 and h.table is not None:
+    files.snapshot("init", h.table.idu_N)
+  every = max(int(config.checkpoint.every_steps), 1)
+  while not run_.selector.done(h.sel):
+    state, h = iteration_lib.run_iteration(run_, state, h, files, writer)
+    t0 = time.monotonic()
+    last = run_.selector.done(h.sel)
+    manager.save(h.iteration, state, host_lib.to_dict(h), force=last or h.iteration % every == 0)
+    h = dataclasses.replace(h, ledger=accounting.add_seconds(h.ledger, "checkpoint",
+                                                              time.monotonic() - t0))
+  t0 = time.monotonic()
+  manager.close()
+  h = dataclasses.replace(h, ledger=accounting.add_seconds(h.ledger, "checkpoint",
+                                                            time.monotonic() - t0))
+  result = final.finish(run_, state, h, writer)
+  writer.close()
+  return result

@@ -1,0 +1,189 @@
+"""One iteration of the loop: select, train, learn, write the outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import jax
+import numpy as np
+import tqdm
+
+from lead_jax import accounting, bandit, data, idu, metrics, outputs, scoring, selection
+from lead_jax import sharding, train
+from lead_jax.loop.host import Host, generator
+from lead_jax.loop.setup import Run
+
+ONE_SHOT = ("full", "random", "random_balanced", "ppl", "ifd", "superfilter", "less")
+
+
+def _schedule(run: Run, ids_S: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+  """The training order of S_t: one shuffled pass, or static_epochs passes for
+  one-shot selectors (a fractional last pass takes a fresh permutation's head)."""
+  epochs = run.config.loop.static_epochs if run.config.method in ONE_SHOT else 1.0
+  if epochs <= 0:
+    raise ValueError(f"loop.static_epochs={epochs} must be positive")
+  whole = int(math.floor(epochs + 1e-9))
+  orders = [rng.permutation(ids_S) for _ in range(whole)]
+  extra = int(round((epochs - whole) * len(ids_S)))
+  if extra:
+    orders.append(rng.permutation(ids_S)[:extra])
+  return orders
+
+
+def _book(counts: dict, activity: str, batch: dict, backward: bool) -> None:
+  row = counts.setdefault(activity, {})
+  for name, value in accounting.passes_of_batch(batch, backward).items():
+    row[name] = row.get(name, 0) + value
+
+
+def _train_pass(run: Run, state, h: Host, orders: list[np.ndarray]):
+  """`(state, StepOutputs, stats, counts)`: the jitted steps over the orders."""
+  b, lead = run.config.train.batch_size, run.needs.idu
+  step = run.steps.train if lead else run.steps.plain
+  jvp = (lead and run.config.train.dl_method == "jvp"
+         and b // (run.config.train.micro_batch or b) > 1)
+  parts, losses, counts, k, skipped, lr = [], [], {}, h.train_steps, 0, float("nan")
+  total = sum(-(-len(o) // b) for o in orders)
+  with tqdm.tqdm(total=total, desc=f"iteration {h.iteration}", leave=False) as bar:
+    for order in orders:
+      for start in range(0, len(order), b):
+        batch = data.gather(run.pool, order[start:start + b], b)
+        state, out = step(state, sharding.shard_batch(run.mesh, batch),
+                          jax.random.fold_in(run.step_key, k))
+        out = train.fetch(out)  # the one device->host copy of the step
+        k += 1
+        _book(counts, "train", batch, backward=True)
+        if jvp:  # dL by a forward-mode pass over every micro-batch
+          _book(counts, "train_dl_jvp", batch, backward=False)
+        m = out["metrics"]
+        skipped += int(m["skipped"])
+        lr = float(m["lr"])
+        losses.append(float(m["loss"]))
+        parts.append(idu.StepOutputs(batch["index_B"], out["loss_B"], out["valid_B"],
+                                     out.get("dL_B"), out.get("g_BxK")))
+        bar.update()
+  stats = {"train_steps": k - h.train_steps, "skipped": skipped, "lr": lr,
+           "train_loss": float(np.mean(losses)) if losses else None}
+  outs = idu.StepOutputs.concatenate(parts) if parts else None
+  return state, outs, stats, counts
+
+
+def _dev_loss(run: Run, params) -> tuple[float, dict]:
+  out, counts = scoring.losses(run.steps.score, params, run.dev_pool,
+                               np.arange(len(run.dev_pool)),
+                               run.config.offline.score_batch_size, run.mesh, desc="dev loss")
+  return float(np.mean(out["loss"])), counts
+
+
+def _learn(run: Run, h: Host, arm: int, outs, stats: dict, params):
+  """`(table, arms, summary, counts, dev_loss)`: IDU update, reward, bandit update."""
+  cfg, summary, counts, dev_loss = run.config, {}, {}, h.dev_loss
+  table, info = h.table, None
+  if run.needs.idu:
+    members = run.layout.members(arm) if cfg.idu.propagate_to_cluster else None
+    table, info = idu.update(h.table, cfg.idu, outs, cluster=arm, lr=stats["lr"],
+                             members_M=members)
+    summary.update(beta=info.beta, mean_dL=info.mean_dL, idu_updated=int(info.ids_S.size),
+                   invalid_rows=info.num_invalid, propagated=info.num_propagated)
+  if not run.needs.bandit:
+    return table, h.arms, summary, counts, dev_loss
+  kind = cfg.bandit.reward if run.needs.idu else "loss"  # ODM's reward is its training loss
+  if kind == "dev_gain":
+    after, counts = _dev_loss(run, params)
+    reward = idu.reward(kind, info, h.dev_loss, after)
+    dev_loss = after
+  elif info is not None:
+    reward = idu.reward(kind, info)
+  else:
+    ok = outs.finite_B & (outs.index_B >= 0)
+    reward = float(outs.loss_B[ok].mean()) if ok.any() else 0.0
+  arms = bandit.update(h.arms, cfg.bandit, arm, reward)
+  summary.update(reward=reward, reward_normalised=bandit.normalise(arms.rewards_H),
+                 log_weights=arms.log_w_C.tolist())
+  return table, arms, summary, counts, dev_loss
+
+
+def _select(run: Run, h: Host, rng: np.random.Generator):
+  """`(arm, p_C, ids_S, scores_S)` of iteration h.iteration."""
+  arm, p_C = (bandit.draw(h.arms, run.config.bandit, rng) if run.needs.bandit
+              else (-1, None))
+  idu_N = h.table.idu_N if run.needs.idu else None
+  ids_S = run.selector.select(h.sel, selection.Inputs(arm, idu_N), rng)
+  scores_N = idu_N if idu_N is not None else getattr(run.selector, "scores_N", None)
+  return arm, p_C, ids_S, None if scores_N is None else scores_N[ids_S]
+
+
+def _monitor_dev(run: Run, h: Host, state, record: dict, ledger):
+  """The dev loss every loop.dev_every iterations (evaluation phase), unless
+  the reward already measured it this iteration."""
+  every = run.config.loop.dev_every
+  if run.dev_pool is None or not every or (h.iteration + 1) % every or "dev_loss" in record:
+    return ledger
+  t0 = time.monotonic()
+  record["dev_loss"], counts = _dev_loss(run, state.params)
+  ledger = accounting.add(ledger, "evaluation", "dev_loss", counts)
+  return accounting.add_seconds(ledger, "evaluation", time.monotonic() - t0)
+
+
+def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metrics.Writer):
+  """One iteration: select, train, learn, write its outputs. Returns (state, host)."""
+  ledger, t = h.ledger, h.iteration
+  rng = generator(h.rng_state)
+  t0 = time.monotonic()
+  arm, p_C, ids_S, scores_S = _select(run, h, rng)
+  sel = selection.record(h.sel, ids_S)
+  dev_before, dev_counts = h.dev_loss, {}
+  if run.needs.bandit and run.needs.idu and run.config.bandit.reward == "dev_gain" \
+      and dev_before is None and ids_S.size:
+    dev_before, dev_counts = _dev_loss(run, state.params)
+  ledger = accounting.add_seconds(ledger, "selection", time.monotonic() - t0)
+  t0 = time.monotonic()
+  orders = _schedule(run, ids_S, rng) if ids_S.size else []
+  state, outs, stats, train_counts = _train_pass(run, state, h, orders)
+  ledger = accounting.add_seconds(ledger, "training", time.monotonic() - t0)
+  t0 = time.monotonic()
+  h = dataclasses.replace(h, dev_loss=dev_before)
+  if ids_S.size:
+    table, arms, summary, learn_counts, dev_loss = _learn(run, h, arm, outs, stats,
+                                                          state.params)
+  else:  # an exhausted cluster: nothing trained, nothing learnt
+    table, arms, summary, learn_counts, dev_loss = h.table, h.arms, {"exhausted": True}, {}, \
+        h.dev_loss
+  for activity, c in train_counts.items():
+    ledger = accounting.add(ledger, "training", activity, c)
+  for c in (dev_counts, learn_counts):
+    if c:
+      ledger = accounting.add(ledger, "selection", "dev_loss", c)
+  ledger = accounting.add_seconds(ledger, "selection", time.monotonic() - t0)
+  record = {"iteration": t, "arm": arm, "selected": int(ids_S.size),
+            "new": int(sel.num_distinct - h.sel.num_distinct), "distinct": sel.num_distinct,
+            **{k: v for k, v in stats.items() if k != "skipped"}, **summary}
+  if dev_loss is not None and dev_loss != h.dev_loss:
+    record["dev_loss"] = dev_loss
+  ledger = _monitor_dev(run, h, state, record, ledger)
+  if table is not None:
+    record["idu_mean"] = float(np.mean(table.idu_N))
+  new_h = Host(t + 1, h.train_steps + stats["train_steps"], h.skipped_steps + stats["skipped"],
+               rng.bit_generator.state, sel, arms, table, ledger, h.history + (record,),
+               dev_loss, h.fingerprint)
+  _write(run, files, writer, new_h, record, ids_S, scores_S, p_C)
+  return state, new_h
+
+
+def _write(run: Run, files: outputs.Files, writer: metrics.Writer, h: Host, record: dict,
+           ids_S, scores_S, p_C) -> None:
+  t = record["iteration"]
+  files.append(outputs.SELECTED, outputs.selected_records(
+      ids_S, run.pool, t, run.clusters, scores_S, h.sel.use_count_N[ids_S]))
+  if p_C is not None:
+    files.append(outputs.BANDIT, [{
+        "iteration": t, "arm": record["arm"], "probabilities": [float(p) for p in p_C],
+        **{k: record.get(k) for k in ("reward", "reward_normalised", "log_weights")}}])
+  every = run.config.loop.idu_snapshot_every
+  if h.table is not None and every and (t + 1) % every == 0:
+    files.snapshot(f"{t:04d}", h.table.idu_N)
+  writer.write(t + 1, {k: v for k, v in record.items()
+                       if isinstance(v, (int, float)) and v is not None}, split="iteration")
+
