@@ -89,9 +89,9 @@ def setup(config, workdir: str):
                      "stage yet; use lead, odm, full, random, random_balanced, ppl or ifd")
   sharding.initialize(config.mesh)
   mesh = sharding.make_mesh(config.mesh)
-  metrics.write_config(workdir, config)
   tok = tokenizer.load(config.data.tokenizer)
   pool, test_path, dev_pool = _load_data(config, workdir, tok)
+  metrics.write_config(workdir, config)  # after the data checks: bad input writes nothing
   root = jax.random.key(config.seed)
   model_config, base = build.load_base(config.model, config.lora, jax.random.fold_in(root, _INIT))
   tx, lr_fn = optim.make(config.optim)
