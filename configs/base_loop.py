@@ -7,9 +7,14 @@ are METHOD.md's paper-scale values; the tiny default overrides a few.
   from configs import base_loop
   config.offline = base_loop.get_offline()
   config.loop = base_loop.get_loop()
+
+`attach(config)` adds everything the loop reads to a config of configs/base.py:
+bandit, idu, select (configs/base_lead.py), offline, loop and eval.
 """
 
 import ml_collections
+
+from configs import base_eval, base_lead
 
 
 def get_offline() -> ml_collections.ConfigDict:
@@ -38,3 +43,18 @@ def get_loop() -> ml_collections.ConfigDict:
   c.plots = True  # write plots/*.png at the end (matplotlib)
   c.lock()
   return c
+
+
+def attach(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Adds the LEAD loop's sub-configs to `config` (configs/base.py) and sets
+  method = lead; checkpoint.every_steps then counts iterations."""
+  with config.unlocked():
+    config.bandit = base_lead.get_bandit()  # lead_jax.bandit
+    config.idu = base_lead.get_idu()  # lead_jax.idu
+    config.select = base_lead.get_select()  # lead_jax.selection
+    config.offline = get_offline()  # lead_jax.offline
+    config.loop = get_loop()  # lead_jax.loop
+    config.eval = base_eval.get()  # lead_jax.evals (the final evaluation)
+  config.method = "lead"  # lead | odm | full | random | random_balanced | ppl | ifd (| finetune)
+  config.checkpoint.every_steps = 1  # the loop saves after every iteration
+  return config

@@ -26,7 +26,8 @@ def _pyplot():
   return plt
 
 
-def plots(workdir: str, idu_arrays: Optional[Mapping[str, np.ndarray]] = None) -> list[str]:
+def plots(workdir: str, idu_arrays: Optional[Mapping[str, np.ndarray]] = None,
+          num_clusters: int = 0) -> list[str]:
   """Writes the run's plots; returns their paths."""
   out_dir = os.path.join(workdir, "plots")
   os.makedirs(out_dir, exist_ok=True)
@@ -44,9 +45,11 @@ def plots(workdir: str, idu_arrays: Optional[Mapping[str, np.ndarray]] = None) -
   if picked:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, key in zip(axes, ("cluster", "task")):
-      counts = collections.Counter(str(r[key]) for r in picked)
-      names = sorted(counts)
-      ax.bar(names, [counts[n] for n in names])
+      counts = collections.Counter(r[key] for r in picked)
+      names = sorted(counts, key=lambda v: (v is None, v))
+      if key == "cluster" and num_clusters:
+        names = list(range(num_clusters))
+      ax.bar([str(n) for n in names], [counts.get(n, 0) for n in names])
       ax.set(title=f"selections per {key}", ylabel="selections (with reuse)")
       ax.tick_params(axis="x", rotation=60, labelsize=7)
     written.append(_save(plt, fig, out_dir, "selections.png"))
@@ -81,7 +84,8 @@ def _fmt(v) -> str:
 
 
 ROWS = (("exact match (overall)", "exact_match"), ("exact match (macro)", "exact_match_macro"),
-        ("held-out loss", "test_loss"), ("samples used (distinct)", "samples_selected"),
+        ("held-out loss", "test_loss"), ("samples selected (distinct)", "samples_selected"),
+        ("samples trained on (distinct)", "samples_trained"),
         ("iterations", "iterations"), ("training steps", "train_steps"),
         ("training sample-passes", "train_sample_passes"), ("wall seconds", "wall_seconds"),
         ("forward passes over the pool", "forward_sample_passes"))

@@ -78,6 +78,7 @@ def test_lead_run_writes_every_output(lead):
   n = final["pool_size"]
   assert final["forward_sample_passes"] == 3 * n == final["declared_scoring_passes"]
   assert final["iterations"] == 3 and 0 < final["samples_selected"] <= final["budget"]
+  assert final["samples_trained"] == final["samples_selected"]
   assert len(final["per_task_exact_match"]) == 12
   # accounting adds up, and agrees with the final metrics
   acct = json.load(open(lead / "accounting.json"))
@@ -116,6 +117,7 @@ def test_random_run_at_its_budget(env, tmp_path):
   assert final["samples_selected"] == final["budget"] == int(0.2 * final["pool_size"])
   assert final["iterations"] == 1 and final["forward_sample_passes"] == 0
   assert final["train_sample_passes"] == round(2.5 * final["budget"])
+  assert final["samples_trained"] == final["budget"]
   assert final["train_steps"] == 2 * -(-final["budget"] // 8) + -(-final["budget"] // 2 // 8)
   assert not os.path.exists(tmp_path / "random" / "bandit.jsonl")
   accounting.check(json.load(open(tmp_path / "random" / "accounting.json")))

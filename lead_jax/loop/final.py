@@ -124,7 +124,8 @@ def _summary(run, h, result, check) -> dict:
                                if synth else {}),
       "per_task_test_loss": ({t: v["loss"] for t, v in synth["per_task"].items()}
                              if synth else {}),
-      "samples_selected": int(h.sel.num_distinct), "iterations": h.iteration,
+      "samples_selected": int(h.sel.num_distinct),
+      "samples_trained": int(h.trained_N.sum()), "iterations": h.iteration,
       "train_steps": h.train_steps, "skipped_steps": h.skipped_steps,
       "train_sample_passes": int(training.get("forward_samples", 0)),
       "train_token_passes": int(training.get("forward_tokens", 0)),
@@ -158,7 +159,8 @@ def finish(run, state, h, writer) -> dict:
     if arrays is not None:
       np.savez(os.path.join(workdir, "idu_vs_loss.npz"), **arrays)
     if run.config.loop.plots:
-      report.plots(workdir, arrays)
+      report.plots(workdir, arrays,
+                   run.offline.num_clusters if run.clusters is not None else 0)
   ledger = accounting.add_seconds(ledger, "evaluation", time.monotonic() - t0)
   final["wall_seconds"] = accounting.wall_seconds(ledger)
   writer.write(h.iteration, {k: v for k, v in final.items() if isinstance(v, (int, float))

@@ -20,6 +20,7 @@ class Host:
   skipped_steps: int  # calls whose update was not applied (non-finite)
   rng_state: dict  # the NumPy Generator's bit_generator.state
   sel: selection.SelectionState
+  trained_N: np.ndarray  # bool: the sample went through at least one training step
   arms: Optional[bandit.BanditState]  # the bandit (methods with needs.bandit)
   table: Optional[idu.IduState]  # the IDU table (methods with needs.idu)
   ledger: accounting.Ledger
@@ -32,15 +33,17 @@ def initial(run, ledger: accounting.Ledger) -> Host:
   k = run.offline.num_clusters
   rng = np.random.default_rng([run.config.seed, _HOST_SEED])
   table = idu.init(run.offline.idu0_N, k, run.proj_dim) if run.needs.idu else None
-  return Host(0, 0, 0, rng.bit_generator.state, selection.init_state(len(run.pool)),
-              bandit.init(k) if run.needs.bandit else None, table, ledger, (), None,
-              run.fingerprint)
+  return Host(iteration=0, train_steps=0, skipped_steps=0, rng_state=rng.bit_generator.state,
+              sel=selection.init_state(len(run.pool)),
+              trained_N=np.zeros(len(run.pool), bool),
+              arms=bandit.init(k) if run.needs.bandit else None, table=table, ledger=ledger,
+              history=(), dev_loss=None, fingerprint=run.fingerprint)
 
 
 def to_dict(h: Host) -> dict:
   return {"iteration": h.iteration, "train_steps": h.train_steps,
           "skipped_steps": h.skipped_steps, "rng_state": h.rng_state,
-          "sel": selection.to_dict(h.sel),
+          "sel": selection.to_dict(h.sel), "trained_N": h.trained_N,
           "arms": None if h.arms is None else bandit.to_dict(h.arms),
           "table": None if h.table is None else idu.to_dict(h.table),
           "ledger": accounting.to_dict(h.ledger), "history": list(h.history),
@@ -48,12 +51,13 @@ def to_dict(h: Host) -> dict:
 
 
 def from_dict(d: dict) -> Host:
-  return Host(int(d["iteration"]), int(d["train_steps"]), int(d["skipped_steps"]),
-              d["rng_state"], selection.from_dict(d["sel"]),
-              None if d["arms"] is None else bandit.from_dict(d["arms"]),
-              None if d["table"] is None else idu.from_dict(d["table"]),
-              accounting.from_dict(d["ledger"]), tuple(d["history"]), d["dev_loss"],
-              d["fingerprint"])
+  return Host(iteration=int(d["iteration"]), train_steps=int(d["train_steps"]),
+              skipped_steps=int(d["skipped_steps"]), rng_state=d["rng_state"],
+              sel=selection.from_dict(d["sel"]), trained_N=np.asarray(d["trained_N"], bool),
+              arms=None if d["arms"] is None else bandit.from_dict(d["arms"]),
+              table=None if d["table"] is None else idu.from_dict(d["table"]),
+              ledger=accounting.from_dict(d["ledger"]), history=tuple(d["history"]),
+              dev_loss=d["dev_loss"], fingerprint=d["fingerprint"])
 
 
 def generator(state: dict) -> np.random.Generator:

@@ -165,9 +165,15 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
   ledger = _monitor_dev(run, h, state, record, ledger)
   if table is not None:
     record["idu_mean"] = float(np.mean(table.idu_N))
-  new_h = Host(t + 1, h.train_steps + stats["train_steps"], h.skipped_steps + stats["skipped"],
-               rng.bit_generator.state, sel, arms, table, ledger, h.history + (record,),
-               dev_loss, h.fingerprint)
+  trained_N = h.trained_N.copy()
+  for order in orders:
+    trained_N[order] = True
+  record["trained"] = int(trained_N.sum())
+  new_h = dataclasses.replace(
+      h, iteration=t + 1, train_steps=h.train_steps + stats["train_steps"],
+      skipped_steps=h.skipped_steps + stats["skipped"], rng_state=rng.bit_generator.state,
+      sel=sel, trained_N=trained_N, arms=arms, table=table, ledger=ledger,
+      history=h.history + (record,), dev_loss=dev_loss)
   _write(run, files, writer, new_h, record, ids_S, scores_S, p_C)
   return state, new_h
 

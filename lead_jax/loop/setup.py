@@ -11,6 +11,7 @@ import numpy as np
 
 from lead_jax import (accounting, build, data, metrics, offline, optim, selection, sharding,
                       tokenizer, train)
+from lead_jax.evals import runner
 from lead_jax.loop import final
 
 # Named purposes of the root key: one fold per purpose.
@@ -87,6 +88,10 @@ def setup(config, workdir: str):
   if config.method in ("superfilter", "less"):
     raise ValueError(f"method={config.method!r}: its scores are not computed by the offline "
                      "stage yet; use lead, odm, full, random, random_balanced, ppl or ifd")
+  benchmarks = runner.parse_benchmarks(config.eval.benchmarks)
+  if set(benchmarks) - {"synthetic"} and not config.eval.data_dir:
+    raise ValueError(f"eval.benchmarks={config.eval.benchmarks!r} needs eval.data_dir (the "
+                     "folder with one sub-folder per benchmark; configs/base_eval.py)")
   sharding.initialize(config.mesh)
   mesh = sharding.make_mesh(config.mesh)
   tok = tokenizer.load(config.data.tokenizer)
