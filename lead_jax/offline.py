@@ -82,7 +82,8 @@ def wants_for(needs, cluster_features: str) -> set[str]:
   return want
 
 
-def _fp(parts: dict) -> str:
+def fingerprint(parts: dict) -> str:
+  """A short stable hash of a JSON-able dict (artifact names, checkpoint checks)."""
   blob = json.dumps({"version": VERSION, **parts}, sort_keys=True, default=str)
   return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -123,7 +124,7 @@ class _Stage:
     self.cfg, self.env, self.pool, self.k = cfg, env, pool, num_clusters
     self.cache = _Cache(workdir, cfg.cache)
     self.ledger, self.computed = accounting.empty(), []
-    self.base_fp = _fp({"pool": pool.fingerprint, "model": env.model_key})
+    self.base_fp = fingerprint({"pool": pool.fingerprint, "model": env.model_key})
     self._warmup = None
 
   def _artifact(self, name: str, fp: str, compute):
@@ -152,10 +153,11 @@ class _Stage:
 
   def warmup_fp(self) -> str:
     c, t = self.cfg, self.env.train_cfg
-    return _fp({"base": self.base_fp, "fraction": c.warmup_fraction, "epochs": c.warmup_epochs,
-                "rank": c.warmup_rank, "alpha": c.warmup_alpha, "seed": self.env.seed,
-                "optim": self.env.optim_cfg.to_dict(), "batch": t.batch_size,
-                "micro": t.micro_batch, "lora": repr(self.env.model_config.lora)})
+    return fingerprint({
+        "base": self.base_fp, "fraction": c.warmup_fraction, "epochs": c.warmup_epochs,
+        "rank": c.warmup_rank, "alpha": c.warmup_alpha, "seed": self.env.seed,
+        "optim": self.env.optim_cfg.to_dict(), "batch": t.batch_size, "micro": t.micro_batch,
+        "lora": repr(self.env.model_config.lora)})
 
   def warmup(self, base):
     """`(warmup steps, warmup params, base)`; trains unless cached."""
@@ -207,7 +209,7 @@ class _Stage:
 
   def ifd(self, base):
     steps, params, base = self.warmup(base)
-    fp = _fp({"warmup": self.warmup_fp(), "batch": self.cfg.score_batch_size})
+    fp = fingerprint({"warmup": self.warmup_fp(), "batch": self.cfg.score_batch_size})
 
     def compute():
       out, counts = scoring.losses(steps.score, params, self.pool, self._all(),
@@ -220,7 +222,7 @@ class _Stage:
     return arrays["ifd_raw"], base
 
   def base_loss(self, base):
-    fp = _fp({"base": self.base_fp, "batch": self.cfg.score_batch_size})
+    fp = fingerprint({"base": self.base_fp, "batch": self.cfg.score_batch_size})
 
     def compute():
       out, counts = scoring.losses(self.env.score, {"params": base}, self.pool,
@@ -233,8 +235,9 @@ class _Stage:
   def features(self, kind: str, base):
     steps, params, base = self.warmup(base)
     t = self.env.train_cfg
-    fp = _fp({"warmup": self.warmup_fp(), "kind": kind, "batch": self.cfg.score_batch_size,
-              "projection": [t.projection_dim, list(t.projection_targets)]})
+    fp = fingerprint({"warmup": self.warmup_fp(), "kind": kind,
+                      "batch": self.cfg.score_batch_size,
+                      "projection": [t.projection_dim, list(t.projection_targets)]})
 
     def compute():
       if kind == "hidden":
@@ -247,11 +250,11 @@ class _Stage:
                                             self.cfg.score_batch_size, self.env.mesh)
       return {"features": f}, {f"features_{kind}": counts}, {}
 
-    return self._artifact(f"features_{kind}", fp, compute)[0]["features"], base
+    return self._artifact(f"features_{kind}", fp, compute)[0]["features"], fp, base
 
   def clusters(self, feats_NxD: np.ndarray, source_fp: str) -> np.ndarray:
-    fp = _fp({"source": source_fp, "k": self.k, "seed": self.env.seed,
-              "n_init": self.cfg.kmeans_n_init})
+    fp = fingerprint({"source": source_fp, "k": self.k, "seed": self.env.seed,
+                      "n_init": self.cfg.kmeans_n_init})
 
     def compute():
       x = feats_NxD
@@ -282,10 +285,9 @@ def run(cfg, env: Env, pool: data.Pool, workdir: str, wants: set[str], num_clust
     idu0 = stage.base_loss(base)
   if "clusters" in wants:
     if cfg.cluster_features == "ifd":
-      feats, source = ifd, _fp({"ifd": stage.warmup_fp(), "clip": cfg.ifd_clip})
+      feats, source = ifd, fingerprint({"ifd": stage.warmup_fp(), "clip": cfg.ifd_clip})
     else:
-      feats, base = stage.features(cfg.cluster_features, base)
-      source = _fp({"features": cfg.cluster_features, "warmup": stage.warmup_fp()})
+      feats, source, base = stage.features(cfg.cluster_features, base)
     cluster = stage.clusters(feats, source)
   k = int(cluster.max()) + 1 if cluster is not None else 1
   result = Result(ifd_raw_N=ifd_raw, ifd_N=ifd, idu0_N=idu0, cluster_N=cluster,

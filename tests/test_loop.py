@@ -123,18 +123,18 @@ def test_random_run_at_its_budget(env, tmp_path):
   accounting.check(json.load(open(tmp_path / "random" / "accounting.json")))
 
 
-def _host_arrays(workdir):
-  """The newest checkpoint's host state (IDU table, bandit, use counts)."""
-  from lead_jax import checkpoint
-  import orbax.checkpoint as ocp
-  ckpt = os.path.join(workdir, "checkpoints")
-  step = max(int(s) for s in os.listdir(ckpt) if s.isdigit())
-  with ocp.CheckpointManager(ckpt, item_names=("state", "host_arrays", "host_json")) as m:
-    meta = m.restore(step, args=ocp.args.Composite(host_json=ocp.args.JsonRestore()))
-    arrays = m.restore(step, args=ocp.args.Composite(
-        host_arrays=ocp.args.StandardRestore(checkpoint._template(  # pylint: disable=protected-access
-            meta["host_json"]["host"]))))["host_arrays"]
-  return meta["host_json"]["host"], arrays
+def _host(workdir) -> dict:
+  """The newest checkpoint's host state (IDU table, bandit, use counts, ...)."""
+  from lead_jax import build, checkpoint, optim
+  from loop_config import get_config
+  config = get_config()
+  tx, _ = optim.make(config.optim)
+  abstract, _ = build.abstract_state(build.model_config(config.model, config.lora), tx)
+  manager = checkpoint.Manager(os.path.join(workdir, "checkpoints"), config.checkpoint)
+  try:
+    return manager.restore(abstract)[1]
+  finally:
+    manager.close()
 
 
 def test_killed_runs_resume_to_the_uninterrupted_result(env, lead, tmp_path):
@@ -154,11 +154,12 @@ def test_killed_runs_resume_to_the_uninterrupted_result(env, lead, tmp_path):
   for name in os.listdir(lead / "idu"):
     np.testing.assert_array_equal(np.load(workdir / "idu" / name)["idu_N"],
                                   np.load(lead / "idu" / name)["idu_N"])
-  (host_a, arrays_a), (host_b, arrays_b) = _host_arrays(workdir), _host_arrays(lead)
+  host_a, host_b = _host(workdir), _host(lead)
   assert host_a["rng_state"] == host_b["rng_state"] and host_a["history"] == host_b["history"]
   for key in ("arms", "table", "sel"):
-    for name in arrays_b[key]:
-      np.testing.assert_array_equal(arrays_a[key][name], arrays_b[key][name])
+    for name in host_b[key]:
+      np.testing.assert_array_equal(host_a[key][name], host_b[key][name])
+  np.testing.assert_array_equal(host_a["trained_N"], host_b["trained_N"])
   strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rs]
   assert strip(outputs.read_jsonl(workdir / "metrics.jsonl")) == strip(
       outputs.read_jsonl(lead / "metrics.jsonl"))

@@ -105,14 +105,27 @@ def _learn(run: Run, h: Host, arm: int, outs, stats: dict, params):
   return table, arms, summary, counts, dev_loss
 
 
-def _select(run: Run, h: Host, rng: np.random.Generator):
-  """`(arm, p_C, ids_S, scores_S)` of iteration h.iteration."""
+def _rescore(run: Run, params) -> tuple[np.ndarray, dict]:
+  """Fresh scores of the whole pool under the current model, for selectors
+  whose `needs.rescore` asks for them (iterative re-scoring): N forward passes."""
+  if run.needs.rescore != "loss":
+    raise ValueError(f"needs.rescore={run.needs.rescore!r}: the loop re-scores by 'loss' only")
+  out, counts = scoring.losses(run.steps.score, params, run.pool, np.arange(len(run.pool)),
+                               run.config.offline.score_batch_size, run.mesh, desc="rescore")
+  return out["loss"], counts
+
+
+def _select(run: Run, h: Host, rng: np.random.Generator, params):
+  """`(arm, p_C, ids_S, scores_S, counts)` of iteration h.iteration."""
   arm, p_C = (bandit.draw(h.arms, run.config.bandit, rng) if run.needs.bandit
               else (-1, None))
-  idu_N = h.table.idu_N if run.needs.idu else None
-  ids_S = run.selector.select(h.sel, selection.Inputs(arm, idu_N), rng)
-  scores_N = idu_N if idu_N is not None else getattr(run.selector, "scores_N", None)
-  return arm, p_C, ids_S, None if scores_N is None else scores_N[ids_S]
+  scores_N, counts = (h.table.idu_N if run.needs.idu else None), {}
+  if run.needs.rescore:
+    scores_N, counts = _rescore(run, params)
+  ids_S = run.selector.select(h.sel, selection.Inputs(arm, scores_N), rng)
+  if scores_N is None:
+    scores_N = getattr(run.selector, "scores_N", None)  # the top-k selectors' fixed scores
+  return arm, p_C, ids_S, None if scores_N is None else scores_N[ids_S], counts
 
 
 def _monitor_dev(run: Run, h: Host, state, record: dict, ledger):
@@ -132,7 +145,9 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
   ledger, t = h.ledger, h.iteration
   rng = generator(h.rng_state)
   t0 = time.monotonic()
-  arm, p_C, ids_S, scores_S = _select(run, h, rng)
+  arm, p_C, ids_S, scores_S, rescore_counts = _select(run, h, rng, state.params)
+  if rescore_counts:
+    ledger = accounting.add(ledger, "selection", "rescore", rescore_counts)
   sel = selection.record(h.sel, ids_S)
   dev_before, dev_counts = h.dev_loss, {}
   if run.needs.bandit and run.needs.idu and run.config.bandit.reward == "dev_gain" \

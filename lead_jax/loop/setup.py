@@ -120,8 +120,9 @@ def setup(config, workdir: str):
   selector = selection.make(config.method, config.select, layout, scores_N=scores)
   state, shardings = build.init_state(model_config, base, tx, jax.random.fold_in(root, _LORA),
                                       mesh, config.mesh.rules)
-  fingerprint = offline._fp({"pool": pool.fingerprint, "model": env.model_key,  # pylint: disable=protected-access
-                             "method": config.method, "clusters": layout.counts_CxT.tolist()})
+  fingerprint = offline.fingerprint({"pool": pool.fingerprint, "model": env.model_key,
+                                     "method": config.method,
+                                     "clusters": layout.counts_CxT.tolist()})
   run = Run(config, workdir, mesh, tok, pool, test_path, dev_pool, model_config, steps,
             selector, layout, off, jax.random.fold_in(root, _STEP),
             spec.projection.dim if spec.projection else 0, fingerprint)
