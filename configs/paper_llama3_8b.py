@@ -1,6 +1,7 @@
 """The paper's setup: LEAD on Llama-3.1-8B with LoRA, on a TPU/GPU mesh.
 
-  python -m experiments.run --config configs/paper_llama3_8b.py --workdir gs://BUCKET/run \
+  python -m experiments.run --config configs/paper_llama3_8b.py --workdir workdir/paper \
+      --config.checkpoint.directory=gs://BUCKET/lead/ckpt \
       --config.model.checkpoint=/path/to/Llama-3.1-8B \
       --config.data.tokenizer=/path/to/Llama-3.1-8B --config.data.train_path=/path/to/pool.jsonl \
       --config.eval.data_dir=/path/to/eval    # [--config.method=random|ppl|ifd|odm|full]

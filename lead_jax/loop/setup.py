@@ -92,6 +92,9 @@ def setup(config, workdir: str):
   if set(benchmarks) - {"synthetic"} and not config.eval.data_dir:
     raise ValueError(f"eval.benchmarks={config.eval.benchmarks!r} needs eval.data_dir (the "
                      "folder with one sub-folder per benchmark; configs/base_eval.py)")
+  if config.idu.grad_term in ("history", "cluster") and not config.train.projection_dim:
+    raise ValueError(f"idu.grad_term={config.idu.grad_term!r} needs the projected gradients: "
+                     "set train.projection_dim > 0")
   sharding.initialize(config.mesh)
   mesh = sharding.make_mesh(config.mesh)
   tok = tokenizer.load(config.data.tokenizer)
