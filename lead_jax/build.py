@@ -62,6 +62,12 @@ def _from_checkpoint(model_cfg):
   return hf.load_checkpoint(path, param_dtype=model_cfg.param_dtype, dtype=model_cfg.dtype)
 
 
+def base_key(seed: int) -> jax.Array:
+  """The key of a randomly initialised base. Checkpoints do not store the
+  frozen base, so every reader of a run rebuilds it from this key."""
+  return jax.random.fold_in(jax.random.key(seed), 0)
+
+
 def load_base(model_cfg, lora_cfg, key: jax.Array):
   """`(ModelConfig, base)`: `base` is the `params` collection (no adapters)."""
   if not model_cfg.checkpoint:

@@ -26,8 +26,8 @@ from lead_jax import build, checkpoint, data, metrics, optim, sharding, tokenize
 
 log = logging.getLogger(__name__)
 
-# Named purposes of the root key: one fold per purpose.
-_INIT, _LORA, _STEP = 0, 1, 2
+# Named purposes of the root key, one fold each (0 is the base: build.base_key).
+_LORA, _STEP = 1, 2
 
 
 def _next_ids(host: dict, n: int, batch_size: int):
@@ -77,7 +77,7 @@ def _setup(config, workdir: str):
   test = data.load_pool(config.data, tok, workdir, path=test_path) if test_path else None
   root = jax.random.key(config.seed)
   model_config, base = build.load_base(config.model, config.lora,
-                                       jax.random.fold_in(root, _INIT))
+                                       build.base_key(config.seed))
   tx, lr_fn = optim.make(config.optim)
   state, shardings = build.init_state(model_config, base, tx, jax.random.fold_in(root, _LORA),
                                       mesh, config.mesh.rules)
@@ -97,7 +97,7 @@ def run(config, workdir: str) -> dict:
                                config.checkpoint)
   host = _initial_host(config.seed, len(pool))
   if config.checkpoint.resume and manager.latest_step() is not None:
-    state, host = manager.restore(checkpoint.abstract(state, shardings))
+    state, host = manager.restore(checkpoint.abstract(state, shardings), base=state.base)
     log.info("resumed from step %d", host["step"])
   writer = metrics.Writer(workdir)
   writer.truncate_after(host["step"], drop_splits=("final",))

@@ -64,6 +64,11 @@ class TrainState:
   def params(self) -> dict:
     return {"params": self.base, "lora": self.lora}
 
+  def without_base(self) -> "TrainState":
+    """What checkpoints store: the frozen base is rebuilt from the config (a
+    checkpoint path or the seed), never written again (16 GB at 8B)."""
+    return self.replace(base=None)
+
 
 @dataclasses.dataclass(frozen=True)
 class StepSpec:

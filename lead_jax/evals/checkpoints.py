@@ -16,7 +16,6 @@ import json
 import logging
 import os
 
-import jax
 import ml_collections
 
 from lead_jax import build, checkpoint, optim, tokenizer as tokenizer_lib
@@ -35,13 +34,13 @@ def load_workdir(workdir: str):
   """(ModelConfig with lora, params {"params", "lora"}, run config) of the newest checkpoint."""
   with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
     run = ml_collections.ConfigDict(json.load(f))
-  # The abstract state needs the architecture only; the weights come from the checkpoint.
-  model_config, _ = build.load_base(run.model, run.lora, jax.random.key(run.seed))
+  # Checkpoints hold the adapters; the frozen base is rebuilt as the run built it.
+  model_config, base = build.load_base(run.model, run.lora, build.base_key(run.seed))
   tx, _ = optim.make(run.optim)
   abstract, _ = build.abstract_state(model_config, tx)
-  manager = checkpoint.Manager(os.path.join(workdir, "checkpoints"), run.checkpoint)
+  manager = checkpoint.Manager(checkpoint.directory(run.checkpoint, workdir), run.checkpoint)
   try:
-    state, _ = manager.restore(abstract)
+    state, _ = manager.restore(abstract, base=base)
   finally:
     manager.close()
   return model_config, state.params, run

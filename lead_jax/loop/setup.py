@@ -14,8 +14,8 @@ from lead_jax import (accounting, build, data, metrics, offline, optim, selectio
 from lead_jax.evals import runner
 from lead_jax.loop import final
 
-# Named purposes of the root key: one fold per purpose.
-_INIT, _LORA, _STEP, _WARMUP_LORA, _WARMUP_STEP = 0, 1, 2, 3, 4
+# Named purposes of the root key, one fold each (0 is the base: build.base_key).
+_LORA, _STEP, _WARMUP_LORA, _WARMUP_STEP = 1, 2, 3, 4
 # Score arrays of the top-k selectors, by offline artifact (superfilter and
 # less need scores the offline stage does not compute yet).
 TOP_K_SCORES = {"ppl": "idu0_N", "ifd": "ifd_N"}
@@ -101,7 +101,7 @@ def setup(config, workdir: str):
   pool, test_path, dev_pool = _load_data(config, workdir, tok)
   metrics.write_config(workdir, config)  # after the data checks: bad input writes nothing
   root = jax.random.key(config.seed)
-  model_config, base = build.load_base(config.model, config.lora, jax.random.fold_in(root, _INIT))
+  model_config, base = build.load_base(config.model, config.lora, build.base_key(config.seed))
   tx, lr_fn = optim.make(config.optim)
   _, shardings = build.abstract_state(model_config, tx, mesh, config.mesh.rules)
   base = sharding.place(base, shardings.base)
