@@ -48,6 +48,8 @@ def get_select() -> ml_collections.ConfigDict:
   c.budget_samples = 0  # absolute distinct-sample budget; overrides budget_fraction when > 0
   c.t_max = 20  # at most this many iterations
   c.ppl_highest = True  # ppl baseline takes the highest base-model losses (False: the lowest)
+  c.rescore_score = "loss"  # iterative_rescore: loss (1 forward per pool sample per iteration) | ifd (2)
+  c.rescore_size = 0  # iterative_rescore: samples per iteration; 0 = LEAD's mean, floor(rho * N / K)
   c.lock()
   return c
 

@@ -9,12 +9,12 @@ are METHOD.md's paper-scale values; the tiny default overrides a few.
   config.loop = base_loop.get_loop()
 
 `attach(config)` adds everything the loop reads to a config of configs/base.py:
-bandit, idu, select (configs/base_lead.py), offline, loop and eval.
+bandit, idu, select (configs/base_lead.py), offline, loop, eval and proxy.
 """
 
 import ml_collections
 
-from configs import base_eval, base_lead
+from configs import base, base_eval, base_lead
 
 
 def get_offline() -> ml_collections.ConfigDict:
@@ -29,6 +29,8 @@ def get_offline() -> ml_collections.ConfigDict:
   c.kmeans_n_init = 10  # k-means restarts (scikit-learn n_init; seeded by config.seed)
   c.score_batch_size = 64  # rows per scoring batch; a multiple of train.micro_batch and devices
   c.cache = True  # reuse the artifacts in <workdir>/offline (keyed by fingerprints)
+  c.cache_dir = ""  # "" = <workdir>/offline; a shared folder lets runs reuse each other's artifacts
+  c.less_aggregate = "task_max"  # less: cosines with dev grads; task_max (LESS: task mean, max) | max | mean
   c.lock()
   return c
 
@@ -41,7 +43,25 @@ def get_loop() -> ml_collections.ConfigDict:
   c.idu_snapshot_every = 1  # write idu/idu_<t>.npz every this many iterations (0 = never)
   c.diag_samples = 256  # final IDU vs true loss check: samples from the pool and from S (each)
   c.plots = True  # write plots/*.png at the end (matplotlib)
+  c.train_step = "auto"  # auto: LEAD step for IDU methods, plain otherwise | lead | plain (same update)
   c.lock()
+  return c
+
+
+def get_proxy() -> ml_collections.ConfigDict:
+  """The small proxy model of the superfilter baseline (lead_jax.baseline_scores).
+
+  A smaller architecture than the tiny default (about 8x fewer base
+  parameters), randomly initialised from the run seed and warmed up on the
+  warmup subset before it scores (a random proxy's IFD would be noise).
+  """
+  c = base.get_model()
+  c.vocab_size = 0  # 0 = the run model's vocabulary (the proxy scores the same token ids)
+  c.hidden_size = 128  # d_model of the proxy
+  c.intermediate_size = 512  # SwiGLU hidden size of the proxy
+  c.num_layers = 2  # decoder blocks of the proxy
+  c.num_heads = 2  # query heads of the proxy
+  c.num_kv_heads = 2  # key/value heads of the proxy
   return c
 
 
@@ -55,6 +75,9 @@ def attach(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.offline = get_offline()  # lead_jax.offline
     config.loop = get_loop()  # lead_jax.loop
     config.eval = base_eval.get()  # lead_jax.evals (the final evaluation)
-  config.method = "lead"  # lead | odm | full | random | random_balanced | ppl | ifd (| finetune)
+    config.proxy = get_proxy()  # superfilter's proxy model (lead_jax.baseline_scores)
+  # lead | odm | full | random | random_balanced | ppl | ifd | superfilter | less
+  # | iterative_rescore (| finetune)
+  config.method = "lead"
   config.checkpoint.every_steps = 1  # the loop saves after every iteration
   return config

@@ -29,6 +29,7 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import suites
 from lead_jax import loop, report
 from lead_jax.data import DataError
 
@@ -68,12 +69,16 @@ def _run(name: str, config, workdir: str) -> dict:
 
 
 def _matched(config, method: str, lead: dict):
-  """`config` for `method` at LEAD's distinct budget and training sample-passes."""
+  """`config` for `method` at LEAD's distinct budget and training sample-passes
+  (the suites' rule, `experiments.suites.matched`)."""
   c = config.copy_and_resolve_references()
   c.method = method
-  c.select.budget_samples = int(lead["samples_selected"])
-  c.loop.static_epochs = (1.0 if method == "full" else
-                          lead["train_sample_passes"] / max(lead["samples_selected"], 1))
+  for path, value in suites.matched(method, lead).items():
+    *parents, field = path.split(".")
+    node = c
+    for name in parents:
+      node = node[name]
+    node[field] = value
   c.lock()
   return c
 

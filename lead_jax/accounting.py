@@ -5,7 +5,8 @@ Every pass of a model over a sample is booked under a phase and an activity:
   phase      offline | training | selection | evaluation (+ `setup` and
              `checkpoint` for wall seconds only)
   activity   what the passes were for, e.g. `warmup_train`, `ifd`, `base_loss`,
-             `train`, `dev_loss`, `test`
+             `train`, `rescore`, `dev_loss`, `test_loss`, `test_generate`,
+             `test_decode` (one token-pass per generated position and row)
 
 with four counters: forward and backward sample-passes (one real row through
 the model once) and forward and backward token-passes (the real tokens of
@@ -31,7 +32,8 @@ WALL_PHASES = ("setup",) + PHASES + ("checkpoint",)
 COUNTERS = ("forward_samples", "forward_tokens", "backward_samples", "backward_tokens")
 # Activities whose forward passes are forward-only scoring of samples (not the
 # forward half of a training step): `forward_sample_passes` of a run.
-SCORING = ("ifd", "base_loss", "features_hidden", "features_grad", "rescore", "dev_loss")
+SCORING = ("ifd", "base_loss", "features_hidden", "features_grad", "rescore", "dev_loss",
+           "proxy_ifd", "less_grads", "less_dev_grads")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -51,7 +51,7 @@ def _initial_host(seed: int, n: int) -> dict:
 def pool_loss(score, params, pool, batch_size: int, mesh, desc: str) -> float:
   """Mean response loss over every sample of `pool` (forward passes only)."""
   total, count = 0.0, 0
-  for start in tqdm.trange(0, len(pool), batch_size, desc=desc, leave=False):
+  for start in tqdm.trange(0, len(pool), batch_size, desc=desc, leave=False, disable=None):
     ids = np.arange(start, min(start + batch_size, len(pool)))
     out = train.fetch(score(params, sharding.shard_batch(mesh, data.gather(
         pool, ids, batch_size))))
@@ -104,7 +104,8 @@ def run(config, workdir: str) -> dict:
   if host["test_loss_initial"] is None and test is not None:
     host["test_loss_initial"] = pool_loss(steps.score, state.params, test, b, mesh, "test loss")
   window = []
-  for step in tqdm.trange(host["step"], total, initial=host["step"], total=total, desc="train"):
+  for step in tqdm.trange(host["step"], total, initial=host["step"], total=total, desc="train",
+                          disable=None):
     ids, host = _next_ids(host, len(pool), b)
     batch = sharding.shard_batch(mesh, data.gather(pool, ids, b))
     state, out = steps.plain(state, batch, jax.random.fold_in(step_key, step))

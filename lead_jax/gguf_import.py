@@ -132,7 +132,7 @@ def read_params(reader: gguf.GGUFReader, config: ModelConfig) -> dict:
   shapes = param_shapes(config)
   host = {path: np.zeros(s.shape, np.float32) for path, s in shapes.items()}
   seen = set()
-  for tensor in tqdm(reader.tensors, desc="dequantize", unit="tensor"):
+  for tensor in tqdm(reader.tensors, desc="dequantize", unit="tensor", disable=None):
     try:
       path, layer, heads = _destination(tensor.name, config)
     except GgufError as e:

@@ -11,8 +11,11 @@
              backward) of every sample under the warmup model
   clusters   seeded k-means (scikit-learn) with K = select.num_clusters on the
              1-D IFD (default) or on the L2-normalised features
+  proxy_ifd, less  the baselines' scores (superfilter, less): see
+             `lead_jax.baseline_scores`
 
-Each artifact is an .npz in `<workdir>/offline/` named by a fingerprint of
+Each artifact is an .npz in `<workdir>/offline/` (or `offline.cache_dir`,
+shared by several runs) named by a fingerprint of
 everything it depends on (pool fingerprint, model, seed and the config fields
 it reads), written atomically, and loaded instead of recomputed when present.
 It stores the passes and seconds it cost, so a run's accounting books the same
@@ -34,7 +37,8 @@ import jax
 import numpy as np
 import tqdm
 
-from lead_jax import accounting, build, clustering, data, optim, paths, scoring, sharding, train
+from lead_jax import (accounting, baseline_scores, build, clustering, data, optim, paths,
+                      scoring, sharding, train)
 from lead_jax import lora as lora_lib
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,8 @@ class Env:
   score: Any  # the run's jitted score step (base-model loss)
   lora_key: jax.Array  # warmup adapters' init key
   step_key: jax.Array  # warmup steps' dropout key (fold_in per step)
+  proxy: Any = None  # `baseline_scores.Proxy` (superfilter): the small model and its base
+  dev_pool: Optional[data.Pool] = None  # the dev set (less: its gradients)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +73,8 @@ class Result:
   ledger: accounting.Ledger  # recorded cost of every artifact used
   computed: tuple[str, ...]  # artifacts computed by this call (the rest loaded)
   warmup_loss: Optional[list] = None  # mean warmup loss per epoch
+  proxy_ifd_N: Optional[np.ndarray] = None  # IFD under the warmed-up proxy (superfilter)
+  less_N: Optional[np.ndarray] = None  # projected-gradient cosine with the dev set (less)
 
 
 def wants_for(needs, cluster_features: str) -> set[str]:
@@ -79,6 +87,10 @@ def wants_for(needs, cluster_features: str) -> set[str]:
     want.add("ifd")
   if needs.bandit:
     want.add("clusters")
+  if "proxy_ifd" in scores:
+    want.add("proxy_ifd")
+  if "dev_grad_cosine" in scores:
+    want.add("less")
   return want
 
 
@@ -89,10 +101,11 @@ def fingerprint(parts: dict) -> str:
 
 
 class _Cache:
-  """Artifacts in `<workdir>/offline`, each `<name>-<fingerprint>.npz`."""
+  """Artifacts in `directory` (`<workdir>/offline` by default), each
+  `<name>-<fingerprint>.npz`."""
 
-  def __init__(self, workdir: str, enabled: bool):
-    self.dir, self.enabled = os.path.join(workdir, "offline"), enabled
+  def __init__(self, directory: str, enabled: bool):
+    self.dir, self.enabled = directory, enabled
 
   def path(self, name: str, fp: str) -> str:
     return os.path.join(self.dir, f"{name}-{fp}.npz")
@@ -122,12 +135,12 @@ class _Stage:
 
   def __init__(self, cfg, env: Env, pool: data.Pool, workdir: str, num_clusters: int):
     self.cfg, self.env, self.pool, self.k = cfg, env, pool, num_clusters
-    self.cache = _Cache(workdir, cfg.cache)
+    self.cache = _Cache(cfg.cache_dir or os.path.join(workdir, "offline"), cfg.cache)
     self.ledger, self.computed = accounting.empty(), []
     self.base_fp = fingerprint({"pool": pool.fingerprint, "model": env.model_key})
-    self._warmup = None
+    self._warm, self._warm_loss = {}, {}
 
-  def _artifact(self, name: str, fp: str, compute):
+  def artifact(self, name: str, fp: str, compute):
     """(arrays, meta) from the cache, else from `compute() -> (arrays, counts, extra)`."""
     got = self.cache.load(name, fp)
     if got is None:
@@ -145,39 +158,47 @@ class _Stage:
     return arrays, meta
 
   # ------------------------------------------------------------------ warmup model
-  def warmup_config(self):
-    c, mc = self.cfg, self.env.model_config
+  def warmup_config(self, model_config=None):
+    """The warmup model: `model_config` (default the run's) with the warmup LoRA."""
+    c, mc = self.cfg, model_config or self.env.model_config
     lora = lora_lib.LoraConfig(rank=c.warmup_rank, alpha=float(c.warmup_alpha),
-                               dropout=mc.lora.dropout, targets=mc.lora.targets)
+                               dropout=self.env.model_config.lora.dropout,
+                               targets=self.env.model_config.lora.targets)
     return dataclasses.replace(mc, lora=lora)
 
-  def warmup_fp(self) -> str:
+  def warmup_fp(self, base_fp: Optional[str] = None) -> str:
     c, t = self.cfg, self.env.train_cfg
     return fingerprint({
-        "base": self.base_fp, "fraction": c.warmup_fraction, "epochs": c.warmup_epochs,
-        "rank": c.warmup_rank, "alpha": c.warmup_alpha, "seed": self.env.seed,
-        "optim": self.env.optim_cfg.to_dict(), "batch": t.batch_size, "micro": t.micro_batch,
-        "lora": repr(self.env.model_config.lora)})
+        "base": base_fp or self.base_fp, "fraction": c.warmup_fraction,
+        "epochs": c.warmup_epochs, "rank": c.warmup_rank, "alpha": c.warmup_alpha,
+        "seed": self.env.seed, "optim": self.env.optim_cfg.to_dict(), "batch": t.batch_size,
+        "micro": t.micro_batch, "lora": repr(self.env.model_config.lora)})
 
   def warmup(self, base):
-    """`(warmup steps, warmup params, base)`; trains unless cached."""
-    if self._warmup is not None:
-      return self._warmup
-    mc_w = self.warmup_config()
+    """`(warmup steps, warmup params, base)` of the run's model; trains unless cached."""
+    got = self.warmed("warmup", self.warmup_config(), base, self.warmup_fp())
+    self.warmup_loss = self._warm_loss["warmup"]
+    return got
+
+  def warmed(self, name: str, mc_w, base, fp: str):
+    """`(steps, params, base)` of model `mc_w` after the warmup on the seeded
+    subset (the artifact `name`); the same subset for every model."""
+    if name in self._warm:
+      return self._warm[name]
     tx, lr_fn = optim.make(self.env.optim_cfg)
     spec = train.spec_from_config(mc_w, self.env.train_cfg, self.env.optim_cfg, self.env.seed)
     _, shardings = build.abstract_state(mc_w, tx, self.env.mesh, self.env.rules)
     steps = train.compile(spec, tx, lr_fn, self.env.mesh, shardings)
     box = {"base": base}
-    arrays, meta = self._artifact("warmup", self.warmup_fp(),
-                                  lambda: self._train_warmup(box, mc_w, tx, steps))
+    arrays, meta = self.artifact(name, fp,
+                                  lambda: self._train_warmup(box, mc_w, tx, steps, name))
     lora = paths.unflatten({k[len("lora/"):]: v for k, v in arrays.items()
                             if k.startswith("lora/")})
-    self.warmup_loss = meta.get("loss_per_epoch")
-    self._warmup = (steps, {"params": box["base"], "lora": lora}, box["base"])
-    return self._warmup
+    self._warm_loss[name] = meta.get("loss_per_epoch")
+    self._warm[name] = (steps, {"params": box["base"], "lora": lora}, box["base"])
+    return self._warm[name]
 
-  def _train_warmup(self, box, mc_w, tx, steps):
+  def _train_warmup(self, box, mc_w, tx, steps, name: str):
     pool, c, b = self.pool, self.cfg, self.env.train_cfg.batch_size
     n = min(len(pool), max(1, int(round(c.warmup_fraction * len(pool)))))
     rng = np.random.default_rng([self.env.seed, 0x3A7])
@@ -185,23 +206,23 @@ class _Stage:
     state, _ = build.init_state(mc_w, box["base"], tx, self.env.lora_key, self.env.mesh,
                                 self.env.rules)
     counts, losses, k = {}, [], 0
-    for _ in tqdm.trange(c.warmup_epochs, desc="warmup epochs", leave=False):
+    for _ in tqdm.trange(c.warmup_epochs, desc=f"{name} epochs", leave=False, disable=None):
       order, epoch = rng.permutation(ids), []
       for start in range(0, n, b):
         batch = data.gather(pool, order[start:start + b], b)
         state, out = steps.plain(state, sharding.shard_batch(self.env.mesh, batch),
                                  jax.random.fold_in(self.env.step_key, k))
         epoch.append(float(train.fetch(out["metrics"])["loss"]))
-        for name, v in accounting.passes_of_batch(batch, backward=True).items():
-          counts[name] = counts.get(name, 0) + v
+        for counter, v in accounting.passes_of_batch(batch, backward=True).items():
+          counts[counter] = counts.get(counter, 0) + v
         k += 1
       losses.append(float(np.mean(epoch)))
     box["base"] = state.base  # the steps donated the state: the live base is its copy
     flat = {f"lora/{p}": np.asarray(x) for p, x in paths.flatten(
         jax.device_get(state.lora)).items()}
-    log.info("warmup: %d samples x %d epochs (%d steps), loss per epoch %s", n,
+    log.info("%s: %d samples x %d epochs (%d steps), loss per epoch %s", name, n,
              c.warmup_epochs, k, [round(x, 3) for x in losses])
-    return dict(flat, ids=ids), {"warmup_train": counts}, {"loss_per_epoch": losses}
+    return dict(flat, ids=ids), {f"{name}_train": counts}, {"loss_per_epoch": losses}
 
   # ------------------------------------------------------------------ scores
   def _all(self) -> np.ndarray:
@@ -218,7 +239,7 @@ class _Stage:
       ifd_raw = clustering.ifd_from_losses(out["loss"], out["response_loss"], False)
       return dict(out, ifd_raw=ifd_raw), {"ifd": counts}, {}
 
-    arrays, _ = self._artifact("ifd", fp, compute)
+    arrays, _ = self.artifact("ifd", fp, compute)
     return arrays["ifd_raw"], base
 
   def base_loss(self, base):
@@ -230,7 +251,7 @@ class _Stage:
                                    desc="IDU_0 (base model)")
       return {"loss": out["loss"]}, {"base_loss": counts}, {}
 
-    return self._artifact("base_loss", fp, compute)[0]["loss"]
+    return self.artifact("base_loss", fp, compute)[0]["loss"]
 
   def features(self, kind: str, base):
     steps, params, base = self.warmup(base)
@@ -250,7 +271,7 @@ class _Stage:
                                             self.cfg.score_batch_size, self.env.mesh)
       return {"features": f}, {f"features_{kind}": counts}, {}
 
-    return self._artifact(f"features_{kind}", fp, compute)[0]["features"], fp, base
+    return self.artifact(f"features_{kind}", fp, compute)[0]["features"], fp, base
 
   def clusters(self, feats_NxD: np.ndarray, source_fp: str) -> np.ndarray:
     fp = fingerprint({"source": source_fp, "k": self.k, "seed": self.env.seed,
@@ -263,12 +284,13 @@ class _Stage:
       labels = clustering.kmeans(x, self.k, self.env.seed, self.cfg.kmeans_n_init)
       return {"cluster": labels}, {}, {}
 
-    return self._artifact("clusters", fp, compute)[0]["cluster"]
+    return self.artifact("clusters", fp, compute)[0]["cluster"]
 
 
 def run(cfg, env: Env, pool: data.Pool, workdir: str, wants: set[str], num_clusters: int,
         base):
-  """`(Result, base)`: the artifacts in `wants` (warmup/ifd/base_loss/clusters).
+  """`(Result, base)`: the artifacts in `wants` (ifd, base_loss, clusters, and
+  the baselines' proxy_ifd and less, `lead_jax.baseline_scores`).
 
   `cfg` is the `offline` sub-config. `base` is handed back because the warmup
   steps donate their state: use the returned one afterwards.
@@ -289,8 +311,14 @@ def run(cfg, env: Env, pool: data.Pool, workdir: str, wants: set[str], num_clust
     else:
       feats, source, base = stage.features(cfg.cluster_features, base)
     cluster = stage.clusters(feats, source)
+  proxy_ifd = less = None
+  if "proxy_ifd" in wants:
+    proxy_ifd = clustering.clip_ifd(baseline_scores.proxy_ifd(stage), cfg.ifd_clip)
+  if "less" in wants:
+    less, base = baseline_scores.less(stage, base)
   k = int(cluster.max()) + 1 if cluster is not None else 1
   result = Result(ifd_raw_N=ifd_raw, ifd_N=ifd, idu0_N=idu0, cluster_N=cluster,
                   num_clusters=k, ledger=stage.ledger, computed=tuple(stage.computed),
-                  warmup_loss=getattr(stage, "warmup_loss", None))
+                  warmup_loss=getattr(stage, "warmup_loss", None), proxy_ifd_N=proxy_ifd,
+                  less_N=less)
   return result, base

@@ -32,7 +32,7 @@ def _by_length(pool: data.Pool, ids_N: np.ndarray) -> np.ndarray:
 def _chunks(pool, ids_N, batch_size: int, desc: str):
   order = _by_length(pool, ids_N)
   for start in tqdm.trange(0, len(order), batch_size, desc=desc, leave=False,
-                           ):
+                           disable=None):
     pos = order[start:start + batch_size]
     yield pos, ids_N[pos]
 

@@ -102,7 +102,7 @@ def build(records: Sequence[Record], tokenizer, template: templates.Template,
   parts, excluded, n_trunc = [], [], 0
   kept_records = []
   with tqdm.tqdm(total=len(records), desc="tokenise pool", unit="sample",
-                 disable=len(records) < 4 * chunk) as bar:
+                 disable=True if len(records) < 4 * chunk else None) as bar:
     for lo in range(0, len(records), chunk):
       batch = records[lo:lo + chunk]
       limits = np.array([task_lengths.get(r.task, max_length) for r in batch])

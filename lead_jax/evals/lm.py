@@ -11,7 +11,7 @@ order. Parameters may carry unmerged LoRA adapters.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -76,7 +76,7 @@ def next_token_probs(config: model_lib.ModelConfig, params, prompt_ids, candidat
   candidates = jnp.asarray(candidate_ids, jnp.int32)
   total = -(-len(prompt_ids) // batch_size)
   for idx, tokens, mask in tqdm.tqdm(_batches(prompt_ids, batch_size), total=total, desc=desc,
-                                     leave=False):
+                                     leave=False, disable=None):
     probs = _candidate_probs(config, params, tokens, mask, candidates)
     out[idx] = jax.device_get(probs)[:len(idx)]
   return out
@@ -85,11 +85,15 @@ def next_token_probs(config: model_lib.ModelConfig, params, prompt_ids, candidat
 def generate(config: model_lib.ModelConfig, params, tokenizer, prompt_ids, key, *,
              batch_size: int, max_new_tokens: int, temperature: float = 0.0,
              top_p: float = 1.0, stop_strings: Sequence[str] = (),
-             extra_eos_ids: Sequence[int] = (), desc: str = "generating") -> list[str]:
+             extra_eos_ids: Sequence[int] = (), desc: str = "generating",
+             stats: Optional[dict] = None) -> list[str]:
   """Continuations of every prompt, cut at EOS and at the first stop string.
 
   EOS ids are the model's, the tokenizer's and `extra_eos_ids` (e.g. a chat
   template's end-of-turn token). Batch j samples with `fold_in(key, j)`.
+  `stats`, when given, accumulates `decode_token_passes`: decoding steps run
+  times the batch's real rows (one token through the model per step and row,
+  rows that stopped early included: the batch decodes in lockstep).
   """
   eos = sorted(set(decoding.eos_ids_for(config, tokenizer)) | set(int(e) for e in extra_eos_ids))
   if len(eos) > EOS_SLOTS:
@@ -101,11 +105,14 @@ def generate(config: model_lib.ModelConfig, params, tokenizer, prompt_ids, key, 
   texts = [""] * len(prompt_ids)
   total = -(-len(prompt_ids) // batch_size)
   for j, (idx, tokens, mask) in enumerate(tqdm.tqdm(_batches(prompt_ids, batch_size),
-                                                    total=total, desc=desc, leave=False)):
-    new, _ = decoding.generate(config, params, tokens, mask, jax.random.fold_in(key, j),
-                               temperature, top_p, eos_E, max_new_tokens=max_new_tokens,
-                               pad_id=pad_id, stop_seqs=stop_seqs)
-    new = jax.device_get(new)
+                                                    total=total, desc=desc, leave=False,
+                                                    disable=None)):
+    new, steps = decoding.generate(config, params, tokens, mask, jax.random.fold_in(key, j),
+                                   temperature, top_p, eos_E, max_new_tokens=max_new_tokens,
+                                   pad_id=pad_id, stop_seqs=stop_seqs)
+    new, steps = jax.device_get((new, steps))
+    if stats is not None:
+      stats["decode_token_passes"] = stats.get("decode_token_passes", 0) + int(steps) * len(idx)
     for row, text in enumerate(decoding.completions(
         tokenizer, [prompt_ids[i] for i in idx], new[:len(idx)], eos, stop_strings)):
       texts[idx[row]] = text

@@ -123,7 +123,8 @@ def execute_many(programs: Sequence[str], timeout_s: float, memory_mb: int, *,
   with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
     futures = [pool.submit(execute, p, timeout_s, memory_mb, limits=limits, **kwargs)
                for p in programs]
-    return [f.result() for f in tqdm.tqdm(futures, desc=desc, leave=False)]
+    return [f.result() for f in tqdm.tqdm(futures, desc=desc, leave=False,
+                                                             disable=None)]
 
 
 def _collect(proc, status_r, timeout_s, cap, start) -> Result:

@@ -57,7 +57,8 @@ def held_out_loss(model_config, params, tokenizer, records, data_cfg, template, 
                                                                    data_cfg.max_length))
   loss_N = np.zeros(len(pool), np.float64)
   order = np.argsort(pool.length_N, kind="stable")
-  for start in tqdm.trange(0, len(pool), batch_size, desc="held-out loss", leave=False):
+  for start in tqdm.trange(0, len(pool), batch_size, desc="held-out loss", leave=False,
+                            disable=None):
     idx = order[start:start + batch_size]
     out = jax.device_get(_score(model_config, batch_size, params,
                                 batching.gather(pool, idx, batch_size)))
@@ -67,13 +68,15 @@ def held_out_loss(model_config, params, tokenizer, records, data_cfg, template, 
   return float(loss_N.mean()) if len(loss_N) else 0.0, per_task
 
 
-def generate(model_config, params, tokenizer, records, template, cfg, key) -> list[str]:
-  """Greedy responses to every record's conversation up to its last assistant turn."""
+def generate(model_config, params, tokenizer, records, template, cfg, key,
+             stats: dict | None = None) -> list[str]:
+  """Greedy responses to every record's conversation up to its last assistant
+  turn; `stats` accumulates the decoding token-passes (`lm.generate`)."""
   ids = [templates.encode_prompt(template, tokenizer, r.messages[:-1]) for r in records]
   return lm.generate(model_config, params, tokenizer, ids, key, batch_size=cfg.batch_size,
                      max_new_tokens=cfg.max_new_tokens,
                      extra_eos_ids=templates.stop_token_ids(template, tokenizer),
-                     desc="synthetic")
+                     desc="synthetic", stats=stats)
 
 
 def exact_match(records, outputs: list[str]):
@@ -95,9 +98,11 @@ def evaluate(model_config, params, tokenizer, test_path: str, data_cfg, cfg, *,
   records = read(data_cfg, test_path, limit)
   loss, loss_per_task = held_out_loss(model_config, params, tokenizer, records, data_cfg,
                                       template, cfg.batch_size)
-  outputs = generate(model_config, params, tokenizer, records, template, cfg, key)
+  stats = {"decode_token_passes": 0}
+  outputs = generate(model_config, params, tokenizer, records, template, cfg, key, stats)
   em, em_macro, em_per_task = exact_match(records, outputs)
   return {"loss": loss, "exact_match": em, "exact_match_macro": em_macro,
+          "decode_token_passes": stats["decode_token_passes"],
           "per_task": {t: {"loss": loss_per_task.get(t), "exact_match": em_per_task[t]}
                        for t in em_per_task},
           "num_examples": len(records),

@@ -11,9 +11,10 @@
                   idu_vs_loss.npz, plots/*.png
 
 Evaluation passes are booked in the `evaluation` phase: the held-out loss (one
-forward per test record) and generation (one forward per record over its
-prompt; the decoding steps are not counted as token-passes, their time is in
-the wall seconds). Benchmarks other than the synthetic suite book seconds only.
+forward per test record, `test_loss`), the generation prefill (one forward per
+record over its prompt, `test_generate`) and the decoding steps (`test_decode`:
+one token-pass per step and real row of each batch, no sample-passes).
+Benchmarks other than the synthetic suite book seconds only.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def check_test_set(data_cfg, path: str) -> None:
     raise DataError(str(e)) from None
 
 
-def _test_counts(run, path: str) -> dict:
-  """Passes of the synthetic suite: the loss pass and the generation prefill."""
+def _test_counts(run, path: str, decode_token_passes: int) -> dict:
+  """Passes of the synthetic suite: the loss pass, the generation prefill and
+  the decoding steps."""
   cfg = run.config
   records = synthetic.read(cfg.data, path, cfg.eval.limit or None)
   template = templates.resolve(run.tok, cfg.data.template)
@@ -54,7 +56,8 @@ def _test_counts(run, path: str) -> dict:
   n, tokens = len(pool), int(pool.length_N.sum())
   prompt = int((pool.length_N - pool.view_length_N).sum())
   return {"test_loss": {"forward_samples": n, "forward_tokens": tokens},
-          "test_generate": {"forward_samples": n, "forward_tokens": prompt}}
+          "test_generate": {"forward_samples": n, "forward_tokens": prompt},
+          "test_decode": {"forward_tokens": decode_token_passes}}
 
 
 def evaluate(run, state, ledger):
@@ -72,7 +75,8 @@ def evaluate(run, state, ledger):
   result = runner.run(run.model_config, state.params, run.tok, eval_cfg, run.config.data,
                       test_path=run.test_path)
   if "synthetic" in names:
-    for activity, counts in _test_counts(run, run.test_path).items():
+    decoded = result["benchmarks"]["synthetic"]["decode_token_passes"]
+    for activity, counts in _test_counts(run, run.test_path, decoded).items():
       ledger = accounting.add(ledger, "evaluation", activity, counts)
   return result, accounting.add_seconds(ledger, "evaluation", time.monotonic() - t0)
 
@@ -130,7 +134,8 @@ def _summary(run, h, result, check) -> dict:
       "train_sample_passes": int(training.get("forward_samples", 0)),
       "train_token_passes": int(training.get("forward_tokens", 0)),
       "forward_sample_passes": accounting.forward_sample_passes(h.ledger),
-      "declared_scoring_passes": run.needs.scoring_passes(len(run.pool), h.iteration)["total"],
+      "declared_scoring_passes": run.needs.scoring_passes(
+          len(run.pool), h.iteration, len(run.dev_pool) if run.dev_pool else 0)["total"],
       "benchmarks": (result or {}).get("summary", {}),
   }
   if check is not None:

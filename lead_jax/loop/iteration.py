@@ -10,7 +10,8 @@ import jax
 import numpy as np
 import tqdm
 
-from lead_jax import accounting, bandit, data, idu, metrics, outputs, scoring, selection
+from lead_jax import accounting, bandit, clustering, data, idu, metrics, outputs, scoring
+from lead_jax import selection
 from lead_jax import sharding, train
 from lead_jax.loop.host import Host, generator
 from lead_jax.loop.setup import Run
@@ -38,15 +39,25 @@ def _book(counts: dict, activity: str, batch: dict, backward: bool) -> None:
     row[name] = row.get(name, 0) + value
 
 
+def uses_lead_step(config, needs) -> bool:
+  """The LEAD step (per-example outputs) for IDU methods, or when asked for by
+  `loop.train_step` (it applies the same update as the plain step, and on CPU
+  its vmapped per-example backward is the faster one)."""
+  if needs.idu:  # the IDU update reads the per-example outputs
+    return True
+  return config.loop.train_step == "lead"
+
+
 def _train_pass(run: Run, state, h: Host, orders: list[np.ndarray]):
   """`(state, StepOutputs, stats, counts)`: the jitted steps over the orders."""
-  b, lead = run.config.train.batch_size, run.needs.idu
+  b, lead = run.config.train.batch_size, uses_lead_step(run.config, run.needs)
   step = run.steps.train if lead else run.steps.plain
   jvp = (lead and run.config.train.dl_method == "jvp"
          and b // (run.config.train.micro_batch or b) > 1)
   parts, losses, counts, k, skipped, lr = [], [], {}, h.train_steps, 0, float("nan")
   total = sum(-(-len(o) // b) for o in orders)
-  with tqdm.tqdm(total=total, desc=f"iteration {h.iteration}", leave=False) as bar:
+  with tqdm.tqdm(total=total, desc=f"iteration {h.iteration}", leave=False,
+                 disable=None) as bar:
     for order in orders:
       for start in range(0, len(order), b):
         batch = data.gather(run.pool, order[start:start + b], b)
@@ -107,11 +118,17 @@ def _learn(run: Run, h: Host, arm: int, outs, stats: dict, params):
 
 def _rescore(run: Run, params) -> tuple[np.ndarray, dict]:
   """Fresh scores of the whole pool under the current model, for selectors
-  whose `needs.rescore` asks for them (iterative re-scoring): N forward passes."""
-  if run.needs.rescore != "loss":
-    raise ValueError(f"needs.rescore={run.needs.rescore!r}: the loop re-scores by 'loss' only")
+  whose `needs.rescore` asks for them (iterative re-scoring): the response
+  loss (N forward passes) or IFD (2N: with and without the prompt)."""
+  kind = run.needs.rescore
+  if kind not in selection.RESCORE_SCORES:
+    raise ValueError(f"needs.rescore={kind!r}; the loop re-scores by {selection.RESCORE_SCORES}")
   out, counts = scoring.losses(run.steps.score, params, run.pool, np.arange(len(run.pool)),
-                               run.config.offline.score_batch_size, run.mesh, desc="rescore")
+                               run.config.offline.score_batch_size, run.mesh,
+                               response=kind == "ifd", desc=f"rescore ({kind})")
+  if kind == "ifd":
+    return clustering.ifd_from_losses(out["loss"], out["response_loss"],
+                                      run.config.offline.ifd_clip), counts
   return out["loss"], counts
 
 

@@ -9,16 +9,16 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from lead_jax import (accounting, build, data, metrics, offline, optim, selection, sharding,
-                      tokenizer, train)
+from lead_jax import (accounting, baseline_scores, build, data, metrics, offline, optim,
+                      selection, sharding, tokenizer, train)
 from lead_jax.evals import runner
 from lead_jax.loop import final
 
 # Named purposes of the root key, one fold each (0 is the base: build.base_key).
-_LORA, _STEP, _WARMUP_LORA, _WARMUP_STEP = 1, 2, 3, 4
-# Score arrays of the top-k selectors, by offline artifact (superfilter and
-# less need scores the offline stage does not compute yet).
-TOP_K_SCORES = {"ppl": "idu0_N", "ifd": "ifd_N"}
+_LORA, _STEP, _WARMUP_LORA, _WARMUP_STEP, _PROXY_BASE = 1, 2, 3, 4, 5
+# Score arrays of the top-k selectors, by offline result field.
+TOP_K_SCORES = {"ppl": "idu0_N", "ifd": "ifd_N", "superfilter": "proxy_ifd_N", "less": "less_N"}
+TRAIN_STEPS = ("auto", "lead", "plain")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,15 +49,7 @@ class Run:
     return self.offline.cluster_N
 
 
-def _needs_of(method: str, select_cfg, pool: data.Pool):
-  """A selector's declared needs, before the offline stage built its layout."""
-  layout = selection.build_layout(np.zeros(len(pool), np.int64), np.zeros(len(pool), np.int64),
-                                  1, 1)
-  return selection.make(method, select_cfg, layout,
-                        scores_N=np.zeros(len(pool), np.float32)).needs
-
-
-def _load_data(config, workdir: str, tok):
+def _load_data(config, workdir: str, tok, needs):
   paths = data.resolve_paths(config.data, workdir)
   pool = data.load_pool(config.data, tok, workdir)
   try:
@@ -67,27 +59,45 @@ def _load_data(config, workdir: str, tok):
   if paths["test"]:
     final.check_test_set(config.data, paths["test"])
   dev_pool = None
-  if paths["dev"] and (config.bandit.reward == "dev_gain" or config.loop.dev_every > 0):
+  wants_dev = {"dev_gain": config.bandit.reward == "dev_gain" and needs.idu,
+               "method='less'": "dev_grad_cosine" in needs.offline_scores}
+  if paths["dev"] and (any(wants_dev.values()) or config.loop.dev_every > 0):
     dev_pool = data.load_pool(config.data, tok, workdir, path=paths["dev"])
-  elif config.bandit.reward == "dev_gain":
-    raise data.DataError("bandit.reward='dev_gain' needs a dev set: set data.dev_path")
+  elif any(wants_dev.values()):
+    who = [k for k, v in wants_dev.items() if v][0]
+    raise data.DataError(f"{who} needs a dev set: set data.dev_path")
   return pool, paths["test"], dev_pool
 
 
-def _model_key(config) -> str:
-  return repr((config.model.to_dict(), config.seed if not config.model.checkpoint else None))
+def _model_key(config, model_cfg=None) -> str:
+  m = model_cfg or config.model
+  return repr((m.to_dict(), config.seed if not m.checkpoint else None))
 
 
-def setup(config, workdir: str):
-  """`(Run, TrainState, shardings, ledger)`: data, offline stage, selector,
-  state; the ledger holds the offline artifacts' cost and this call's set-up
-  seconds (the rest of its time)."""
-  start = time.monotonic()
+def _proxy(config, model_config, needs):
+  """superfilter's proxy model (`config.proxy`), or None when not needed."""
+  if "proxy_ifd" not in needs.offline_scores:
+    return None
+  cfg = config.proxy.copy_and_resolve_references()
+  if not cfg.checkpoint and cfg.vocab_size == 0:
+    cfg.vocab_size = model_config.vocab_size
+  root = jax.random.fold_in(jax.random.key(config.seed), _PROXY_BASE)
+  mc, base = build.load_base(cfg, config.lora, root)
+  if mc.vocab_size != model_config.vocab_size:
+    raise ValueError(f"proxy: vocabulary of {mc.vocab_size} tokens, the run model's has "
+                     f"{model_config.vocab_size}; the proxy must share the run's tokenizer")
+  return baseline_scores.Proxy(mc, base, _model_key(config, cfg))
+
+
+def _check(config) -> None:
+  """Config errors caught before anything is loaded."""
   if config.method not in selection.NAMES:
     raise ValueError(f"method={config.method!r}; the LEAD loop runs {selection.NAMES}")
-  if config.method in ("superfilter", "less"):
-    raise ValueError(f"method={config.method!r}: its scores are not computed by the offline "
-                     "stage yet; use lead, odm, full, random, random_balanced, ppl or ifd")
+  if config.loop.train_step not in TRAIN_STEPS:
+    raise ValueError(f"loop.train_step={config.loop.train_step!r}; use one of {TRAIN_STEPS}")
+  if config.loop.train_step == "plain" and selection.needs(config.method, config.select).idu:
+    raise ValueError(f"loop.train_step='plain' cannot train method={config.method!r}: its IDU "
+                     "update needs the LEAD step's per-example outputs (use auto or lead)")
   benchmarks = runner.parse_benchmarks(config.eval.benchmarks)
   if set(benchmarks) - {"synthetic"} and not config.eval.data_dir:
     raise ValueError(f"eval.benchmarks={config.eval.benchmarks!r} needs eval.data_dir (the "
@@ -95,10 +105,19 @@ def setup(config, workdir: str):
   if config.idu.grad_term in ("history", "cluster") and not config.train.projection_dim:
     raise ValueError(f"idu.grad_term={config.idu.grad_term!r} needs the projected gradients: "
                      "set train.projection_dim > 0")
+
+
+def setup(config, workdir: str):
+  """`(Run, TrainState, shardings, ledger)`: data, offline stage, selector,
+  state; the ledger holds the offline artifacts' cost and this call's set-up
+  seconds (the rest of its time)."""
+  start = time.monotonic()
+  _check(config)
+  needs = selection.needs(config.method, config.select)
   sharding.initialize(config.mesh)
   mesh = sharding.make_mesh(config.mesh)
   tok = tokenizer.load(config.data.tokenizer)
-  pool, test_path, dev_pool = _load_data(config, workdir, tok)
+  pool, test_path, dev_pool = _load_data(config, workdir, tok, needs)
   metrics.write_config(workdir, config)  # after the data checks: bad input writes nothing
   root = jax.random.key(config.seed)
   model_config, base = build.load_base(config.model, config.lora, build.base_key(config.seed))
@@ -107,10 +126,10 @@ def setup(config, workdir: str):
   base = sharding.place(base, shardings.base)
   spec = train.spec_from_config(model_config, config.train, config.optim, config.seed)
   steps = train.compile(spec, tx, lr_fn, mesh, shardings)
-  needs = _needs_of(config.method, config.select, pool)
   env = offline.Env(model_config, _model_key(config), config.optim, config.train, config.seed,
                     mesh, tuple(config.mesh.rules), steps.score,
-                    jax.random.fold_in(root, _WARMUP_LORA), jax.random.fold_in(root, _WARMUP_STEP))
+                    jax.random.fold_in(root, _WARMUP_LORA), jax.random.fold_in(root, _WARMUP_STEP),
+                    proxy=_proxy(config, model_config, needs), dev_pool=dev_pool)
   wants = offline.wants_for(needs, config.offline.cluster_features)
   t_off = time.monotonic()
   off, base = offline.run(config.offline, env, pool, workdir, wants,

@@ -14,6 +14,11 @@ builds one by name; `record(state, ids)` is the one state transition.
   ifd              top IFD under the warmup model (Cherry)
   superfilter      top IFD under a small proxy model (Superfiltering)
   less             top cosine of projected gradients with a dev set (LESS)
+  iterative_rescore  each iteration, the top of the whole pool by a score
+                   recomputed under the current model (`rescore`)
+
+`needs(name, cfg)` declares what a method needs before anything is built (the
+loop reads it to decide what the offline stage computes).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 from lead_jax.selection.base import (PASSES_PER_SCORE, Inputs, Needs, Selector,
                                      check_scores)
 from lead_jax.selection.lead import ClusterSelector
+from lead_jax.selection.rescore import RescoreSelector, iteration_size
 from lead_jax.selection.state import (Layout, Limits, SelectionState,
                                       budget_done, build_layout, from_dict,
                                       init_state, record, resolve_limits,
@@ -35,23 +41,40 @@ from lead_jax.selection.static import FullSelector, RandomSelector, TopKSelector
 _LEAD_SCORES = ("ifd", "base_loss")
 _TOP_K_SCORES = {"ppl": "base_loss", "ifd": "ifd", "superfilter": "proxy_ifd",
                  "less": "dev_grad_cosine"}
-NAMES = ("lead", "odm", "full", "random", "random_balanced", *_TOP_K_SCORES)
+RESCORE_SCORES = ("loss", "ifd")
+NAMES = ("lead", "odm", "full", "random", "random_balanced", *_TOP_K_SCORES,
+         "iterative_rescore")
+
+
+def needs(name: str, cfg) -> Needs:
+  """What method `name` needs from the loop; `cfg` is the `select` sub-config."""
+  if name not in NAMES:
+    raise ValueError(f"selection: unknown method {name!r}; choose one of "
+                     f"{', '.join(NAMES)}.")
+  if name == "lead":
+    return Needs(bandit=True, idu=True, offline_scores=_LEAD_SCORES)
+  if name == "odm":
+    return Needs(bandit=True, offline_scores=("ifd",))
+  if name in _TOP_K_SCORES:
+    return Needs(offline_scores=(_TOP_K_SCORES[name],))
+  if name == "iterative_rescore":
+    if cfg.rescore_score not in RESCORE_SCORES:
+      raise ValueError(f"select.rescore_score={cfg.rescore_score!r}; use one of "
+                       f"{RESCORE_SCORES}.")
+    return Needs(rescore=cfg.rescore_score)
+  return Needs()
 
 
 def make(name: str, cfg, layout: Layout, *,
          scores_N: Optional[np.ndarray] = None) -> Selector:
   """The selector `name`; `scores_N` is the score array of the top-k ones."""
-  if name not in NAMES:
-    raise ValueError(f"selection: unknown method {name!r}; choose one of "
-                     f"{', '.join(NAMES)}.")
+  need = needs(name, cfg)
   limits = resolve_limits(cfg, layout.num_pool)
   if name in ("lead", "odm"):
     if cfg.sample_rate <= 0 and cfg.min_per_task <= 0:
       raise ValueError("select.sample_rate and select.min_per_task are both 0: "
                        "every iteration would select nothing.")
-    needs = (Needs(bandit=True, idu=True, offline_scores=_LEAD_SCORES)
-             if name == "lead" else Needs(bandit=True, offline_scores=("ifd",)))
-    return ClusterSelector(name=name, needs=needs, layout=layout,
+    return ClusterSelector(name=name, needs=need, layout=layout,
                            limits=limits, sample_rate=cfg.sample_rate,
                            min_per_task=cfg.min_per_task,
                            stratify_by_task=cfg.stratify_by_task,
@@ -59,16 +82,18 @@ def make(name: str, cfg, layout: Layout, *,
   if name == "full":
     return FullSelector()
   if name in ("random", "random_balanced"):
-    return RandomSelector(name=name, needs=Needs(), layout=layout,
+    return RandomSelector(name=name, needs=need, layout=layout,
                           limits=limits, balanced=name == "random_balanced")
+  if name == "iterative_rescore":
+    return RescoreSelector(name=name, needs=need, limits=limits,
+                           size=iteration_size(cfg, layout.num_pool))
   scores_N = check_scores(scores_N, layout.num_pool, name)
-  return TopKSelector(name=name,
-                      needs=Needs(offline_scores=(_TOP_K_SCORES[name],)),
-                      limits=limits, scores_N=scores_N,
+  return TopKSelector(name=name, needs=need, limits=limits, scores_N=scores_N,
                       highest=cfg.ppl_highest if name == "ppl" else True)
 
 
 __all__ = ["Inputs", "Layout", "Limits", "NAMES", "Needs", "PASSES_PER_SCORE",
+           "RESCORE_SCORES", "iteration_size", "needs",
            "SelectionState", "Selector", "budget_done", "build_layout",
            "from_dict", "init_state", "make", "record", "resolve_limits",
            "to_dict"]

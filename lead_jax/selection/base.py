@@ -33,6 +33,8 @@ PASSES_PER_SCORE = {
     "dev_grad_cosine": 1,  # forward + backward per sample (LESS gradients)
     "loss": 1,  # per-iteration rescoring by current loss
 }
+# Scores that also pass over every dev sample once (LESS: the dev gradients).
+DEV_PASSES = {"dev_grad_cosine": 1}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +44,11 @@ class Needs:
   offline_scores: tuple[str, ...] = ()  # pool-wide scores computed once
   rescore: Optional[str] = None  # score recomputed over the pool per iteration
 
-  def scoring_passes(self, num_pool: int, iterations: int) -> dict[str, int]:
+  def scoring_passes(self, num_pool: int, iterations: int,
+                     num_dev: int = 0) -> dict[str, int]:
     """Forward sample passes outside training: offline and per iteration."""
-    offline = sum(PASSES_PER_SCORE[s] for s in self.offline_scores) * num_pool
+    offline = sum(PASSES_PER_SCORE[s] * num_pool + DEV_PASSES.get(s, 0) * num_dev
+                  for s in self.offline_scores)
     online = (PASSES_PER_SCORE[self.rescore] * num_pool * iterations
               if self.rescore else 0)
     return {"offline": offline, "selection": online, "total": offline + online}

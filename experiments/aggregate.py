@@ -1,0 +1,221 @@
+r"""Tables and plots of a suite's finished runs (experiments/run_suite.py).
+
+  python -m experiments.aggregate --suite=main --results=results
+  python -m experiments.aggregate --suite=efficiency --results=results --out=results/tables
+
+Writes to --out (default <results>/tables):
+  <suite>.md        one row per variant: mean ± sd over its seeds (sample sd,
+                    n shown; "-" where n < 2), the command and date on top;
+                    efficiency adds the per-N table of LEAD vs iterative
+                    re-scoring (seconds and passes by phase, wall-time ratio)
+  <suite>.csv       the same numbers, one column per mean and per sd
+  <suite>_runs.csv  every run's raw numbers (one row per variant and seed)
+  plots/<suite>_*.png  metric vs budget, metric vs wall time, the variants'
+                    bars, bandit probabilities; efficiency: wall time vs N
+
+Every run's accounting is checked (`lead_jax.accounting.check`: the
+activities add up to their phases, the phases to the totals, the wall
+seconds of the phases to the total; the final metrics' wall seconds and
+scoring passes equal the ledger's); the table's `acct` column says `ok` or
+how many runs failed the check.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app, flags
+
+from experiments import suite_plots, suites
+from lead_jax import accounting
+
+_SUITE = flags.DEFINE_string("suite", None, f"one of {', '.join(suites.SUITES)}")
+_RESULTS = flags.DEFINE_string("results", None, "results directory of run_suite")
+_OUT = flags.DEFINE_string("out", None, "output directory (default <results>/tables)")
+_SEEDS = flags.DEFINE_list("seeds", [], "only these seeds (default: every finished one)")
+flags.mark_flags_as_required(["suite", "results"])
+
+PHASES = accounting.WALL_PHASES
+# (key, header, format) of the variant tables.
+COLUMNS = (("exact_match", "exact match", "{:.3f}"), ("test_loss", "held-out loss", "{:.3f}"),
+           ("samples_selected", "distinct", "{:.0f}"), ("iterations", "iters", "{:.1f}"),
+           ("train_sample_passes", "train passes", "{:.0f}"),
+           ("forward_sample_passes", "scoring passes", "{:.0f}"),
+           ("wall_seconds", "wall s", "{:.0f}"), ("offline_s", "offline s", "{:.0f}"),
+           ("selection_s", "selection s", "{:.0f}"), ("training_s", "training s", "{:.0f}"),
+           ("evaluation_s", "eval s", "{:.0f}"))
+
+
+def mean_sd(values) -> tuple[float, float, int]:
+  """Mean, sample standard deviation (ddof = 1; nan for n < 2) and n."""
+  x = np.asarray([v for v in values if v is not None], np.float64)
+  if x.size == 0:
+    return float("nan"), float("nan"), 0
+  return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else float("nan"), int(x.size)
+
+
+def check_run(final: dict, acct: dict) -> str:
+  """'' when the run's accounting adds up, else what does not."""
+  try:
+    accounting.check(acct)
+  except ValueError as e:
+    return str(e)
+  if abs(acct["wall_seconds"]["total"] - final["wall_seconds"]) > 0.01:
+    return "final wall_seconds differs from the ledger's total"
+  if acct["forward_sample_passes"] != final["forward_sample_passes"]:
+    return "final forward_sample_passes differs from the ledger's"
+  return ""
+
+
+def run_row(variant, seed: int, workdir: str) -> dict:
+  """One finished run's numbers: final metrics, seconds and passes by phase."""
+  final = suites.read_final(workdir)
+  with open(os.path.join(workdir, "accounting.json"), encoding="utf-8") as f:
+    acct = json.load(f)
+  row = {"variant": variant.name, "label": variant.label, "method": variant.method,
+         "seed": seed, "acct_error": check_run(final, acct)}
+  for key in ("pool_size", "budget", "exact_match", "exact_match_macro", "test_loss",
+              "samples_selected", "samples_trained", "iterations", "train_steps",
+              "train_sample_passes", "forward_sample_passes", "declared_scoring_passes",
+              "wall_seconds", "idu_loss_spearman", "idu0_loss_spearman"):
+    row[key] = final.get(key)
+  for phase in PHASES:
+    row[f"{phase}_s"] = acct["wall_seconds"].get(phase, 0.0)
+  for phase in accounting.PHASES:
+    totals = acct["phases"][phase]["totals"]
+    row[f"{phase}_fwd"] = totals["forward_samples"]
+    row[f"{phase}_bwd"] = totals["backward_samples"]
+  return row
+
+
+def collect(variants, results: str, seeds=()) -> list[dict]:
+  rows = []
+  for v in variants:
+    base = os.path.join(results, "runs", v.name)
+    found = sorted(int(d[4:]) for d in os.listdir(base) if d.startswith("seed")) \
+        if os.path.isdir(base) else []
+    for seed in found:
+      workdir = suites.run_dir(results, v.name, seed)
+      if (not seeds or seed in seeds) and suites.read_final(workdir) is not None:
+        rows.append(run_row(v, seed, workdir))
+  return rows
+
+
+def summarise(rows: list[dict], keys) -> list[dict]:
+  """Per variant (in order of appearance): n, and mean/sd of every key."""
+  out = []
+  for name in dict.fromkeys(r["variant"] for r in rows):
+    group = [r for r in rows if r["variant"] == name]
+    s = {"variant": name, "label": group[0]["label"], "method": group[0]["method"],
+         "n": len(group), "acct_failures": sum(bool(r["acct_error"]) for r in group)}
+    for key in keys:
+      s[f"{key}_mean"], s[f"{key}_sd"], _ = mean_sd(r.get(key) for r in group)
+    out.append(s)
+  return out
+
+
+def cell(mean: float, sd: float, fmt: str) -> str:
+  if np.isnan(mean):
+    return "-"
+  return fmt.format(mean) + ("" if np.isnan(sd) else " ± " + fmt.format(sd))
+
+
+def variant_table(summary: list[dict]) -> str:
+  head = ["variant", "what", "n"] + [h for _, h, _ in COLUMNS] + ["acct"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for s in summary:
+    cells = [s["variant"], s["label"], str(s["n"])]
+    cells += [cell(s[f"{k}_mean"], s[f"{k}_sd"], fmt) for k, _, fmt in COLUMNS]
+    cells.append("ok" if not s["acct_failures"] else f"{s['acct_failures']} failed")
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def efficiency_table(rows: list[dict]) -> str:
+  """Per pool size: LEAD and iterative re-scoring side by side, and the ratio
+  of their wall times (mean of the per-seed ratios ± sd)."""
+  keys = ["wall_seconds", "setup_s", "offline_s", "selection_s", "training_s", "evaluation_s",
+          "checkpoint_s", "iterations", "offline_fwd", "offline_bwd", "selection_fwd",
+          "training_bwd", "evaluation_fwd"]
+  head = ["N", "method", "n"] + keys + ["rescore / LEAD wall"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for n_pool in sorted({r["pool_size"] for r in rows}):
+    at = [r for r in rows if r["pool_size"] == n_pool]
+    by_seed = {m: {r["seed"]: r["wall_seconds"] for r in at if r["method"] == m}
+               for m in ("lead", "iterative_rescore")}
+    both = sorted(set(by_seed["lead"]) & set(by_seed["iterative_rescore"]))
+    ratio = mean_sd(by_seed["iterative_rescore"][s] / by_seed["lead"][s] for s in both)
+    for method in ("lead", "iterative_rescore"):
+      group = [r for r in at if r["method"] == method]
+      if not group:
+        continue
+      cells = [str(n_pool), method, str(len(group))]
+      cells += [cell(*mean_sd(r[k] for r in group)[:2], "{:.0f}") for k in keys]
+      cells.append(cell(ratio[0], ratio[1], "{:.2f}") + f" (n={ratio[2]})"
+                   if method == "iterative_rescore" else "")
+      lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def write_csv(path: str, rows: list[dict]) -> None:
+  fields = list(dict.fromkeys(k for r in rows for k in r))
+  with open(path, "w", newline="", encoding="utf-8") as f:
+    w = csv.DictWriter(f, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+
+
+def aggregate(suite: str, results: str, out: str, seeds=()) -> str:
+  """Writes the tables and plots of `suite`; returns the Markdown."""
+  variants = suites.get(suite)
+  rows = collect(variants, results, seeds)
+  if not rows:
+    raise ValueError(f"{results}: no finished run of suite {suite!r} "
+                     "(run python -m experiments.run_suite first)")
+  os.makedirs(out, exist_ok=True)
+  keys = [k for k, _, _ in COLUMNS] + ["exact_match_macro", "train_steps", "idu_loss_spearman",
+                                       "idu0_loss_spearman"]
+  summary = summarise(rows, keys)
+  cmd = f"python -m experiments.aggregate --suite={suite} --results={_display(results)}"
+  text = [f"Suite `{suite}`: generated {datetime.date.today().isoformat()} by `{cmd}` from "
+          f"{len(rows)} runs (mean ± sample sd over seeds, n per row).", "",
+          variant_table(summary)]
+  if suite == "efficiency":
+    text += ["", efficiency_table(rows)]
+  bad = [f"{r['variant']}/seed{r['seed']}: {r['acct_error']}" for r in rows if r["acct_error"]]
+  text += ["", "Accounting: " + ("every run adds up (phases = totals, wall seconds of the "
+                                 "phases = total)." if not bad else "; ".join(bad))]
+  markdown = "\n".join(text) + "\n"
+  with open(os.path.join(out, f"{suite}.md"), "w", encoding="utf-8") as f:
+    f.write(markdown)
+  write_csv(os.path.join(out, f"{suite}.csv"), summary)
+  write_csv(os.path.join(out, f"{suite}_runs.csv"), rows)
+  suite_plots.write(suite, summary, rows, results, os.path.join(out, "plots"))
+  return markdown
+
+
+def _display(path: str) -> str:
+  rel = os.path.relpath(path)
+  return path if rel.startswith("..") else rel
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  results = os.path.abspath(_RESULTS.value)
+  try:
+    text = aggregate(_SUITE.value, results, _OUT.value or os.path.join(results, "tables"),
+                     tuple(int(s) for s in _SEEDS.value))
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(text)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,156 @@
+"""The experiment suites as data: which runs, with which config overrides.
+
+  python -m experiments.run_suite --suite=main --results=results      # runs
+  python -m experiments.aggregate --suite=main --results=results      # tables, plots
+
+A suite is a list of variants run for every seed. A variant is a method of
+`python -m experiments.run` plus `--config.` overrides on the suite's base
+config (configs/default.py). Its run directory is
+`<results>/runs/<variant>/seed<k>`, so a variant shared by several suites
+(e.g. `lead`) runs once and every suite reads it.
+
+The protocol (every suite):
+  * equal budget: every method spends the same distinct-sample budget;
+    one-shot selectors (random, random_balanced, ppl, ifd, superfilter, less)
+    get the distinct samples their reference LEAD run of the same seed
+    selected, and the same training sample-passes (`matched`, the rule
+    `experiments/main.py` uses); `full` trains one epoch on the whole pool;
+    iterative methods (lead and its ablations, odm, iterative_rescore) run
+    their own schedule (budget, T_max, one pass per iteration) and report
+    their sample-passes;
+  * one training step for all: `loop.train_step=lead`. On CPU the LEAD step
+    (vmapped per-example backward) is faster than the plain step (batched
+    backward) and applies the same update, so every method trains at the same
+    seconds per sample-pass and wall-time differences are selection and
+    scoring costs;
+  * one offline cache per results directory (`offline.cache_dir`): runs of
+    the same pool, model and seed reuse the warmup model, IFD, IDU_0, proxy
+    and LESS artifacts; each artifact stores the passes and seconds it cost
+    when it was computed, and every run books them in full.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Mapping, Optional
+
+BASE_CONFIG = "configs/default.py"
+SEEDS = (0, 1, 2)
+ONE_SHOT = ("random", "random_balanced", "ppl", "ifd", "superfilter", "less")
+# Every run of every suite (the results directory is substituted for {results}).
+COMMON = {"loop.train_step": "lead", "offline.cache_dir": "{results}/offline_cache"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  name: str  # run directory name; unique across suites for one set of overrides
+  method: str  # --config.method
+  overrides: Mapping[str, object] = dataclasses.field(default_factory=dict)
+  matched_to: Optional[str] = None  # reference LEAD variant (one-shot selectors)
+  label: str = ""  # what the variant changes, for the tables
+
+
+def _v(name, method, label="", matched_to=None, **overrides):
+  flat = {k.replace("__", "."): v for k, v in overrides.items()}
+  return Variant(name, method, flat, matched_to, label or name)
+
+
+def matched(method: str, lead_final: Mapping) -> dict:
+  """Overrides that match `method` to a finished LEAD run: the same distinct
+  budget (LEAD's samples_selected) and the same training sample-passes
+  (static_epochs = LEAD's sample-passes / its distinct samples); `full` trains
+  one epoch on the whole pool."""
+  selected = int(lead_final["samples_selected"])
+  return {"select.budget_samples": selected,
+          "loop.static_epochs": (1.0 if method == "full" else
+                                 lead_final["train_sample_passes"] / max(selected, 1))}
+
+
+LEAD = _v("lead", "lead", "LEAD (all components)")
+RESCORE = _v("iterative_rescore", "iterative_rescore", "iterative re-scoring (loss)")
+
+MAIN = (LEAD,
+        _v("full", "full", "all data, 1 epoch"),
+        *(_v(m, m, matched_to="lead") for m in ONE_SHOT),
+        _v("odm", "odm", "ODM (EXP3, loss reward, random in cluster)"),
+        RESCORE)
+
+ABLATION = (LEAD,
+            _v("lead_no_idu", "lead", "no IDU (static IDU_0 ranking, b = 0)", idu__b=0.0),
+            _v("lead_no_bandit", "lead", "no bandit (uniform clusters)",
+               bandit__algo="uniform"),
+            _v("lead_no_strata", "lead", "no task strata", select__stratify_by_task=False),
+            _v("lead_grad_none", "lead", "grad_term none", idu__grad_term="none"),
+            _v("lead_grad_history", "lead", "grad_term history", idu__grad_term="history"),
+            _v("lead_grad_cluster", "lead", "grad_term cluster", idu__grad_term="cluster"),
+            _v("lead_b0.5", "lead", "b = 0.5", idu__b=0.5))
+
+
+def _sensitivity():
+  out = [LEAD]
+  for k in (3, 5, 10):
+    out.append(_v(f"lead_K{k}", "lead", f"K = {k}", select__num_clusters=k))
+  for b in (0.05, 0.3):
+    out.append(_v(f"lead_b{b}", "lead", f"b = {b}", idu__b=b))
+  for g in (0.05, 0.3):
+    out.append(_v(f"lead_gamma{g}", "lead", f"gamma = {g}", bandit__gamma=g))
+  for r in (0.075, 0.3):
+    out.append(_v(f"lead_rho{r}", "lead", f"sample_rate = {r}", select__sample_rate=r))
+  for f in (0.1, 0.5):  # metric vs budget: LEAD and random at each budget
+    out.append(_v(f"lead_budget{f}", "lead", f"budget {f:.0%}", select__budget_fraction=f))
+    out.append(_v(f"random_budget{f}", "random", f"random, budget {f:.0%}",
+                  matched_to=f"lead_budget{f}"))
+  return tuple(out)
+
+
+def _efficiency(base_size: int = 4000, budget: int = 1000, rho: float = 0.15):
+  """LEAD and iterative re-scoring as the pool grows (N, 2N, 4N) at a fixed
+  distinct budget and a per-stratum rate scaled by 1/m, so that both methods
+  take about the same iterations of the same size at every N (the re-scoring
+  size floor(rho N / K) stays constant too)."""
+  out = [LEAD, RESCORE]  # N: the default lake (budget 25% = 1000, rho 0.15)
+  for m in (2, 4):
+    over = dict(data__synthetic__size=base_size * m, select__budget_samples=budget,
+                select__sample_rate=rho / m)
+    out.append(_v(f"lead_{m}N", "lead", f"LEAD, N x {m}", **over))
+    out.append(_v(f"iterative_rescore_{m}N", "iterative_rescore",
+                  f"iterative re-scoring, N x {m}", **over))
+  return tuple(out)
+
+
+SUITES = {"main": MAIN, "ablation": ABLATION, "sensitivity": _sensitivity(),
+          "efficiency": _efficiency()}
+
+
+def get(name: str) -> tuple[Variant, ...]:
+  if name not in SUITES:
+    raise ValueError(f"unknown suite {name!r}; choose one of {', '.join(SUITES)}")
+  return SUITES[name]
+
+
+def run_dir(results: str, variant: str, seed: int) -> str:
+  """The workdir of one run inside a results directory."""
+  return os.path.join(results, "runs", variant, f"seed{seed}")
+
+
+def read_final(workdir: str) -> Optional[dict]:
+  """The run's final_metrics.json, or None while it has not finished."""
+  path = os.path.join(workdir, "final_metrics.json")
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def check_unique() -> None:
+  """A variant name means one set of overrides across all suites."""
+  seen = {}
+  for variants in SUITES.values():
+    for v in variants:
+      if seen.setdefault(v.name, v) != v:
+        raise ValueError(f"variant {v.name!r} is defined twice with different settings")
+
+
+check_unique()

@@ -1,0 +1,114 @@
+"""Suites: the aggregation's mean and sd on a fixture, the accounting check,
+and a tiny two-method, two-seed suite run end to end by the launcher (one
+subprocess per run) plus iterative re-scoring's N passes per iteration."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import aggregate, suites
+from lead_jax import accounting, outputs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join("tests", "loop_config.py")
+
+
+def _fake_run(results, variant, seed, loss, wall_parts, scoring=12):
+  workdir = suites.run_dir(str(results), variant, seed)
+  os.makedirs(workdir)
+  ledger = accounting.add(accounting.empty(), "offline", "ifd",
+                          {"forward_samples": scoring, "forward_tokens": 100})
+  ledger = accounting.add(ledger, "training", "train",
+                          {"forward_samples": 5, "backward_samples": 5})
+  for phase, s in wall_parts.items():
+    ledger = accounting.add_seconds(ledger, phase, s)
+  acct = accounting.to_dict(ledger)
+  final = {"pool_size": 100, "budget": 10, "exact_match": loss / 10, "test_loss": loss,
+           "samples_selected": 10, "iterations": 2, "train_sample_passes": 5,
+           "forward_sample_passes": scoring, "wall_seconds": accounting.wall_seconds(ledger)}
+  outputs.write_json(os.path.join(workdir, "accounting.json"), acct)
+  outputs.write_json(os.path.join(workdir, "final_metrics.json"), final)
+  return workdir
+
+
+def test_aggregation_mean_sd_and_accounting_check(tmp_path):
+  for seed, loss in enumerate([1.0, 2.0, 4.0]):
+    _fake_run(tmp_path, "lead", seed, loss, {"offline": 1.0 + seed, "training": 2.0})
+  _fake_run(tmp_path, "random", 0, 3.0, {"training": 1.5})
+  bad = _fake_run(tmp_path, "random", 1, 5.0, {"training": 1.5})
+  acct = json.load(open(os.path.join(bad, "accounting.json")))
+  acct["wall_seconds"]["total"] += 1.0  # a ledger whose phases do not add up
+  outputs.write_json(os.path.join(bad, "accounting.json"), acct)
+  text = aggregate.aggregate("main", str(tmp_path), str(tmp_path / "out"))
+  rows = {r["variant"]: r for r in csv.DictReader(open(tmp_path / "out" / "main.csv"))}
+  assert rows["lead"]["n"] == "3"
+  assert float(rows["lead"]["test_loss_mean"]) == pytest.approx(7 / 3)
+  assert float(rows["lead"]["test_loss_sd"]) == pytest.approx(np.sqrt(7 / 3))  # ddof = 1
+  assert float(rows["lead"]["wall_seconds_sd"]) == pytest.approx(1.0)
+  assert float(rows["random"]["test_loss_mean"]) == pytest.approx(4.0)
+  assert "2.333 ± 1.528" in text and "| lead | LEAD (all components) | 3 |" in text
+  assert "1 failed" in text and "random/seed1: accounting: wall seconds" in text
+  assert aggregate.mean_sd([2.0])[1] != aggregate.mean_sd([2.0])[1]  # n = 1: sd is nan
+  assert len(list(csv.DictReader(open(tmp_path / "out" / "main_runs.csv")))) == 5
+  assert os.path.exists(tmp_path / "out" / "plots" / "main_bars.png")
+
+
+def _suite(results, env, *flags):
+  return subprocess.run([sys.executable, "-m", "experiments.run_suite", "--suite=main",
+                         f"--results={results}", f"--config={CONFIG}", "--set=loop.plots=False",
+                         *flags],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+  results = tmp_path_factory.mktemp("suite")
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.getbasetemp() /
+                                                       "jax_cache"))
+  proc = _suite(results, env, "--variants=random", "--seeds=0,1")
+  assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+  return results, env, proc
+
+
+def test_tiny_suite_runs_end_to_end_and_resumes(suite):
+  results, env, proc = suite
+  assert proc.stdout.count(": done") == 4  # the random runs pulled in their LEAD reference
+  for seed in (0, 1):
+    lead = suites.read_final(suites.run_dir(str(results), "lead", seed))
+    rand = suites.read_final(suites.run_dir(str(results), "random", seed))
+    assert rand["samples_selected"] == lead["samples_selected"]  # equal distinct budget
+    assert rand["train_sample_passes"] == lead["train_sample_passes"]  # equal compute
+    log = open(os.path.join(results, "logs", f"lead-seed{seed}.log")).read()
+    assert "\r" not in log  # no progress bars in a log file
+  acct = json.load(open(os.path.join(suites.run_dir(str(results), "lead", 0),
+                                     "accounting.json")))
+  decode = acct["phases"]["evaluation"]["activities"]["test_decode"]
+  assert 0 < decode["forward_tokens"] <= 24 * 8  # test records x max_new_tokens
+  again = _suite(results, env, "--variants=random", "--seeds=0,1")
+  assert again.returncode == 0 and again.stdout.count(": skipped") == 4
+  text = aggregate.aggregate("main", str(results), str(results / "tables"))
+  assert "| lead |" in text and "| random |" in text and "every run adds up" in text
+
+
+def test_iterative_rescore_scores_the_pool_every_iteration(suite):
+  results, env, _ = suite
+  proc = _suite(results, env, "--variants=iterative_rescore", "--seeds=0")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  workdir = suites.run_dir(str(results), "iterative_rescore", 0)
+  final = suites.read_final(workdir)
+  acct = json.load(open(os.path.join(workdir, "accounting.json")))
+  accounting.check(acct)
+  n, t = final["pool_size"], final["iterations"]
+  assert t == 3  # T_max of the tiny config
+  rescore = acct["phases"]["selection"]["activities"]["rescore"]
+  assert rescore["forward_samples"] == n * t and rescore["backward_samples"] == 0
+  assert final["forward_sample_passes"] == final["declared_scoring_passes"] == n * t
+  assert "offline" not in {p for p, v in acct["phases"].items() if v["activities"]}
+  per_iter = [r for r in outputs.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+              if r.get("split") == "iteration"]
+  assert len(per_iter) == t and all(r["selected"] > 0 for r in per_iter)
