@@ -24,9 +24,12 @@ The protocol (every suite):
     seconds per sample-pass and wall-time differences are selection and
     scoring costs;
   * one offline cache per results directory (`offline.cache_dir`): runs of
-    the same pool, model and seed reuse the warmup model, IFD, IDU_0, proxy
-    and LESS artifacts; each artifact stores the passes and seconds it cost
-    when it was computed, and every run books them in full.
+    the same pool file, model and seed reuse the warmup model, IFD, IDU_0,
+    proxy and LESS artifacts (each stores the passes and seconds it cost when
+    it was computed, and every run books them in full). The pool fingerprint
+    includes the file's path, and with the default (`data.train_path` empty)
+    every run writes the lake into its own workdir, so on the synthetic lake
+    every run computes, and books, its own offline stage.
 """
 
 from __future__ import annotations

@@ -5,11 +5,15 @@ sub-config. Per iteration t (until the selector is done: distinct budget
 reached, T_max, or a one-shot selector's single iteration):
 
   selection  bandit draw (selectors with needs.bandit), selection.select on the
-             IDU table (needs.idu) or the selector's fixed scores, record
+             IDU table (needs.idu), on fresh scores of the whole pool under
+             the current model (needs.rescore: iterative_rescore, N or 2N
+             forward passes booked as `selection/rescore`) or on the
+             selector's fixed scores, record
   training   one pass over S_t shuffled by the run's NumPy Generator (one-shot
              selectors: loop.static_epochs passes), fixed-shape batches; the
              LEAD step (per-example loss, dL, projected gradients) when the
-             IDU table is kept, else the plain step; one fetch per step
+             IDU table is kept or loop.train_step = lead, else the plain step
+             (the same update); one fetch per step
   selection  idu.update from the fetched outputs, reward, bandit.update
   outputs    selected.jsonl, bandit.jsonl, metrics.jsonl, IDU snapshot
   checkpoint device state + host state (IDU table, bandit, selection state,
@@ -20,13 +24,15 @@ Per-step keys are fold_in(step key, global step); every host draw comes from
 one Generator whose state is checkpointed, so a run resumed from any
 checkpoint repeats the uninterrupted run bit for bit (on CPU).
 
-One-shot selectors (full, random, random_balanced, ppl, ifd) select their whole
-subset in iteration 0 and train `loop.static_epochs` epochs over it (a
-fractional last epoch takes the head of a fresh permutation). Equal distinct
-budget is guaranteed by the selector; comparable training compute is the
-experimenter's choice of static_epochs (experiments/main.py sets it so that
-the sample-passes equal the LEAD run's), and final_metrics reports training
-steps and sample-passes side by side so any mismatch is visible.
+One-shot selectors (full, random, random_balanced, ppl, ifd, superfilter,
+less) select their whole subset in iteration 0 and train
+`loop.static_epochs` epochs over it (a fractional last epoch takes the head
+of a fresh permutation). Equal distinct budget is guaranteed by the
+selector; comparable training compute is the experimenter's choice of
+static_epochs (experiments/main.py and the suites set it so that the
+sample-passes equal the LEAD run's: `experiments.suites.matched`), and
+final_metrics reports training steps and sample-passes side by side so any
+mismatch is visible.
 """
 
 from __future__ import annotations
