@@ -19,21 +19,7 @@ import numpy as np
 
 from experiments import suites
 from lead_jax import outputs
-
-
-def _pyplot():
-  import matplotlib  # only when plotting
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
-
-
-def _save(plt, fig, out_dir: str, name: str) -> str:
-  path = os.path.join(out_dir, name)
-  fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
-  return path
+from lead_jax.report import pyplot, save_figure
 
 
 def _sd(s: dict, key: str) -> float:
@@ -50,7 +36,7 @@ def _scatter(plt, summary, x: str, ys, out_dir: str, name: str, xlabel: str) -> 
       ax.annotate(s["variant"], (s[f"{x}_mean"], s[f"{y}_mean"]), fontsize=7,
                   xytext=(3, 3), textcoords="offset points")
     ax.set(xlabel=xlabel, ylabel=ylabel)
-  return _save(plt, fig, out_dir, name)
+  return save_figure(plt, fig, out_dir, name)
 
 
 def _bars(plt, summary, suite: str, out_dir: str) -> str:
@@ -62,7 +48,7 @@ def _bars(plt, summary, suite: str, out_dir: str) -> str:
            yerr=[_sd(s, key) for s in summary], capsize=3)
     ax.set(ylabel=label, title=f"{suite}: {label} (mean ± sd over seeds)")
     ax.tick_params(axis="x", rotation=60, labelsize=7)
-  return _save(plt, fig, out_dir, f"{suite}_bars.png")
+  return save_figure(plt, fig, out_dir, f"{suite}_bars.png")
 
 
 def _bandit(plt, rows, results: str, suite: str, out_dir: str):
@@ -89,7 +75,7 @@ def _bandit(plt, rows, results: str, suite: str, out_dir: str):
     ax.legend(fontsize=6, ncol=2)
   for ax in list(axes.flat)[len(panels):]:
     ax.axis("off")
-  return _save(plt, fig, out_dir, f"{suite}_bandit.png")
+  return save_figure(plt, fig, out_dir, f"{suite}_bandit.png")
 
 
 def _scaling(plt, rows, out_dir: str) -> str:
@@ -105,13 +91,13 @@ def _scaling(plt, rows, out_dir: str) -> str:
                                                     else "offline + selection"))
   ax.set(xlabel="pool size N", ylabel="wall seconds", title="LEAD vs iterative re-scoring")
   ax.legend(fontsize=7)
-  return _save(plt, fig, out_dir, "efficiency_scaling.png")
+  return save_figure(plt, fig, out_dir, "efficiency_scaling.png")
 
 
 def write(suite: str, summary, rows, results: str, out_dir: str) -> list[str]:
   """Writes the suite's plots; returns their paths."""
   os.makedirs(out_dir, exist_ok=True)
-  plt = _pyplot()
+  plt = pyplot()
   paths = [
       _scatter(plt, summary, "samples_selected",
                (("test_loss", "held-out loss"), ("exact_match", "exact match")), out_dir,

@@ -19,7 +19,7 @@ import numpy as np
 from lead_jax import outputs
 
 
-def _pyplot():
+def pyplot():
   import matplotlib  # heavy and optional: only when plotting
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -31,7 +31,7 @@ def plots(workdir: str, idu_arrays: Optional[Mapping[str, np.ndarray]] = None,
   """Writes the run's plots; returns their paths."""
   out_dir = os.path.join(workdir, "plots")
   os.makedirs(out_dir, exist_ok=True)
-  plt, written = _pyplot(), []
+  plt, written = pyplot(), []
   arms = outputs.read_jsonl(os.path.join(workdir, outputs.BANDIT))
   if arms:
     p_TxC = np.array([r["probabilities"] for r in arms])
@@ -40,7 +40,7 @@ def plots(workdir: str, idu_arrays: Optional[Mapping[str, np.ndarray]] = None,
       ax.plot([r["iteration"] for r in arms], p_TxC[:, c], marker=".", label=f"cluster {c}")
     ax.set(xlabel="iteration", ylabel="probability", title="bandit probabilities")
     ax.legend(fontsize=7, ncol=2)
-    written.append(_save(plt, fig, out_dir, "bandit_probabilities.png"))
+    written.append(save_figure(plt, fig, out_dir, "bandit_probabilities.png"))
   picked = outputs.read_jsonl(os.path.join(workdir, outputs.SELECTED))
   if picked:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -52,7 +52,7 @@ def plots(workdir: str, idu_arrays: Optional[Mapping[str, np.ndarray]] = None,
       ax.bar([str(n) for n in names], [counts.get(n, 0) for n in names])
       ax.set(title=f"selections per {key}", ylabel="selections (with reuse)")
       ax.tick_params(axis="x", rotation=60, labelsize=7)
-    written.append(_save(plt, fig, out_dir, "selections.png"))
+    written.append(save_figure(plt, fig, out_dir, "selections.png"))
   if idu_arrays is not None and len(idu_arrays["loss"]):
     fig, ax = plt.subplots(figsize=(5, 4))
     loss = idu_arrays["loss"]
@@ -63,11 +63,11 @@ def plots(workdir: str, idu_arrays: Optional[Mapping[str, np.ndarray]] = None,
     ax.set(xlabel="true current loss (final model)", ylabel="utility estimate",
            title="IDU vs true loss")
     ax.legend(fontsize=7)
-    written.append(_save(plt, fig, out_dir, "idu_vs_loss.png"))
+    written.append(save_figure(plt, fig, out_dir, "idu_vs_loss.png"))
   return written
 
 
-def _save(plt, fig, out_dir: str, name: str) -> str:
+def save_figure(plt, fig, out_dir: str, name: str) -> str:
   path = os.path.join(out_dir, name)
   fig.tight_layout()
   fig.savefig(path, dpi=90)
