@@ -10,6 +10,9 @@ Writes to --out (default <results>/tables):
                     re-scoring (seconds and passes by phase, wall-time ratio)
   <suite>.csv       the same numbers, one column per mean and per sd
   <suite>_runs.csv  every run's raw numbers (one row per variant and seed)
+  (on the synthetic lake, whose pool records carry a quality tier, a second
+  table gives each variant's distinct selected samples by tier and the
+  largest share of one task: what a selector picked, not only how it scored)
   plots/<suite>_*.png  metric vs budget, metric vs wall time, the variants'
                     bars, bandit probabilities; efficiency: wall time vs N
 
@@ -32,7 +35,7 @@ import numpy as np
 from absl import app, flags
 
 from experiments import suite_plots, suites
-from lead_jax import accounting
+from lead_jax import accounting, outputs
 
 _SUITE = flags.DEFINE_string("suite", None, f"one of {', '.join(suites.SUITES)}")
 _RESULTS = flags.DEFINE_string("results", None, "results directory of run_suite")
@@ -49,6 +52,7 @@ COLUMNS = (("exact_match", "exact match", "{:.3f}"), ("test_loss", "held-out los
            ("wall_seconds", "wall s", "{:.0f}"), ("offline_s", "offline s", "{:.0f}"),
            ("selection_s", "selection s", "{:.0f}"), ("training_s", "training s", "{:.0f}"),
            ("evaluation_s", "eval s", "{:.0f}"))
+TIERS = ("clean", "noisy", "duplicate", "trivial", "overlong")
 
 
 def mean_sd(values) -> tuple[float, float, int]:
@@ -72,6 +76,39 @@ def check_run(final: dict, acct: dict) -> str:
   return ""
 
 
+def _lake_path(workdir: str) -> str:
+  config = os.path.join(workdir, "config.json")
+  if not os.path.exists(config):
+    return ""
+  with open(config, encoding="utf-8") as f:
+    path = json.load(f)["data"]["train_path"]
+  return path or os.path.join(workdir, "lake", "train.jsonl")
+
+
+def _mix(tiers: list, tasks: list) -> dict:
+  out = {f"tier_{t}": tiers.count(t) / len(tiers) for t in TIERS}
+  out["top_task_share"] = max(tasks.count(t) for t in set(tasks)) / len(tasks)
+  return out
+
+
+def selection_mix(workdir: str, whole_pool: bool = False) -> dict:
+  """Shares of the run's distinct selected samples (or of its whole pool) by
+  lake tier, and the largest share of one task; {} when the pool is not a
+  synthetic lake (no `tier` field)."""
+  path = _lake_path(workdir)
+  if not path.endswith(".jsonl") or not os.path.exists(path):
+    return {}
+  records = outputs.read_jsonl(path)
+  if not records or "tier" not in records[0]:
+    return {}
+  if whole_pool:
+    return _mix([r["tier"] for r in records], [r["dataset"] for r in records])
+  tier = {r["id"]: r["tier"] for r in records}
+  task = {r["source_id"]: r["task"] for r in outputs.read_jsonl(os.path.join(workdir,
+                                                                             "selected.jsonl"))}
+  return _mix([tier[i] for i in task], list(task.values())) if task else {}
+
+
 def run_row(variant, seed: int, workdir: str) -> dict:
   """One finished run's numbers: final metrics, seconds and passes by phase."""
   final = suites.read_final(workdir)
@@ -90,6 +127,7 @@ def run_row(variant, seed: int, workdir: str) -> dict:
     totals = acct["phases"][phase]["totals"]
     row[f"{phase}_fwd"] = totals["forward_samples"]
     row[f"{phase}_bwd"] = totals["backward_samples"]
+  row.update(selection_mix(workdir))
   return row
 
 
@@ -136,6 +174,21 @@ def variant_table(summary: list[dict]) -> str:
   return "\n".join(lines)
 
 
+def mix_table(summary: list[dict], pool: dict) -> str:
+  """Distinct selected samples by tier (mean share over seeds) under a row
+  for the whole pool; "" when the pool is not a synthetic lake."""
+  keys = [f"tier_{t}" for t in TIERS] + ["top_task_share"]
+  if not pool:
+    return ""
+  head = ["variant", "n"] + list(TIERS) + ["largest task"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+           "| (the pool) | | " + " | ".join(f"{pool[k]:.1%}" for k in keys) + " |"]
+  for s in summary:
+    lines.append("| " + " | ".join([s["variant"], str(s["n"])] + [
+        cell(s[f"{k}_mean"], np.nan, "{:.1%}") for k in keys]) + " |")
+  return "\n".join(lines)
+
+
 def efficiency_table(rows: list[dict]) -> str:
   """Per pool size: LEAD and iterative re-scoring side by side, and the ratio
   of their wall times (mean of the per-seed ratios ± sd)."""
@@ -179,12 +232,18 @@ def aggregate(suite: str, results: str, out: str, seeds=()) -> str:
                      "(run python -m experiments.run_suite first)")
   os.makedirs(out, exist_ok=True)
   keys = [k for k, _, _ in COLUMNS] + ["exact_match_macro", "train_steps", "idu_loss_spearman",
-                                       "idu0_loss_spearman"]
+                                       "idu0_loss_spearman", "top_task_share"]
+  keys += [f"tier_{t}" for t in TIERS]
   summary = summarise(rows, keys)
   cmd = f"python -m experiments.aggregate --suite={suite} --results={_display(results)}"
   text = [f"Suite `{suite}`: generated {datetime.date.today().isoformat()} by `{cmd}` from "
           f"{len(rows)} runs (mean ± sample sd over seeds, n per row).", "",
           variant_table(summary)]
+  first = suites.run_dir(results, rows[0]["variant"], rows[0]["seed"])
+  mix = mix_table(summary, selection_mix(first, whole_pool=True))
+  if mix:
+    text += ["", "What was selected: distinct selected samples by quality tier of the lake "
+             "and the largest share of one task (mean over seeds).", "", mix]
   if suite == "efficiency":
     text += ["", efficiency_table(rows)]
   bad = [f"{r['variant']}/seed{r['seed']}: {r['acct_error']}" for r in rows if r["acct_error"]]

@@ -36,9 +36,26 @@ def _fake_run(results, variant, seed, loss, wall_parts, scoring=12):
   return workdir
 
 
+def _fake_lake(workdir, picked):
+  """A 4-record lake (2 tasks, tiers clean/clean/noisy/trivial) and a
+  selected.jsonl that picks `picked` (ids, one of them twice)."""
+  lake = os.path.join(workdir, "lake", "train.jsonl")
+  os.makedirs(os.path.dirname(lake))
+  tiers = {"a": ("t1", "clean"), "b": ("t1", "clean"), "c": ("t2", "noisy"),
+           "d": ("t2", "trivial")}
+  with open(lake, "w") as f:
+    for i, (task, tier) in tiers.items():
+      f.write(json.dumps({"dataset": task, "id": i, "tier": tier, "messages": []}) + "\n")
+  with open(os.path.join(workdir, "selected.jsonl"), "w") as f:
+    for i in picked + picked[:1]:
+      f.write(json.dumps({"source_id": i, "task": tiers[i][0]}) + "\n")
+  outputs.write_json(os.path.join(workdir, "config.json"), {"data": {"train_path": ""}})
+
+
 def test_aggregation_mean_sd_and_accounting_check(tmp_path):
   for seed, loss in enumerate([1.0, 2.0, 4.0]):
-    _fake_run(tmp_path, "lead", seed, loss, {"offline": 1.0 + seed, "training": 2.0})
+    wd = _fake_run(tmp_path, "lead", seed, loss, {"offline": 1.0 + seed, "training": 2.0})
+    _fake_lake(wd, ["a", "c"] if seed < 2 else ["a", "b", "c", "d"])
   _fake_run(tmp_path, "random", 0, 3.0, {"training": 1.5})
   bad = _fake_run(tmp_path, "random", 1, 5.0, {"training": 1.5})
   acct = json.load(open(os.path.join(bad, "accounting.json")))
@@ -56,6 +73,14 @@ def test_aggregation_mean_sd_and_accounting_check(tmp_path):
   assert aggregate.mean_sd([2.0])[1] != aggregate.mean_sd([2.0])[1]  # n = 1: sd is nan
   assert len(list(csv.DictReader(open(tmp_path / "out" / "main_runs.csv")))) == 5
   assert os.path.exists(tmp_path / "out" / "plots" / "main_bars.png")
+  # selected by tier: seeds 0, 1 pick {a: clean, c: noisy}, seed 2 the whole lake
+  assert float(rows["lead"]["tier_clean_mean"]) == pytest.approx((0.5 + 0.5 + 0.5) / 3)
+  assert float(rows["lead"]["tier_noisy_mean"]) == pytest.approx((0.5 + 0.5 + 0.25) / 3)
+  assert float(rows["lead"]["top_task_share_mean"]) == pytest.approx(0.5)
+  assert "| (the pool) | | 50.0% | 25.0% | 0.0% | 25.0% | 0.0% | 50.0% |" in text
+  assert "| lead | 3 | 50.0% | 41.7% | 0.0% | 8.3% | 0.0% | 50.0% |" in text
+  assert rows["random"]["tier_clean_mean"] == "nan"  # no lake: no mix, no error
+  assert "| random | 2 | - | - |" in text
 
 
 def _suite(results, env, *flags):
