@@ -13,12 +13,12 @@ at the same budget about 1.3, `experiments.main` (both, compilation included)
 3.6 minutes; held-out loss about 3.66 for LEAD and 2.90 for random (README).
 Any messages-JSONL pool works with --config.data.train_path / test_path.
 
-The regime (why these numbers): the default lake (4,000 samples, 12 tasks, a
-quarter of them noisy, duplicated, trivial or over-long) and the project's tiny
-model (4 layers, d=256, random init, LoRA r=8 on every projection); a budget
-of 10% of the pool (400 samples; the paper's 2.5% would be 100, too few for
-this model to learn from) reached in about T_max = 20 iterations of
-rho = 0.1 per task stratum of the drawn cluster (the paper's 1.5% would
+The regime (why these numbers): the default lake (4,000 samples, 12 tasks,
+about 44% of them noisy, duplicated, trivial or over-long) and the project's
+tiny model (4 layers, d=256, random init, LoRA r=8 on every projection); a
+budget of 25% of the pool (1,000 samples; the paper's 2.5% would be 100, too
+few for this model to learn from) spread over up to T_max = 20 iterations of
+rho = 0.15 per task stratum of the drawn cluster (the paper's 1.5% would
 select one sample per stratum at this pool size); K = 7, gamma, b, the reuse
 cap and the update rule as in the paper. The warmup model trains on 5% of the
 pool for 2 epochs (the paper: 1% for 4; on this random-init base, 40 samples
