@@ -82,11 +82,6 @@ def generate(seed: int, size: int, test_per_task: int, dev_per_task: int):
   return train, test, dev, counts
 
 
-def read_tiers(train_path: str) -> dict[str, str]:
-  """id -> tier of a lake pool file (for analyses of what was selected)."""
-  with open(train_path, encoding="utf-8") as f:
-    return {r["id"]: r["tier"] for r in map(json.loads, f)}
-
 
 def _held_out(task: Task, rng, n: int):
   rows, seen = [], set()
