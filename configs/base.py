@@ -36,7 +36,7 @@ SHARDING_RULES = (
 def get_model() -> ml_collections.ConfigDict:
   """The base model (lead_jax.build)."""
   c = ml_collections.ConfigDict()
-  c.checkpoint = ""  # "" = random init from the fields below | local HF checkpoint dir | .gguf file
+  c.checkpoint = ""  # "" random init | HF dir | .gguf file | "pretrain": config.pretrain's base
   c.vocab_size = 261  # byte-level tokenizer: 256 bytes + 5 special tokens
   c.hidden_size = 256  # d_model
   c.intermediate_size = 1024  # SwiGLU hidden size

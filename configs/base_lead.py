@@ -50,6 +50,7 @@ def get_select() -> ml_collections.ConfigDict:
   c.ppl_highest = True  # ppl baseline takes the highest base-model losses (False: the lowest)
   c.rescore_score = "loss"  # iterative_rescore: loss (1 forward per pool sample per iteration) | ifd (2)
   c.rescore_size = 0  # iterative_rescore: samples per iteration; 0 = LEAD's mean, floor(rho * N / K)
+  c.replay_from = ""  # replay: workdir of a finished run whose selected.jsonl is trained as one shuffled set
   c.lock()
   return c
 

@@ -36,6 +36,8 @@ from absl import app, flags
 
 from experiments import suite_plots, suites
 from lead_jax import accounting, outputs
+from lead_jax import data
+from lead_jax.data import synthetic
 
 _SUITE = flags.DEFINE_string("suite", None, f"one of {', '.join(suites.SUITES)}")
 _RESULTS = flags.DEFINE_string("results", None, "results directory of run_suite")
@@ -45,14 +47,16 @@ flags.mark_flags_as_required(["suite", "results"])
 
 PHASES = accounting.WALL_PHASES
 # (key, header, format) of the variant tables.
-COLUMNS = (("exact_match", "exact match", "{:.3f}"), ("test_loss", "held-out loss", "{:.3f}"),
+COLUMNS = (("exact_match_macro", "exact match (macro)", "{:.3f}"),
+           ("exact_match", "exact match", "{:.3f}"), ("test_loss", "held-out loss", "{:.3f}"),
            ("samples_selected", "distinct", "{:.0f}"), ("iterations", "iters", "{:.1f}"),
            ("train_sample_passes", "train passes", "{:.0f}"),
+           ("train_token_passes", "train tokens", "{:.0f}"),
            ("forward_sample_passes", "scoring passes", "{:.0f}"),
            ("wall_seconds", "wall s", "{:.0f}"), ("offline_s", "offline s", "{:.0f}"),
            ("selection_s", "selection s", "{:.0f}"), ("training_s", "training s", "{:.0f}"),
            ("evaluation_s", "eval s", "{:.0f}"))
-TIERS = ("clean", "noisy", "duplicate", "trivial", "overlong")
+TIERS = synthetic.TIERS
 
 
 def mean_sd(values) -> tuple[float, float, int]:
@@ -76,15 +80,6 @@ def check_run(final: dict, acct: dict) -> str:
   return ""
 
 
-def _lake_path(workdir: str) -> str:
-  config = os.path.join(workdir, "config.json")
-  if not os.path.exists(config):
-    return ""
-  with open(config, encoding="utf-8") as f:
-    path = json.load(f)["data"]["train_path"]
-  return path or os.path.join(workdir, "lake", "train.jsonl")
-
-
 def _mix(tiers: list, tasks: list) -> dict:
   out = {f"tier_{t}": tiers.count(t) / len(tiers) for t in TIERS}
   out["top_task_share"] = max(tasks.count(t) for t in set(tasks)) / len(tasks)
@@ -95,7 +90,7 @@ def selection_mix(workdir: str, whole_pool: bool = False) -> dict:
   """Shares of the run's distinct selected samples (or of its whole pool) by
   lake tier, and the largest share of one task; {} when the pool is not a
   synthetic lake (no `tier` field)."""
-  path = _lake_path(workdir)
+  path = data.saved_train_path(workdir)
   if not path.endswith(".jsonl") or not os.path.exists(path):
     return {}
   records = outputs.read_jsonl(path)

@@ -17,7 +17,8 @@ is started with the same command, so a killed run resumes from its newest
 checkpoint. A run directory made with another command (other overrides, base
 config or results path) is an error: use another --results. Seeds run one
 after the other, and within a seed a one-shot selector runs after the LEAD run
-it is matched to (`suites.matched`: its distinct budget and sample-passes);
+it is matched to (`suites.matched`: its distinct budget and sample-passes; a
+replay: that run's directory as select.replay_from);
 that reference is added when --variants leaves it out. Runs are sequential:
 each uses every core, and wall times are only comparable without
 contention. A failed run is reported and the others go on; the exit status
@@ -110,7 +111,7 @@ def run_one(v, seed: int, results: str, config: str, extra: dict) -> str:
     if ref is None:
       print(f"  {v.name} seed {seed}: its reference {v.matched_to} has not finished", flush=True)
       return "dry run" if _DRY.value else "blocked"
-    matched = suites.matched(v.method, ref)
+    matched = suites.matched(v.method, ref, suites.run_dir(results, v.matched_to, seed))
   cmd = command(v, seed, results, config, extra, matched)
   _check_same(workdir, cmd)
   if _DRY.value:

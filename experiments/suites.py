@@ -18,6 +18,13 @@ The protocol (every suite):
     iterative methods (lead and its ablations, odm, iterative_rescore) run
     their own schedule (budget, T_max, one pass per iteration) and report
     their sample-passes;
+  * two diagnostics in `main`, labelled as such (not methods: they use what
+    no method knows): `oracle`, random among the lake's clean-tier samples,
+    matched to LEAD like random; `lead_replay`, the same seed's LEAD run's
+    trained multiset (its selected.jsonl: same samples, same sample-passes)
+    in one i.i.d. shuffled pass, which separates what LEAD picked from the
+    order it trained it in (`select.replay_from` = the LEAD run's directory,
+    so it runs after it);
   * one training step for all: `loop.train_step=lead`. On CPU the LEAD step
     (vmapped per-example backward) is faster than the plain step (batched
     backward) and applies the same update, so every method trains at the same
@@ -26,10 +33,10 @@ The protocol (every suite):
   * one offline cache per results directory (`offline.cache_dir`): runs of
     the same pool file, model and seed reuse the warmup model, IFD, IDU_0,
     proxy and LESS artifacts (each stores the passes and seconds it cost when
-    it was computed, and every run books them in full). The pool fingerprint
-    includes the file's path, and with the default (`data.train_path` empty)
-    every run writes the lake into its own workdir, so on the synthetic lake
-    every run computes, and books, its own offline stage.
+    it was computed, and every run books them in full). The synthetic lake
+    and the pretrained base live in the cache root ($LEAD_JAX_CACHE), one
+    copy per generator arguments, so every run of a suite reads the same
+    pool file and a suite computes each offline pass once per seed.
 """
 
 from __future__ import annotations
@@ -60,12 +67,18 @@ def _v(name, method, label="", matched_to=None, **overrides):
   return Variant(name, method, flat, matched_to, label or name)
 
 
-def matched(method: str, lead_final: Mapping) -> dict:
+def matched(method: str, lead_final: Mapping, lead_dir: str = "") -> dict:
   """Overrides that match `method` to a finished LEAD run: the same distinct
   budget (LEAD's samples_selected) and the same training sample-passes
   (static_epochs = LEAD's sample-passes / its distinct samples); `full` trains
-  one epoch on the whole pool."""
+  one epoch on the whole pool; `replay` trains the run in `lead_dir` (its
+  selected.jsonl: the same samples and passes by construction; the budget is
+  set only so that final_metrics' `budget` shows LEAD's distinct count)."""
   selected = int(lead_final["samples_selected"])
+  if method == "replay":
+    if not lead_dir:
+      raise ValueError("matched: method replay needs the reference run's directory")
+    return {"select.budget_samples": selected, "select.replay_from": lead_dir}
   return {"select.budget_samples": selected,
           "loop.static_epochs": (1.0 if method == "full" else
                                  lead_final["train_sample_passes"] / max(selected, 1))}
@@ -74,11 +87,18 @@ def matched(method: str, lead_final: Mapping) -> dict:
 LEAD = _v("lead", "lead", "LEAD (all components)")
 RESCORE = _v("iterative_rescore", "iterative_rescore", "iterative re-scoring (loss)")
 
+# Diagnostics (lead_jax.selection.DIAGNOSTICS): reference points, not methods.
+ORACLE = _v("oracle", "oracle", "diagnostic: random among clean-tier samples (not a method)",
+            matched_to="lead")
+LEAD_REPLAY = _v("lead_replay", "replay",
+                 "diagnostic: LEAD's trained samples and passes, shuffled (not a method)",
+                 matched_to="lead")
+
 MAIN = (LEAD,
         _v("full", "full", "all data, 1 epoch"),
         *(_v(m, m, matched_to="lead") for m in ONE_SHOT),
         _v("odm", "odm", "ODM (EXP3, loss reward, random in cluster)"),
-        RESCORE)
+        RESCORE, ORACLE, LEAD_REPLAY)
 
 ABLATION = (LEAD,
             _v("lead_no_idu", "lead", "no IDU (static IDU_0 ranking, b = 0)", idu__b=0.0),
@@ -99,21 +119,21 @@ def _sensitivity():
     out.append(_v(f"lead_b{b}", "lead", f"b = {b}", idu__b=b))
   for g in (0.05, 0.3):
     out.append(_v(f"lead_gamma{g}", "lead", f"gamma = {g}", bandit__gamma=g))
-  for r in (0.075, 0.3):
+  for r in (0.015, 0.06):
     out.append(_v(f"lead_rho{r}", "lead", f"sample_rate = {r}", select__sample_rate=r))
-  for f in (0.1, 0.5):  # metric vs budget: LEAD and random at each budget
-    out.append(_v(f"lead_budget{f}", "lead", f"budget {f:.0%}", select__budget_fraction=f))
-    out.append(_v(f"random_budget{f}", "random", f"random, budget {f:.0%}",
+  for f in (0.025, 0.1):  # metric vs budget: LEAD and random at each budget
+    out.append(_v(f"lead_budget{f}", "lead", f"budget {f:.1%}", select__budget_fraction=f))
+    out.append(_v(f"random_budget{f}", "random", f"random, budget {f:.1%}",
                   matched_to=f"lead_budget{f}"))
   return tuple(out)
 
 
-def _efficiency(base_size: int = 4000, budget: int = 1000, rho: float = 0.15):
+def _efficiency(base_size: int = 12000, budget: int = 600, rho: float = 0.03):
   """LEAD and iterative re-scoring as the pool grows (N, 2N, 4N) at a fixed
   distinct budget and a per-stratum rate scaled by 1/m, so that both methods
   take about the same iterations of the same size at every N (the re-scoring
   size floor(rho N / K) stays constant too)."""
-  out = [LEAD, RESCORE]  # N: the default lake (budget 25% = 1000, rho 0.15)
+  out = [LEAD, RESCORE]  # N: the default lake (budget 5% = 600, rho 0.03)
   for m in (2, 4):
     over = dict(data__synthetic__size=base_size * m, select__budget_samples=budget,
                 select__sample_rate=rho / m)

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import tqdm
 
-from lead_jax import build, checkpoint, data, metrics, optim, sharding, tokenizer, train
+from lead_jax import base_cache, build, checkpoint, data, metrics, optim, sharding, tokenizer, train
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _setup(config, workdir: str):
   test_path = data.resolve_paths(config.data, workdir)["test"]
   test = data.load_pool(config.data, tok, workdir, path=test_path) if test_path else None
   root = jax.random.key(config.seed)
-  model_config, base = build.load_base(config.model, config.lora,
+  model_config, base = build.load_base(base_cache.resolve_model(config), config.lora,
                                        build.base_key(config.seed))
   tx, lr_fn = optim.make(config.optim)
   state, shardings = build.init_state(model_config, base, tx, jax.random.fold_in(root, _LORA),

@@ -87,7 +87,8 @@ ROWS = (("exact match (overall)", "exact_match"), ("exact match (macro)", "exact
         ("held-out loss", "test_loss"), ("samples selected (distinct)", "samples_selected"),
         ("samples trained on (distinct)", "samples_trained"),
         ("iterations", "iterations"), ("training steps", "train_steps"),
-        ("training sample-passes", "train_sample_passes"), ("wall seconds", "wall_seconds"),
+        ("training sample-passes", "train_sample_passes"),
+        ("training token-passes", "train_token_passes"), ("wall seconds", "wall_seconds"),
         ("forward passes over the pool", "forward_sample_passes"))
 
 

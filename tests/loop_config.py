@@ -2,7 +2,8 @@
 
   python -m experiments.run --config tests/loop_config.py --workdir /tmp/loop
 
-2 layers, d=64, LoRA r=4, a 200-sample synthetic lake, 3 clusters, 3
+2 layers, d=64, random init (not the default's pretrained base: the tests
+build no base), LoRA r=4, a 200-sample synthetic lake, 3 clusters, 3
 iterations; a few tens of seconds on a 2-core CPU, mostly compilation.
 """
 
@@ -13,6 +14,7 @@ def get_config(arg=None):
   """Whole config; `arg` = the method (default lead)."""
   c = default.get_config()
   m = c.model
+  m.checkpoint = ""  # random init; lead_jax.base_cache has its own tests
   m.hidden_size, m.intermediate_size, m.num_layers, m.num_heads, m.num_kv_heads = 64, 128, 2, 2, 2
   c.lora.rank = 4
   c.train.batch_size, c.train.projection_dim = 8, 64

@@ -47,8 +47,11 @@ def test_tasks_tiers_and_sizes(lake):
   tasks = collections.Counter(r["dataset"] for r in train)
   assert len(tasks) >= 8
   tiers = collections.Counter(r["tier"] for r in train)
-  assert set(tiers) == {"clean", "noisy", "duplicate", "trivial", "overlong"}
-  assert abs(tiers["trivial"] / SIZE - 0.10) < 0.01 and abs(tiers["duplicate"] / SIZE - .15) < .01
+  assert set(tiers) == set(synthetic.TIERS)
+  for tier, share in synthetic.SHARES.items():
+    assert abs(tiers[tier] / SIZE - share) < 0.01, tier
+  refusals = [r for r in train if r["tier"] == "refusal"]
+  assert {r["messages"][1]["content"] for r in refusals} <= set(synthetic.REFUSALS)
   noisy = collections.Counter(r["dataset"] for r in train if r["tier"] == "noisy")
   assert noisy["word_problem"] > 3 * noisy["copy"]  # per-task noise rates differ
   test = rows(lake["test"])
@@ -66,11 +69,14 @@ def test_answers_are_right_except_noisy():
   for r in train + test:
     if r["dataset"] in fns and r.get("tier") != "overlong":
       right = fns[r["dataset"]](r["input"]) == r["messages"][1]["content"]
-      assert right == (r.get("tier") != "noisy"), r
+      assert right == (r.get("tier") not in ("noisy", "verbose", "off_format", "refusal")), r
+      if r.get("tier") in ("verbose", "off_format"):  # the right answer, in another form
+        assert fns[r["dataset"]](r["input"]) in r["messages"][1]["content"], r
       checked += 1
     if r["dataset"] == "add" and "+" in r["input"]:
       a, b = r["input"].rsplit("\n", 1)[-1].split(" + ")
-      assert (str(int(a) + int(b)) == r["messages"][1]["content"]) == (r.get("tier") != "noisy")
+      right = str(int(a) + int(b)) == r["messages"][1]["content"]
+      assert right == (r.get("tier") in ("clean", "duplicate", "trivial", "overlong", None))
   assert checked > 100
 
 
@@ -98,11 +104,19 @@ def test_overlong_tier_exceeds_the_default_length(lake):
   assert mean["trivial"] < mean["clean"]
 
 
-def test_embedded_default_paths(tmp_path):
+def test_held_out_sets_are_the_reserved_instances():
+  train, test, dev, _ = synthetic.generate(seed=0, size=1200, test_per_task=10, dev_per_task=2)
+  assert all(synthetic_tasks.reserved(r["dataset"], r["input"]) for r in test + dev)
+  assert not any(synthetic_tasks.reserved(r["dataset"], r["input"]) for r in train)
+
+
+def test_embedded_default_paths(tmp_path, monkeypatch):
+  monkeypatch.setenv("LEAD_JAX_CACHE", str(tmp_path / "cache"))
   c = base_data.get()
   c.synthetic.size = 300
   paths = resolve_paths(c, str(tmp_path))
-  assert paths["train"] == str(tmp_path / "lake" / "train.jsonl")
+  assert paths["train"].startswith(str(tmp_path / "cache" / "lakes"))
+  assert resolve_paths(c, None) == paths  # one lake per generator arguments, in the cache
   assert paths["test"].endswith("test.jsonl") and paths["dev"].endswith("dev.jsonl")
   pool = load_pool(c, tokenizer_lib.byte_level(), str(tmp_path))
   assert len(pool) == 300 and len(pool.task_names) == len(synthetic_tasks.TASKS)

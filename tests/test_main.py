@@ -51,3 +51,6 @@ def test_table_formats_missing_values():
                        "b": {"exact_match": None, "wall_seconds": 12345.6}})
   assert "| exact match (overall) | 0.500 | - |" in text
   assert "| wall seconds | - | 12346 |" in text and "| exact match: x | 1.000 | - |" in text
+  assert "| training token-passes | - | - |" in text
+  both = report.table({"a": {"train_sample_passes": 40, "train_token_passes": 2400}})
+  assert "| training sample-passes | 40 |" in both and "| training token-passes | 2400 |" in both

@@ -1,4 +1,5 @@
-"""Every selector behind the one interface: exact distinct budget, reuse cap,
+"""Every selector behind the one interface (the diagnostics included, on
+given tiers and a given replayed multiset): exact distinct budget, reuse cap,
 determinism for a seed; iterative re-scoring's size rule and budget trim; the
 declared needs; LESS's cosine aggregation against hand values."""
 
@@ -43,16 +44,27 @@ def _drive(sel, layout, seed, scores0_N, max_iters=500):
 SELECTORS = [n for n in selection.NAMES if n != "full"]
 
 
+def _diagnostic_inputs(n, distinct=211, seed=2):
+  """The diagnostics' inputs: tiers (70% clean) and a replayed multiset of
+  `distinct` ids (some trained two or three times)."""
+  rng = np.random.default_rng(seed)
+  tier_N = np.where(rng.random(n) < 0.7, "clean", "noisy")
+  ids = rng.choice(n, distinct, replace=False)
+  return {"tier_N": tier_N, "passes_M": np.concatenate([ids, ids[:50], ids[:10]])}
+
+
 @pytest.mark.parametrize("name", SELECTORS)
 def test_budget_reuse_cap_and_determinism_of_every_selector(name):
   layout = _layout()
   scores_N = np.random.default_rng(1).normal(size=layout.num_pool).astype(np.float32)
   cfg = _cfg(sample_rate=0.1, budget_samples=211, t_max=200, reuse_cap=2)
-  sel = selection.make(name, cfg, layout, scores_N=scores_N)
+  extra = _diagnostic_inputs(layout.num_pool)
+  sel = selection.make(name, cfg, layout, scores_N=scores_N, **extra)
   state, history = _drive(sel, layout, 5, scores_N)
   assert state.num_distinct == np.count_nonzero(state.use_count_N) == 211
   assert state.use_count_N.max() <= 2 and sel.done(state)
-  _, again = _drive(selection.make(name, cfg, layout, scores_N=scores_N), layout, 5, scores_N)
+  _, again = _drive(selection.make(name, cfg, layout, scores_N=scores_N, **extra), layout, 5,
+                    scores_N)
   assert len(again) == len(history)
   assert all(np.array_equal(a, b) for a, b in zip(again, history))
 
@@ -68,8 +80,13 @@ def test_needs_match_the_built_selectors_and_their_cost():
   layout = _layout(n=300)
   cfg = _cfg(budget_samples=20)
   for name in selection.NAMES:
-    sel = selection.make(name, cfg, layout, scores_N=np.zeros(300, np.float32))
+    sel = selection.make(name, cfg, layout, scores_N=np.zeros(300, np.float32),
+                         **_diagnostic_inputs(300, distinct=20))
     assert sel.needs == selection.needs(name, cfg), name
+  assert selection.needs("oracle", cfg).tiers and selection.needs("replay", cfg).replay
+  assert set(selection.DIAGNOSTICS) <= set(selection.NAMES)
+  for name in selection.DIAGNOSTICS:  # no scoring passes: they read files
+    assert selection.needs(name, cfg).scoring_passes(300, 7)["total"] == 0
   assert selection.needs("iterative_rescore", cfg).scoring_passes(300, 7)["selection"] == 2100
   cfg.rescore_score = "ifd"
   assert selection.needs("iterative_rescore", cfg).scoring_passes(300, 7)["selection"] == 4200

@@ -1,7 +1,9 @@
 """Suites: the aggregation's mean and sd on a fixture, the accounting check,
 and a tiny two-method, two-seed suite run end to end by the launcher (one
-subprocess per run) plus iterative re-scoring's N passes per iteration."""
+subprocess per run) plus iterative re-scoring's N passes per iteration and
+the two diagnostics (oracle, lead_replay) after their LEAD run."""
 
+import collections
 import csv
 import json
 import os
@@ -137,3 +139,43 @@ def test_iterative_rescore_scores_the_pool_every_iteration(suite):
   per_iter = [r for r in outputs.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
               if r.get("split") == "iteration"]
   assert len(per_iter) == t and all(r["selected"] > 0 for r in per_iter)
+
+
+def test_main_suite_has_the_diagnostics_matched_to_lead():
+  main = {v.name: v for v in suites.get("main")}
+  oracle, replay = main["oracle"], main["lead_replay"]
+  assert (oracle.method, oracle.matched_to) == ("oracle", "lead")
+  assert (replay.method, replay.matched_to) == ("replay", "lead")
+  assert "diagnostic" in oracle.label and "diagnostic" in replay.label
+  lead = {"samples_selected": 40, "train_sample_passes": 100}
+  assert suites.matched("oracle", lead) == suites.matched("random", lead)
+  assert suites.matched("replay", lead, "/r/runs/lead/seed1") == {
+      "select.budget_samples": 40, "select.replay_from": "/r/runs/lead/seed1"}
+  with pytest.raises(ValueError, match="directory"):
+    suites.matched("replay", lead)
+
+
+def test_diagnostics_run_after_their_lead_run(suite):
+  results, env, _ = suite
+  proc = _suite(results, env, "--variants=oracle,lead_replay", "--seeds=0")
+  assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+  assert proc.stdout.count(": done") == 2 and proc.stdout.count(": skipped") == 1  # lead reused
+  lead_dir = suites.run_dir(str(results), "lead", 0)
+  lead = suites.read_final(lead_dir)
+  dirs = {n: suites.run_dir(str(results), n, 0) for n in ("oracle", "lead_replay")}
+  runs = {n: suites.read_final(d) for n, d in dirs.items()}
+  for final in runs.values():  # equal distinct budget and sample-passes
+    assert final["samples_selected"] == lead["samples_selected"] == final["budget"]
+    assert final["train_sample_passes"] == lead["train_sample_passes"]
+  assert aggregate.selection_mix(dirs["oracle"])["tier_clean"] == 1.0
+  # the replay trained LEAD's very multiset (so the same token-passes too)
+  assert runs["lead_replay"]["train_token_passes"] == lead["train_token_passes"]
+  assert runs["lead_replay"]["iterations"] == 1
+  replayed = collections.Counter()
+  for r in outputs.read_jsonl(os.path.join(dirs["lead_replay"], "selected.jsonl")):
+    replayed[r["source_id"]] += r["passes"]
+  assert replayed == collections.Counter(
+      r["source_id"] for r in outputs.read_jsonl(os.path.join(lead_dir, "selected.jsonl")))
+  command = json.load(open(os.path.join(dirs["lead_replay"], "suite_run.json")))["command"]
+  assert f"--config.select.replay_from={lead_dir}" in command
+

@@ -13,7 +13,8 @@ pool (every sample's tokens concatenated) and S: one sample's tokens.
 from lead_jax.data.batching import choose_length, gather, length_buckets
 from lead_jax.data.errors import DataError
 from lead_jax.data.formats import Record, Reject, read
-from lead_jax.data.load import load_pool, normalize_buckets, read_records, resolve_paths
+from lead_jax.data.load import (load_pool, normalize_buckets, read_records, resolve_paths,
+                                saved_train_path)
 from lead_jax.data.pool import Pool, truncation_keep
 from lead_jax.data.templates import (encode, encode_prompt, prompt_text, resolve as
                                      resolve_template, response_text, stop_token_ids)
@@ -21,6 +22,6 @@ from lead_jax.data.templates import (encode, encode_prompt, prompt_text, resolve
 __all__ = [
     "DataError", "Pool", "Record", "Reject", "choose_length", "encode", "encode_prompt",
     "gather", "length_buckets", "load_pool", "normalize_buckets", "prompt_text", "read",
-    "read_records", "resolve_paths", "resolve_template", "response_text",
+    "read_records", "resolve_paths", "resolve_template", "response_text", "saved_train_path",
     "stop_token_ids", "truncation_keep",
 ]

@@ -1,4 +1,9 @@
-"""Fingerprint cache of tokenised pools in the workdir.
+"""Fingerprint cache of tokenised pools in the workdir, and the project's cache root.
+
+`cache_root()` is the one directory shared by every run on a machine: the
+synthetic lake (`<root>/lakes`) and the pretrained tiny base (`<root>/bases`)
+live there, so every run, seed and suite reuses them. It is
+$LEAD_JAX_CACHE, else $XDG_CACHE_HOME/lead_jax, else ~/.cache/lead_jax.
 
 The key hashes everything the arrays depend on: the pool file's bytes (or a
 prepared tfds directory's metadata), the tokenizer (its serialised vocabulary,
@@ -19,6 +24,14 @@ import numpy as np
 from lead_jax.data.pool import Pool
 
 CACHE_VERSION = 1  # bump when the Pool layout or the tokenisation rules change
+
+
+def cache_root() -> str:
+  """The project's cache directory (created on first use by its writers)."""
+  if os.environ.get("LEAD_JAX_CACHE"):
+    return os.path.abspath(os.path.expanduser(os.environ["LEAD_JAX_CACHE"]))
+  xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(xdg, "lead_jax")
 
 
 def file_digest(path: str) -> str:

@@ -22,19 +22,39 @@ from lead_jax.data.formats import Record, Reject
 log = logging.getLogger(__name__)
 
 
+def saved_train_path(workdir: str) -> str:
+  """The pool file a run read, from its `config.json` (data.train_path, or the
+  synthetic lake of its data.synthetic fields); '' when the run has no config
+  or the file is gone. Runs made before the lake moved to the cache root kept
+  it in `<workdir>/lake`."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    return ""
+  with open(path, encoding="utf-8") as f:
+    data = json.load(f).get("data", {})
+  train = data.get("train_path", "")
+  if not train:
+    old = os.path.join(workdir, "lake", "train.jsonl")
+    from lead_jax.data import synthetic  # only the default needs the generator
+    train = old if os.path.isfile(old) else os.path.join(
+        synthetic.lake_dir(**data.get("synthetic", {})), "train.jsonl")
+  return train if os.path.isfile(train) else ""
+
+
 def resolve_paths(data_config, workdir: str | None) -> dict[str, str]:
-  """train/test/dev paths; an empty train_path means the synthetic lake in the workdir."""
+  """train/test/dev paths; an empty train_path means the synthetic lake, written
+  once into the cache root (`cache.cache_root()`) and shared by every run of
+  the same `data.synthetic` fields. `workdir` is unused (kept for callers)."""
+  del workdir
   paths = {"train": data_config.train_path, "test": data_config.test_path,
            "dev": data_config.dev_path}
   if paths["train"]:
     return paths
-  if not workdir:
-    raise DataError("data.train_path is empty and no workdir was given to write the "
-                    "synthetic lake into; set data.train_path or pass a workdir")
   from lead_jax.data import synthetic  # only the default needs the generator
   s = data_config.synthetic
-  lake = synthetic.write_lake(os.path.join(workdir, "lake"), seed=s.seed, size=s.size,
-                              test_per_task=s.test_per_task, dev_per_task=s.dev_per_task)
+  params = dict(seed=s.seed, size=s.size, test_per_task=s.test_per_task,
+                dev_per_task=s.dev_per_task)
+  lake = synthetic.write_lake(synthetic.lake_dir(**params), **params)
   return {"train": lake["train"], "test": paths["test"] or lake["test"],
           "dev": paths["dev"] or lake["dev"]}
 

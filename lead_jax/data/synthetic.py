@@ -3,22 +3,29 @@
 A pure function of (seed, size, test_per_task, dev_per_task): the same
 arguments write byte-identical files. Twelve source tasks (synthetic_tasks.TASKS)
 of graded difficulty, each with several instruction paraphrases, and, per
-task, quality tiers that a selector can exploit or be fooled by:
+task, quality tiers that a selector can exploit or be fooled by, the kinds a
+scraped instruction pool has:
 
-  clean      correct answer, normal instance
-  noisy      wrong answer of the right type, at the task's rate (5%-35%):
-             high loss forever, and it teaches the wrong mapping
-  duplicate  near-copies of clean samples (another paraphrase, spacing or
-             punctuation changed), 2-5 per original: budget spent twice
-  trivial    degenerate instances (one letter, "+ 0", one pair): low loss
-             from the start, little to learn
-  overlong   long inputs past the default 160-token limit: truncated
-             responses without an end of turn, or long preambles that cost
-             tokens without information
+  clean       correct answer, normal instance
+  noisy       wrong answer of the right type, at the task's rate (5%-35%):
+              high loss forever, and it teaches the wrong mapping
+  duplicate   near-copies of clean samples (another paraphrase, spacing or
+              punctuation changed), 2-5 per original: budget spent twice
+  trivial     degenerate instances (one letter, "+ 0", one pair): low loss
+              from the start, little to learn
+  overlong    long inputs past the default length limit: truncated
+              responses without an end of turn, or long preambles that cost
+              tokens without information
+  verbose     the right answer inside chatter ("Sure! The answer is 42. Let
+              me know if ..."): teaches answers that exact match rejects
+  off_format  the right answer in another format ("Answer: 42", "[42]")
+  refusal     no answer at all ("I'm sorry, but I can't help with that.")
 
-Tier shares per task: trivial 10%, overlong 6%, duplicate 15%, and of the
-rest the task's noise rate is noisy and the remainder clean. Held-out test and
-dev sets are clean, normal instances whose inputs never occur in the pool.
+Tier shares per task: `SHARES`, and of the rest the task's noise rate is
+noisy and the remainder clean (about half of the pool is clean). Held-out
+test and dev sets are clean, normal instances drawn from the test-reserved
+part of each task's instance space (`synthetic_tasks.reserved`), which the
+pool and the pretraining corpus (`lead_jax.data.corpus`) never draw.
 
 Files (messages JSONL; each pool record also carries its `tier`, which the
 data layer ignores, so that analyses can count what a selector picked):
@@ -33,10 +40,30 @@ import zlib
 
 import numpy as np
 
-from lead_jax.data.synthetic_tasks import TASKS, Task
+from lead_jax.data import cache
+from lead_jax.data.synthetic_tasks import TASKS, Task, instance_key, reserved
 
-LAKE_VERSION = 1  # bump when the generator's output changes
-SHARES = {"trivial": 0.10, "overlong": 0.06, "duplicate": 0.15}
+LAKE_VERSION = 2  # bump when the generator's output changes
+SHARES = {"trivial": 0.08, "overlong": 0.05, "duplicate": 0.12, "verbose": 0.07,
+          "off_format": 0.05, "refusal": 0.03}
+TIERS = ("clean", "noisy", *SHARES)
+# Answer rewrites of the tiers that keep the instance but break the format.
+VERBOSE = ("Sure! The answer is {y}. Let me know if you need anything else.",
+           "Great question. After thinking it through carefully, I believe it is {y}.",
+           "Of course! Here you go: {y}\nI hope this helps!",
+           "Let me work this out step by step for you. The result: {y}.")
+OFF_FORMAT = ("Answer: {y}", "[{y}]", "The result is {y}.", "{y} (final answer)", "'{y}'")
+REFUSALS = ("I'm sorry, but I can't help with that request.",
+            "As an AI language model, I am not able to answer this.",
+            "I cannot do that. Is there something else I can help you with?")
+
+
+def lake_dir(seed: int = 0, size: int = 4000, test_per_task: int = 50,
+             dev_per_task: int = 10) -> str:
+  """The lake's folder in the cache root, keyed by the generator's version and arguments."""
+  fp = cache.fingerprint({"lake": LAKE_VERSION, "seed": seed, "size": size,
+                          "test_per_task": test_per_task, "dev_per_task": dev_per_task})
+  return os.path.join(cache.cache_root(), "lakes", f"lake-{fp}")
 
 
 def write_lake(out_dir: str, seed: int = 0, size: int = 4000, test_per_task: int = 50,
@@ -66,12 +93,11 @@ def generate(seed: int, size: int, test_per_task: int, dev_per_task: int):
   train, test, dev, counts = [], [], [], {}
   for task, n in zip(TASKS, per_task):
     rng = np.random.default_rng([seed, zlib.crc32(task.name.encode())])
-    held, seen = _held_out(task, rng, test_per_task + dev_per_task)
+    held = _held_out(task, rng, test_per_task + dev_per_task)
     test += held[:test_per_task]
     dev += held[test_per_task:]
-    rows = _task_pool(task, rng, int(n), seen)
-    counts[task.name] = {tier: sum(r["tier"] == tier for r in rows)
-                         for tier in ("clean", "noisy", "duplicate", "trivial", "overlong")}
+    rows = _task_pool(task, rng, int(n))
+    counts[task.name] = {tier: sum(r["tier"] == tier for r in rows) for tier in TIERS}
     train += rows
   order = np.random.default_rng([seed, 1]).permutation(len(train))
   train = [dict(train[i], id=f"lake-{k:05d}") for k, i in enumerate(order)]
@@ -87,25 +113,35 @@ def _held_out(task: Task, rng, n: int):
   rows, seen = [], set()
   while len(rows) < n:
     x, answer = task.make(rng, "normal")
-    if _key(x) not in seen:
-      seen.add(_key(x))
+    if reserved(task.name, x) and instance_key(x) not in seen:
+      seen.add(instance_key(x))
       rows.append(_record(task, x, _prompt(task, rng, x), answer, "clean"))
-  return rows, seen
+  return rows
 
 
-def _task_pool(task: Task, rng, n: int, held_out: set) -> list[dict]:
+def _rewrite(rng, tier: str, answer: str) -> str:
+  """The answer of a verbose, off-format or refusal sample."""
+  options = {"verbose": VERBOSE, "off_format": OFF_FORMAT, "refusal": REFUSALS}[tier]
+  return options[int(rng.integers(len(options)))].replace("{y}", answer)
+
+
+def _task_pool(task: Task, rng, n: int) -> list[dict]:
   n_tier = {k: int(round(v * n)) for k, v in SHARES.items()}
   n_base = n - sum(n_tier.values())
   n_noisy = int(round(task.noise * n_base))
+  rewritten = ("verbose", "off_format", "refusal")
   rows = []
   for size, tier, count in (("trivial", "trivial", n_tier["trivial"]),
                             ("long", "overlong", n_tier["overlong"]),
+                            *(("normal", t, n_tier[t]) for t in rewritten),
                             ("normal", "base", n_base)):
     made = 0
     while made < count:
       x, answer = task.make(rng, size)
-      if _key(x) in held_out:  # the test sets stay unseen
+      if reserved(task.name, x):  # the held-out sets stay unseen
         continue
+      if tier in rewritten:
+        answer = _rewrite(rng, tier, answer)
       rows.append(_record(task, x, _prompt(task, rng, x), answer, tier))
       made += 1
   base = [r for r in rows if r["tier"] == "base"]
@@ -122,11 +158,6 @@ def _task_pool(task: Task, rng, n: int, held_out: set) -> list[dict]:
       rows.append(_record(task, x, _perturb(rng, _prompt(task, rng, x)), answer, "duplicate"))
       dups += 1
   return rows
-
-
-def _key(x: str) -> str:
-  """An instance's identity: its input without a background preamble."""
-  return x.rsplit("\n\n", 1)[-1]
 
 
 def _prompt(task: Task, rng, x: str) -> str:

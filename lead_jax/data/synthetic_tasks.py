@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import string
+import zlib
 from typing import Callable
 
 import numpy as np
@@ -34,6 +35,21 @@ CITIES = ("rome", "oslo", "lima", "kyiv", "doha", "bern", "riga", "quito")
 FIELDS = ("name", "age", "city", "pet", "color", "job", "team", "size")
 WORDS = ("river", "stone", "green", "table", "light", "music", "paper", "cloud", "north",
          "glass", "bread", "tower", "quiet", "sugar", "field", "train", "smile", "ocean")
+
+
+RESERVE_MOD = 8  # one instance in RESERVE_MOD (by a hash of its identity) is test-reserved
+
+
+def instance_key(x: str) -> str:
+  """An instance's identity: its input without a background preamble."""
+  return x.rsplit("\n\n", 1)[-1]
+
+
+def reserved(task_name: str, x: str) -> bool:
+  """True for the instances kept for held-out sets (lake test and dev sets,
+  the corpus's held-out documents); the pool and the pretraining corpus never
+  draw them, so held-out sets are disjoint from both by construction."""
+  return zlib.crc32(f"{task_name}\0{instance_key(x)}".encode()) % RESERVE_MOD == 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ import os
 
 import ml_collections
 
-from lead_jax import build, checkpoint, optim, tokenizer as tokenizer_lib
+from lead_jax import base_cache, build, checkpoint, optim, tokenizer as tokenizer_lib
 from lead_jax.data import load as data_load
 from lead_jax.evals import runner
 
@@ -35,7 +35,8 @@ def load_workdir(workdir: str):
   with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
     run = ml_collections.ConfigDict(json.load(f))
   # Checkpoints hold the adapters; the frozen base is rebuilt as the run built it.
-  model_config, base = build.load_base(run.model, run.lora, build.base_key(run.seed))
+  model_config, base = build.load_base(base_cache.resolve_model(run), run.lora,
+                                       build.base_key(run.seed))
   tx, _ = optim.make(run.optim)
   abstract, _ = build.abstract_state(model_config, tx)
   manager = checkpoint.Manager(checkpoint.directory(run.checkpoint, workdir), run.checkpoint)

@@ -16,12 +16,18 @@ from lead_jax import sharding, train
 from lead_jax.loop.host import Host, generator
 from lead_jax.loop.setup import Run
 
-ONE_SHOT = ("full", "random", "random_balanced", "ppl", "ifd", "superfilter", "less")
+ONE_SHOT = ("full", "random", "random_balanced", "ppl", "ifd", "superfilter", "less",
+            "oracle")
+REPLAY = "replay"  # trains its selector's passes_M (a multiset) in one shuffled pass
 
 
 def _schedule(run: Run, ids_S: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
   """The training order of S_t: one shuffled pass, or static_epochs passes for
-  one-shot selectors (a fractional last pass takes a fresh permutation's head)."""
+  one-shot selectors (a fractional last pass takes a fresh permutation's head);
+  replay: one shuffled pass over the replayed multiset (each id as often as
+  the source run trained it)."""
+  if run.config.method == REPLAY:
+    return [rng.permutation(run.selector.passes_M)]
   epochs = run.config.loop.static_epochs if run.config.method in ONE_SHOT else 1.0
   if epochs <= 0:
     raise ValueError(f"loop.static_epochs={epochs} must be positive")
@@ -206,15 +212,25 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
       skipped_steps=h.skipped_steps + stats["skipped"], rng_state=rng.bit_generator.state,
       sel=sel, trained_N=trained_N, arms=arms, table=table, ledger=ledger,
       history=h.history + (record,), dev_loss=dev_loss)
-  _write(run, files, writer, new_h, record, ids_S, scores_S, p_C)
+  _write(run, files, writer, new_h, record, ids_S, scores_S, p_C, orders)
   return state, new_h
 
 
+def _selected(run: Run, h: Host, t: int, ids_S, scores_S, orders):
+  """selected.jsonl lines; a replay's also carry `passes` (times trained)."""
+  lines = outputs.selected_records(ids_S, run.pool, t, run.clusters, scores_S,
+                                   h.sel.use_count_N[ids_S])
+  if run.config.method != REPLAY:
+    return lines
+  passes_N = np.bincount(np.concatenate(orders), minlength=len(run.pool)) if orders else \
+      np.zeros(len(run.pool), np.int64)
+  return [dict(r, passes=int(passes_N[r["id"]])) for r in lines]
+
+
 def _write(run: Run, files: outputs.Files, writer: metrics.Writer, h: Host, record: dict,
-           ids_S, scores_S, p_C) -> None:
+           ids_S, scores_S, p_C, orders) -> None:
   t = record["iteration"]
-  files.append(outputs.SELECTED, outputs.selected_records(
-      ids_S, run.pool, t, run.clusters, scores_S, h.sel.use_count_N[ids_S]))
+  files.append(outputs.SELECTED, _selected(run, h, t, ids_S, scores_S, orders))
   if p_C is not None:
     files.append(outputs.BANDIT, [{
         "iteration": t, "arm": record["arm"], "probabilities": [float(p) for p in p_C],

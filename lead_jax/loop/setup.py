@@ -9,8 +9,8 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from lead_jax import (accounting, baseline_scores, build, data, metrics, offline, optim,
-                      selection, sharding, tokenizer, train)
+from lead_jax import (accounting, base_cache, baseline_scores, build, data, metrics, offline,
+                      optim, selection, sharding, tokenizer, train)
 from lead_jax.evals import runner
 from lead_jax.loop import final
 
@@ -66,7 +66,19 @@ def _load_data(config, workdir: str, tok, needs):
   elif any(wants_dev.values()):
     who = [k for k, v in wants_dev.items() if v][0]
     raise data.DataError(f"{who} needs a dev set: set data.dev_path")
-  return pool, paths["test"], dev_pool
+  return pool, paths["test"], dev_pool, paths["train"]
+
+
+def _diagnostic_inputs(config, pool: data.Pool, train_path: str, needs) -> dict:
+  """The diagnostic selectors' inputs, read from files before anything trains:
+  the pool file's tiers (oracle), the replayed run's sample-passes (replay)."""
+  out = {}
+  if needs.tiers:
+    out["tier_N"] = selection.read_tiers(train_path, pool.source_ids,
+                                         config.data.max_record_bytes)
+  if needs.replay:
+    out["passes_M"] = selection.read_replay(config.select.replay_from, pool, train_path)
+  return out
 
 
 def _model_key(config, model_cfg=None) -> str:
@@ -117,17 +129,19 @@ def setup(config, workdir: str):
   sharding.initialize(config.mesh)
   mesh = sharding.make_mesh(config.mesh)
   tok = tokenizer.load(config.data.tokenizer)
-  pool, test_path, dev_pool = _load_data(config, workdir, tok, needs)
+  pool, test_path, dev_pool, train_path = _load_data(config, workdir, tok, needs)
+  diagnostic = _diagnostic_inputs(config, pool, train_path, needs)
   metrics.write_config(workdir, config)  # after the data checks: bad input writes nothing
   root = jax.random.key(config.seed)
-  model_config, base = build.load_base(config.model, config.lora, build.base_key(config.seed))
+  model_cfg = base_cache.resolve_model(config)  # "pretrain": the cached pretrained base
+  model_config, base = build.load_base(model_cfg, config.lora, build.base_key(config.seed))
   tx, lr_fn = optim.make(config.optim)
   _, shardings = build.abstract_state(model_config, tx, mesh, config.mesh.rules)
   base = sharding.place(base, shardings.base)
   spec = train.spec_from_config(model_config, config.train, config.optim, config.seed)
   steps = train.compile(spec, tx, lr_fn, mesh, shardings)
-  env = offline.Env(model_config, _model_key(config), config.optim, config.train, config.seed,
-                    mesh, tuple(config.mesh.rules), steps.score,
+  env = offline.Env(model_config, _model_key(config, model_cfg), config.optim, config.train,
+                    config.seed, mesh, tuple(config.mesh.rules), steps.score,
                     jax.random.fold_in(root, _WARMUP_LORA), jax.random.fold_in(root, _WARMUP_STEP),
                     proxy=_proxy(config, model_config, needs), dev_pool=dev_pool)
   wants = offline.wants_for(needs, config.offline.cluster_features)
@@ -139,12 +153,15 @@ def setup(config, workdir: str):
   layout = selection.build_layout(cluster_N, pool.task_N, off.num_clusters,
                                   len(pool.task_names))
   scores = getattr(off, TOP_K_SCORES[config.method]) if config.method in TOP_K_SCORES else None
-  selector = selection.make(config.method, config.select, layout, scores_N=scores)
+  selector = selection.make(config.method, config.select, layout, scores_N=scores,
+                            **diagnostic)
   state, shardings = build.init_state(model_config, base, tx, jax.random.fold_in(root, _LORA),
                                       mesh, config.mesh.rules)
-  fingerprint = offline.fingerprint({"pool": pool.fingerprint, "model": env.model_key,
-                                     "method": config.method,
-                                     "clusters": layout.counts_CxT.tolist()})
+  parts = {"pool": pool.fingerprint, "model": env.model_key, "method": config.method,
+           "clusters": layout.counts_CxT.tolist()}
+  if needs.replay:  # its checkpoints belong to one replayed multiset
+    parts["replay"] = np.sort(selector.passes_M).tolist()
+  fingerprint = offline.fingerprint(parts)
   run = Run(config, workdir, mesh, tok, pool, test_path, dev_pool, model_config, steps,
             selector, layout, off, jax.random.fold_in(root, _STEP),
             spec.projection.dim if spec.projection else 0, fingerprint)

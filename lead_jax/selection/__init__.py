@@ -17,6 +17,13 @@ builds one by name; `record(state, ids)` is the one state transition.
   iterative_rescore  each iteration, the top of the whole pool by a score
                    recomputed under the current model (`rescore`)
 
+Diagnostics (`DIAGNOSTICS`; reference points, not methods that compete: they
+use what no method knows; see `diagnostics`):
+  oracle           uniform among the pool's clean-tier samples (the lake's
+                   `tier` labels), the whole budget at once
+  replay           a finished run's trained multiset (select.replay_from),
+                   one shuffled pass
+
 `needs(name, cfg)` declares what a method needs before anything is built (the
 loop reads it to decide what the offline stage computes).
 """
@@ -29,6 +36,7 @@ import numpy as np
 
 from lead_jax.selection.base import (PASSES_PER_SCORE, Inputs, Needs, Selector,
                                      check_scores)
+from lead_jax.selection.diagnostics import make_diagnostic, read_replay, read_tiers
 from lead_jax.selection.lead import ClusterSelector
 from lead_jax.selection.rescore import RescoreSelector, iteration_size
 from lead_jax.selection.state import (Layout, Limits, SelectionState,
@@ -42,8 +50,9 @@ _LEAD_SCORES = ("ifd", "base_loss")
 _TOP_K_SCORES = {"ppl": "base_loss", "ifd": "ifd", "superfilter": "proxy_ifd",
                  "less": "dev_grad_cosine"}
 RESCORE_SCORES = ("loss", "ifd")
+DIAGNOSTICS = ("oracle", "replay")
 NAMES = ("lead", "odm", "full", "random", "random_balanced", *_TOP_K_SCORES,
-         "iterative_rescore")
+         "iterative_rescore", *DIAGNOSTICS)
 
 
 def needs(name: str, cfg) -> Needs:
@@ -62,14 +71,22 @@ def needs(name: str, cfg) -> Needs:
       raise ValueError(f"select.rescore_score={cfg.rescore_score!r}; use one of "
                        f"{RESCORE_SCORES}.")
     return Needs(rescore=cfg.rescore_score)
+  if name == "oracle":
+    return Needs(tiers=True)
+  if name == "replay":
+    return Needs(replay=True)
   return Needs()
 
 
-def make(name: str, cfg, layout: Layout, *,
-         scores_N: Optional[np.ndarray] = None) -> Selector:
-  """The selector `name`; `scores_N` is the score array of the top-k ones."""
+def make(name: str, cfg, layout: Layout, *, scores_N: Optional[np.ndarray] = None,
+         tier_N: Optional[np.ndarray] = None,
+         passes_M: Optional[np.ndarray] = None) -> Selector:
+  """The selector `name`; `scores_N` is the score array of the top-k ones,
+  `tier_N` the pool's tiers (oracle), `passes_M` the replayed sample-passes."""
   need = needs(name, cfg)
   limits = resolve_limits(cfg, layout.num_pool)
+  if name in DIAGNOSTICS:
+    return make_diagnostic(name, need, limits, layout.num_pool, tier_N, passes_M)
   if name in ("lead", "odm"):
     if cfg.sample_rate <= 0 and cfg.min_per_task <= 0:
       raise ValueError("select.sample_rate and select.min_per_task are both 0: "
@@ -92,8 +109,8 @@ def make(name: str, cfg, layout: Layout, *,
                       highest=cfg.ppl_highest if name == "ppl" else True)
 
 
-__all__ = ["Inputs", "Layout", "Limits", "NAMES", "Needs", "PASSES_PER_SCORE",
-           "RESCORE_SCORES", "iteration_size", "needs",
+__all__ = ["DIAGNOSTICS", "Inputs", "Layout", "Limits", "NAMES", "Needs", "PASSES_PER_SCORE",
+           "RESCORE_SCORES", "iteration_size", "needs", "read_replay", "read_tiers",
            "SelectionState", "Selector", "budget_done", "build_layout",
            "from_dict", "init_state", "make", "record", "resolve_limits",
            "to_dict"]

@@ -43,6 +43,8 @@ class Needs:
   idu: bool = False  # the loop keeps the IDU table and passes it as scores_N
   offline_scores: tuple[str, ...] = ()  # pool-wide scores computed once
   rescore: Optional[str] = None  # score recomputed over the pool per iteration
+  tiers: bool = False  # the loop reads the pool file's `tier` per sample (oracle)
+  replay: bool = False  # the loop reads select.replay_from's sample-passes (replay)
 
   def scoring_passes(self, num_pool: int, iterations: int,
                      num_dev: int = 0) -> dict[str, int]:
