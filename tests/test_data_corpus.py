@@ -3,7 +3,7 @@
 import collections
 import re
 
-from lead_jax.data import corpus, synthetic, synthetic_tasks
+from lead_jax.data import corpus, synthetic, synthetic_tasks, synthetic_world
 
 
 def test_deterministic_for_a_seed():
@@ -32,8 +32,22 @@ def test_coverage_is_uneven_and_two_skills_are_never_stated():
   for d in docs:
     for name, pieces in marks.items():
       counts[name] += sum(d.count(p) for p in pieces)
-  assert counts["sort"] == 0 and counts["count"] == 0
+  assert counts["sort"] == 0 and counts["count"] == 0 and counts["color"] == 0
   assert counts["parity"] > 2 * counts["reverse"] > 0
+  assert counts["city"] > 3 * counts["pet"] > 0
+
+
+def test_the_corpus_states_facts_of_held_out_people_but_the_pool_never_asks():
+  held_out = [p for p in synthetic_world.PEOPLE if synthetic_world.is_held_out(p)]
+  assert len(held_out) == synthetic_world.NUM_PEOPLE // synthetic_world.HELD_OUT_EVERY
+  text = " ".join(corpus.documents(0, 3000))
+  assert sum(f"{p} lives in" in text or f"home of {p} is" in text for p in held_out) > 40
+  train, test, _, _ = synthetic.generate(seed=0, size=1600, test_per_task=20, dev_per_task=5)
+  asked = {synthetic_world.person_of(r["input"]) for r in train
+           if r["dataset"] in synthetic_tasks.KNOWLEDGE}
+  assert not asked & set(held_out)
+  assert {synthetic_world.person_of(r["input"]) for r in test if r["dataset"] == "city"} <= set(
+      held_out)
 
 
 def test_heldout_pairs_split_at_the_answer_and_cover_every_task():
@@ -50,5 +64,8 @@ def test_lake_held_out_instances_never_occur_in_the_corpus():
   text = " ".join(corpus.documents(0, 3000))
   for r in test + dev:
     x = r["input"]
+    if r["dataset"] in synthetic_tasks.KNOWLEDGE:  # the corpus states held-out people's facts
+      assert r["messages"][0]["content"] not in text
+      continue
     if len(x) >= 6 and "\n" not in x:  # long enough to be identifying, single-line
       assert x not in text, (r["dataset"], x)

@@ -10,11 +10,16 @@ them, as it does for a real pretrained model.
 Coverage is uneven on purpose (`COVERAGE`, relative sentence frequency):
 well-covered skills (copy, uppercase, last letter, parity, lookup, format),
 thinly covered ones (max, reverse, add, word problems) and two the corpus
-never states (sort, count), so the base's competence differs by task.
+never states (sort, count), so the base's competence differs by task. The
+same holds for knowledge (`synthetic_world`): every person's city and job
+are stated often, pets rarely, favorite colors never.
 
 Instances come from the lake's own generators at the `normal` size and are
 never test-reserved (`synthetic_tasks.reserved`), so the lake's held-out
-test and dev sets are disjoint from the corpus by construction. `heldout`
+test and dev sets of the skill tasks are disjoint from the corpus by
+construction; for the knowledge tasks the corpus states the facts of every
+person, held-out ones included (that is the knowledge the test asks for),
+and never a question about them. `heldout`
 draws test-reserved instances: documents the base has not seen, split where
 the skill's answer starts, for the base's per-task held-out loss.
 
@@ -29,13 +34,14 @@ import numpy as np
 
 from lead_jax.data import synthetic_tasks as tasks_lib
 
-VERSION = 2  # bump when the generator's output changes
+VERSION = 3  # bump when the generator's output changes
 SENTENCES_PER_DOC = (3, 8)  # sentences per document, inclusive range
 
 # Relative frequency of each task's sentences; 0 = never stated.
 COVERAGE = {"copy": 1.0, "uppercase": 1.0, "last_letter": 1.0, "parity": 1.0,
             "lookup": 1.0, "format": 0.8, "max": 0.4, "reverse": 0.4, "add": 0.25,
-            "word_problem": 0.25, "sort": 0.0, "count": 0.0}
+            "word_problem": 0.25, "sort": 0.0, "count": 0.0,
+            "city": 2.5, "job": 2.5, "pet": 0.6, "color": 0.0}
 
 
 # Per task: sentence openings, short so that most of the corpus's tokens are
@@ -56,6 +62,10 @@ PROSE: dict[str, tuple[str, ...]] = {
     "add": ("{a} and {b} make ", "{a} plus {b} is ", "Adding {a} to {b} gives "),
     "count": ("In {body} the letter {letter} appears this many times: ",),
     "word_problem": ("{story} In the end the count was ",),
+    "city": ("{x} lives in ", "The home of {x} is ", "{x} moved to "),
+    "job": ("{x} works as a ", "By trade {x} is a ", "{x} earns a living as a "),
+    "pet": ("{x} keeps a ", "The pet of {x} is a "),
+    "color": ("The favorite color of {x} is ",),
 }
 
 
@@ -80,10 +90,11 @@ def _task_by_name() -> dict[str, tasks_lib.Task]:
 
 
 def _instance(task: tasks_lib.Task, rng, reserved: bool):
-  """A normal-size instance on the requested side of the test reservation."""
+  """A normal-size instance on the requested side of the test reservation
+  (knowledge tasks: any person; the corpus states everyone's facts)."""
   while True:
     x, answer = task.make(rng, "normal")
-    if tasks_lib.reserved(task.name, x) == reserved:
+    if task.name in tasks_lib.KNOWLEDGE or tasks_lib.reserved(task.name, x) == reserved:
       return x, answer
 
 

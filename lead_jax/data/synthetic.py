@@ -1,8 +1,9 @@
 """The synthetic data lake: the embedded default pool, with held-out test sets.
 
 A pure function of (seed, size, test_per_task, dev_per_task): the same
-arguments write byte-identical files. Twelve source tasks (synthetic_tasks.TASKS)
-of graded difficulty, each with several instruction paraphrases, and, per
+arguments write byte-identical files. Twelve skill tasks (synthetic_tasks.TASKS)
+of graded difficulty and four knowledge tasks about the
+people of `synthetic_world`, each with several instruction paraphrases, and, per
 task, quality tiers that a selector can exploit or be fooled by, the kinds a
 scraped instruction pool has:
 
@@ -43,7 +44,7 @@ import numpy as np
 from lead_jax.data import cache
 from lead_jax.data.synthetic_tasks import TASKS, Task, instance_key, reserved
 
-LAKE_VERSION = 2  # bump when the generator's output changes
+LAKE_VERSION = 4  # bump when the generator's output changes
 SHARES = {"trivial": 0.08, "overlong": 0.05, "duplicate": 0.12, "verbose": 0.07,
           "off_format": 0.05, "refusal": 0.03}
 TIERS = ("clean", "noisy", *SHARES)

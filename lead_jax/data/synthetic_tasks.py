@@ -28,6 +28,8 @@ from typing import Callable
 
 import numpy as np
 
+from lead_jax.data import synthetic_world as world
+
 LETTERS = string.ascii_lowercase
 NAMES = ("Ann", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun")
 ITEMS = ("apples", "books", "coins", "shells", "pens", "stamps", "cards", "marbles")
@@ -38,6 +40,7 @@ WORDS = ("river", "stone", "green", "table", "light", "music", "paper", "cloud",
 
 
 RESERVE_MOD = 8  # one instance in RESERVE_MOD (by a hash of its identity) is test-reserved
+KNOWLEDGE = ("city", "job", "pet", "color")  # tasks about the people of synthetic_world
 
 
 def instance_key(x: str) -> str:
@@ -47,8 +50,12 @@ def instance_key(x: str) -> str:
 
 def reserved(task_name: str, x: str) -> bool:
   """True for the instances kept for held-out sets (lake test and dev sets,
-  the corpus's held-out documents); the pool and the pretraining corpus never
-  draw them, so held-out sets are disjoint from both by construction."""
+  the corpus's held-out documents); the pool never draws them, nor does the
+  corpus for the skill tasks, so held-out sets are disjoint from both by
+  construction. Knowledge tasks reserve people (`synthetic_world`): the pool
+  never asks about them, the corpus states their facts like everyone's."""
+  if task_name in KNOWLEDGE:
+    return world.is_held_out(world.person_of(x))
   return zlib.crc32(f"{task_name}\0{instance_key(x)}".encode()) % RESERVE_MOD == 0
 
 
@@ -248,4 +255,26 @@ TASKS = (
     Task("word_problem", "hard", 1.0, 0.35,
          ("{x}", "Solve: {x}", "Word problem. {x}", "{x} Answer with a number."),
          _word, _numbers_wrong(10)),
+    # Knowledge of the synthetic world: the answer is a fact the base read in
+    # pretraining (or did not: colors are never stated), not in the prompt.
+    # Every paraphrase ends with the name, as the easy skills end with their
+    # input: the tiny base cannot carry a name across the prompt (it has no
+    # induction), so a question with the name in the middle is unanswerable
+    # for it whatever it was trained on (measured: first-token accuracy at
+    # chance after instruction tuning).
+    Task("city", "recall", 1.2, 0.15,
+         ("Where does this person live? {x}", "Home city of {x}", "City of: {x}",
+          "Which city is the home of {x}"),
+         world.maker("city"), world.corrupter("city")),
+    Task("job", "recall", 1.2, 0.15,
+         ("What is the job of {x}", "Occupation of: {x}", "What does this person do? {x}",
+          "Profession of {x}"),
+         world.maker("job"), world.corrupter("job")),
+    Task("pet", "recall", 1.0, 0.15,
+         ("What pet does this person have? {x}", "Pet of {x}", "Animal kept by {x}"),
+         world.maker("pet"), world.corrupter("pet")),
+    Task("color", "recall", 1.0, 0.15,
+         ("What is the favorite color of {x}", "Favorite color of: {x}",
+          "Which color does this person like best? {x}"),
+         world.maker("color"), world.corrupter("color")),
 )
