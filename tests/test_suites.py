@@ -79,8 +79,11 @@ def test_aggregation_mean_sd_and_accounting_check(tmp_path):
   assert float(rows["lead"]["tier_clean_mean"]) == pytest.approx((0.5 + 0.5 + 0.5) / 3)
   assert float(rows["lead"]["tier_noisy_mean"]) == pytest.approx((0.5 + 0.5 + 0.25) / 3)
   assert float(rows["lead"]["top_task_share_mean"]) == pytest.approx(0.5)
-  assert "| (the pool) | | 50.0% | 25.0% | 0.0% | 25.0% | 0.0% | 50.0% |" in text
-  assert "| lead | 3 | 50.0% | 41.7% | 0.0% | 8.3% | 0.0% | 50.0% |" in text
+  # tiers in synthetic.TIERS order: clean, noisy, trivial, overlong, duplicate, verbose,
+  # off_format, refusal; then the largest task's share
+  assert ("| (the pool) | | 50.0% | 25.0% | 25.0% | 0.0% | 0.0% | 0.0% | 0.0% | 0.0% | 50.0% |"
+          in text)
+  assert "| lead | 3 | 50.0% | 41.7% | 8.3% | 0.0% | 0.0% | 0.0% | 0.0% | 0.0% | 50.0% |" in text
   assert rows["random"]["tier_clean_mean"] == "nan"  # no lake: no mix, no error
   assert "| random | 2 | - | - |" in text
 
