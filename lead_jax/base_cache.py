@@ -24,7 +24,6 @@ that directory (building it when missing), so any config can train on top of it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -56,17 +55,9 @@ def base_dir(pretrain_cfg) -> str:
   return os.path.join(data_cache.cache_root(), "bases", fingerprint(pretrain_cfg))
 
 
-def _sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    while chunk := f.read(1 << 22):
-      h.update(chunk)
-  return h.hexdigest()
-
-
 def _file_table(directory: str) -> dict:
   return {name: {"size": os.path.getsize(os.path.join(directory, name)),
-                 "sha256": _sha256(os.path.join(directory, name))}
+                 "sha256": data_cache.file_digest(os.path.join(directory, name))}
           for name in sorted(os.listdir(directory))
           if name != MANIFEST and os.path.isfile(os.path.join(directory, name))}
 
@@ -84,7 +75,7 @@ def problem(directory: str, expected: str) -> Optional[str]:
     path = os.path.join(directory, name)
     if not os.path.isfile(path):
       return f"{name} is missing"
-    if os.path.getsize(path) != want["size"] or _sha256(path) != want["sha256"]:
+    if os.path.getsize(path) != want["size"] or data_cache.file_digest(path) != want["sha256"]:
       return f"{name} differs from the manifest (size or sha256)"
   return None if manifest.get("files") else "the manifest lists no files"
 
