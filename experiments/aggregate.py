@@ -113,8 +113,9 @@ def run_row(variant, seed: int, workdir: str) -> dict:
          "seed": seed, "acct_error": check_run(final, acct)}
   for key in ("pool_size", "budget", "exact_match", "exact_match_macro", "test_loss",
               "samples_selected", "samples_trained", "iterations", "train_steps",
-              "train_sample_passes", "forward_sample_passes", "declared_scoring_passes",
-              "wall_seconds", "idu_loss_spearman", "idu0_loss_spearman"):
+              "train_sample_passes", "train_token_passes", "forward_sample_passes",
+              "declared_scoring_passes", "wall_seconds", "idu_loss_spearman",
+              "idu0_loss_spearman"):
     row[key] = final.get(key)
   for phase in PHASES:
     row[f"{phase}_s"] = acct["wall_seconds"].get(phase, 0.0)
