@@ -77,7 +77,7 @@ def attach(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.eval = base_eval.get()  # lead_jax.evals (the final evaluation)
     config.proxy = get_proxy()  # superfilter's proxy model (lead_jax.baseline_scores)
   # lead | odm | full | random | random_balanced | ppl | ifd | superfilter | less
-  # | iterative_rescore (| finetune)
+  # | iterative_rescore | oracle | replay (diagnostics) (| finetune)
   config.method = "lead"
   config.checkpoint.every_steps = 1  # the loop saves after every iteration
   return config

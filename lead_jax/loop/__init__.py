@@ -25,14 +25,16 @@ one Generator whose state is checkpointed, so a run resumed from any
 checkpoint repeats the uninterrupted run bit for bit (on CPU).
 
 One-shot selectors (full, random, random_balanced, ppl, ifd, superfilter,
-less) select their whole subset in iteration 0 and train
+less, and the oracle diagnostic) select their whole subset in iteration 0 and train
 `loop.static_epochs` epochs over it (a fractional last epoch takes the head
 of a fresh permutation). Equal distinct budget is guaranteed by the
 selector; comparable training compute is the experimenter's choice of
 static_epochs (experiments/main.py and the suites set it so that the
 sample-passes equal the LEAD run's: `experiments.suites.matched`), and
 final_metrics reports training steps and sample-passes side by side so any
-mismatch is visible.
+mismatch is visible. The replay diagnostic trains another run's selected
+multiset (its samples, each as often as that run trained it) in one
+shuffled pass.
 """
 
 from __future__ import annotations
