@@ -86,7 +86,8 @@ def test_lead_run_writes_every_output(lead):
   accounting.check(acct)
   assert acct["phases"]["training"]["totals"]["backward_samples"] == final["train_sample_passes"]
   assert acct["wall_seconds"]["total"] == pytest.approx(final["wall_seconds"], abs=0.01)
-  assert acct["phases"]["evaluation"]["activities"]["test_loss"]["forward_samples"] == 24
+  test_samples = 2 * len(synthetic_tasks.TASKS)  # test_per_task = 2 (tests/loop_config.py)
+  assert acct["phases"]["evaluation"]["activities"]["test_loss"]["forward_samples"] == test_samples
   # selected.jsonl: every field, use counts, consistent with the iterations
   picked = outputs.read_jsonl(lead / "selected.jsonl")
   assert set(picked[0]) == {"id", "source_id", "iteration", "cluster", "task", "idu",
