@@ -61,6 +61,38 @@ def test_tasks_tiers_and_sizes(lake):
   assert manifest["seed"] == 3 and set(manifest["tasks"]) == set(tasks)
 
 
+def test_task_subset(tmp_path):
+  names = "size,parity,city"
+  train, test, _, counts = synthetic.generate(seed=0, size=300, test_per_task=10,
+                                              dev_per_task=2, tasks=names)
+  assert {r["dataset"] for r in train} == {r["dataset"] for r in test} == set(names.split(","))
+  assert list(counts) == ["parity", "size", "city"]  # TASKS order, whatever the list's
+  assert len(train) == 300
+  assert synthetic.lake_dir(tasks=names) != synthetic.lake_dir()
+  assert synthetic.lake_dir(tasks="") == synthetic.lake_dir()  # "" = every task, as before
+  paths = synthetic.write_lake(str(tmp_path), size=300, test_per_task=10, tasks=names)
+  assert json.load(open(paths["manifest"]))["tasks"].keys() == set(names.split(","))
+  with pytest.raises(ValueError, match="unknown task.*parody.*choose from"):
+    synthetic.select_tasks("parity,parody")
+
+
+def test_label_tasks_follow_their_rules():
+  names = "vowel,last_digit,size"
+  train, test, _, _ = synthetic.generate(seed=2, size=900, test_per_task=40, dev_per_task=2,
+                                         tasks=names)
+  rules = {"vowel": lambda x: "vowel" if x[-1] in "aeiou" else "consonant",
+           "last_digit": lambda x: synthetic_tasks.DIGITS[int(x[-1])],
+           "size": lambda x: "big" if int(x) >= 5000 else "small"}
+  for r in train + test:
+    if r.get("tier", "clean") in ("clean", "duplicate", "trivial"):
+      x = synthetic_tasks.instance_key(r["input"])
+      assert r["messages"][1]["content"] == rules[r["dataset"]](x), r
+  for task in ("vowel", "size"):  # both labels common in the test set
+    labels = collections.Counter(r["messages"][1]["content"] for r in test
+                                 if r["dataset"] == task)
+    assert min(labels.values()) >= 10, labels
+
+
 def test_answers_are_right_except_noisy():
   train, test, _, _ = synthetic.generate(seed=1, size=600, test_per_task=10, dev_per_task=2)
   fns = {"copy": lambda s: s, "uppercase": str.upper, "reverse": lambda s: s[::-1],

@@ -8,9 +8,10 @@ it has the skills latent and instruction tuning has to connect the prompts to
 them, as it does for a real pretrained model.
 
 Coverage is uneven on purpose (`COVERAGE`, relative sentence frequency):
-well-covered skills (copy, uppercase, last letter, parity, lookup, format),
-thinly covered ones (max, reverse, add, word problems) and two the corpus
-never states (sort, count), so the base's competence differs by task. The
+well-covered skills (copy, uppercase, last letter, parity, vowel, lookup,
+format), thinly covered ones (last digit, max, reverse, add, word problems)
+and three the corpus never states (size, sort, count), so the base's
+competence differs by task. The
 same holds for knowledge (`synthetic_world`): every person's city and job
 are stated often, pets rarely, favorite colors never.
 
@@ -34,11 +35,12 @@ import numpy as np
 
 from lead_jax.data import synthetic_tasks as tasks_lib
 
-VERSION = 3  # bump when the generator's output changes
+VERSION = 4  # bump when the generator's output changes
 SENTENCES_PER_DOC = (3, 8)  # sentences per document, inclusive range
 
 # Relative frequency of each task's sentences; 0 = never stated.
 COVERAGE = {"copy": 1.0, "uppercase": 1.0, "last_letter": 1.0, "parity": 1.0,
+            "vowel": 1.0, "last_digit": 0.4, "size": 0.0,
             "lookup": 1.0, "format": 0.8, "max": 0.4, "reverse": 0.4, "add": 0.25,
             "word_problem": 0.25, "sort": 0.0, "count": 0.0,
             "city": 2.5, "job": 2.5, "pet": 0.6, "color": 0.0}
@@ -53,6 +55,9 @@ PROSE: dict[str, tuple[str, ...]] = {
     "uppercase": ("In capitals {x} is ", "Shouted, {x} is ", "Big letters for {x}: "),
     "last_letter": ("{x} ends with ", "The end of {x} is ", "Last of {x}: "),
     "parity": ("{x} is ", "In pairs {x} is ", "Ending in {last}, {x} is "),
+    "vowel": ("The last letter of {x} is a ", "{x} closes on a ", "At the end of {x} sits a "),
+    "last_digit": ("{x} ends on the digit ", "The final figure of {x} is "),
+    "size": ("As numbers go, {x} is ",),
     "lookup": ("With {pairs}, {key} holds ", "In {pairs}, {key} is ",
                "Ledger {pairs}; {key} says "),
     "format": ("Record {x} as data: ", "Stored, {x} is ", "The object for {x} is "),

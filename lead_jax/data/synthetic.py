@@ -1,7 +1,7 @@
 """The synthetic data lake: the embedded default pool, with held-out test sets.
 
-A pure function of (seed, size, test_per_task, dev_per_task): the same
-arguments write byte-identical files. Twelve skill tasks (synthetic_tasks.TASKS)
+A pure function of (seed, size, test_per_task, dev_per_task, tasks): the same
+arguments write byte-identical files. Fifteen skill tasks (synthetic_tasks.TASKS)
 of graded difficulty and four knowledge tasks about the
 people of `synthetic_world`, each with several instruction paraphrases, and, per
 task, quality tiers that a selector can exploit or be fooled by, the kinds a
@@ -44,7 +44,7 @@ import numpy as np
 from lead_jax.data import cache
 from lead_jax.data.synthetic_tasks import TASKS, Task, instance_key, reserved
 
-LAKE_VERSION = 4  # bump when the generator's output changes
+LAKE_VERSION = 5  # bump when the generator's output changes
 SHARES = {"trivial": 0.08, "overlong": 0.05, "duplicate": 0.12, "verbose": 0.07,
           "off_format": 0.05, "refusal": 0.03}
 TIERS = ("clean", "noisy", *SHARES)
@@ -59,40 +59,59 @@ REFUSALS = ("I'm sorry, but I can't help with that request.",
             "I cannot do that. Is there something else I can help you with?")
 
 
+def select_tasks(names: str) -> tuple[Task, ...]:
+  """The tasks named in a comma-separated list, in `TASKS` order; "" = all."""
+  wanted = [n.strip() for n in names.split(",") if n.strip()]
+  known = {t.name for t in TASKS}
+  unknown = [n for n in wanted if n not in known]
+  if unknown:
+    raise ValueError(f"data.synthetic.tasks: unknown task(s) {', '.join(unknown)}; "
+                     f"choose from {', '.join(t.name for t in TASKS)}")
+  return tuple(t for t in TASKS if not wanted or t.name in wanted)
+
+
+def _params(seed, size, test_per_task, dev_per_task, tasks) -> dict:
+  names = ",".join(t.name for t in select_tasks(tasks))
+  return {"version": LAKE_VERSION, "seed": seed, "size": size,
+          "test_per_task": test_per_task, "dev_per_task": dev_per_task,
+          **({"tasks": names} if tasks else {})}
+
+
 def lake_dir(seed: int = 0, size: int = 4000, test_per_task: int = 50,
-             dev_per_task: int = 10) -> str:
+             dev_per_task: int = 10, tasks: str = "") -> str:
   """The lake's folder in the cache root, keyed by the generator's version and arguments."""
-  fp = cache.fingerprint({"lake": LAKE_VERSION, "seed": seed, "size": size,
-                          "test_per_task": test_per_task, "dev_per_task": dev_per_task})
+  fp = cache.fingerprint(_params(seed, size, test_per_task, dev_per_task, tasks))
   return os.path.join(cache.cache_root(), "lakes", f"lake-{fp}")
 
 
 def write_lake(out_dir: str, seed: int = 0, size: int = 4000, test_per_task: int = 50,
-               dev_per_task: int = 10) -> dict[str, str]:
-  """Writes the lake into out_dir (reused when already there); returns its paths."""
-  params = {"version": LAKE_VERSION, "seed": seed, "size": size,
-            "test_per_task": test_per_task, "dev_per_task": dev_per_task}
+               dev_per_task: int = 10, tasks: str = "") -> dict[str, str]:
+  """Writes the lake into out_dir (reused when already there); returns its paths.
+  `tasks`: a comma-separated subset of the task names ("" = every task)."""
+  params = _params(seed, size, test_per_task, dev_per_task, tasks)
   paths = {k: os.path.join(out_dir, f"{k}.jsonl") for k in ("train", "test", "dev")}
   paths["manifest"] = os.path.join(out_dir, "lake.json")
   if _is_written(paths, params):
     return paths
-  train, test, dev, counts = generate(seed, size, test_per_task, dev_per_task)
+  train, test, dev, counts = generate(seed, size, test_per_task, dev_per_task, tasks)
   os.makedirs(out_dir, exist_ok=True)
   for key, rows in (("train", train), ("test", test), ("dev", dev)):
     _write_jsonl(paths[key], rows)
   manifest = dict(params, tasks={t.name: {"difficulty": t.difficulty, "noise": t.noise,
-                                           "tiers": counts[t.name]} for t in TASKS})
+                                           "tiers": counts[t.name]}
+                           for t in select_tasks(tasks)})
   _write_text(paths["manifest"], json.dumps(manifest, indent=1, sort_keys=True))
   return paths
 
 
-def generate(seed: int, size: int, test_per_task: int, dev_per_task: int):
+def generate(seed: int, size: int, test_per_task: int, dev_per_task: int, tasks: str = ""):
   """(train, test, dev) lists of records and per-task tier counts."""
-  weights = np.array([t.weight for t in TASKS])
+  chosen = select_tasks(tasks)
+  weights = np.array([t.weight for t in chosen])
   per_task = np.floor(size * weights / weights.sum()).astype(int)
   per_task[: size - per_task.sum()] += 1
   train, test, dev, counts = [], [], [], {}
-  for task, n in zip(TASKS, per_task):
+  for task, n in zip(chosen, per_task):
     rng = np.random.default_rng([seed, zlib.crc32(task.name.encode())])
     held = _held_out(task, rng, test_per_task + dev_per_task)
     test += held[:test_per_task]

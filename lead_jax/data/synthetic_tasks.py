@@ -9,8 +9,9 @@ and a wrong answer of the right type (`corrupt`) for the noisy tier. The
 prompt is one of several paraphrases (`prompts`) wrapped around `x`.
 
 Difficulty (for a 2-4 layer byte-level model trained for minutes):
-  easy    last_letter, parity: the answer depends on the prompt's last
-          characters only (every paraphrase ends with the input)
+  easy    last_letter, parity, vowel, last_digit, size: the answer depends on
+          the prompt's last characters only (every paraphrase ends with the
+          input); all but last_letter answer from a small label set
   medium  copy, uppercase, format, lookup, max: copying or matching at
           varying positions (induction-style attention)
   hard    reverse, sort, add, count, word_problem: position arithmetic,
@@ -35,6 +36,8 @@ NAMES = ("Ann", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun")
 ITEMS = ("apples", "books", "coins", "shells", "pens", "stamps", "cards", "marbles")
 CITIES = ("rome", "oslo", "lima", "kyiv", "doha", "bern", "riga", "quito")
 FIELDS = ("name", "age", "city", "pet", "color", "job", "team", "size")
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+VOWELS = "aeiou"
 WORDS = ("river", "stone", "green", "table", "light", "music", "paper", "cloud", "north",
          "glass", "bread", "tower", "quiet", "sugar", "field", "train", "smile", "ocean")
 
@@ -110,6 +113,33 @@ def _parity(rng, size):
   n = int(rng.integers(0, 10)) if size == "trivial" else int(rng.integers(10, 10000))
   x = str(n)
   return (_preamble(rng) + x if size == "long" else x), ("even" if n % 2 == 0 else "odd")
+
+
+def _vowel(rng, size):
+  """A word whose last letter is a vowel half of the time (balanced labels)."""
+  n = 1 if size == "trivial" else int(rng.integers(3, 10))
+  last = str(rng.choice(list(VOWELS) if rng.random() < 0.5 else
+                        [c for c in LETTERS if c not in VOWELS]))
+  x = _letters(rng, n - 1, n - 1) + last
+  return (_preamble(rng) + x if size == "long" else x), ("vowel" if last in VOWELS else
+                                                         "consonant")
+
+
+def _last_digit(rng, size):
+  n = int(rng.integers(0, 10)) if size == "trivial" else int(rng.integers(10, 10000))
+  x = str(n)
+  return (_preamble(rng) + x if size == "long" else x), DIGITS[n % 10]
+
+
+def _size(rng, size):
+  """A four-digit number, `big` from 5000 on: the rule reads the first digit."""
+  n = int(rng.integers(0, 10)) if size == "trivial" else int(rng.integers(1000, 10000))
+  x = str(n)
+  return (_preamble(rng) + x if size == "long" else x), ("big" if n >= 5000 else "small")
+
+
+def _flip(a: str, b: str):
+  return lambda rng, x, answer: b if answer == a else a
 
 
 def _letter_wrong(rng, x, answer):
@@ -216,7 +246,20 @@ TASKS = (
     Task("parity", "easy", 0.8, 0.15,
          ("Even or odd: {x}", "Is this number even or odd? {x}", "Parity of {x}",
           "Say even or odd for {x}"),
-         _parity, lambda rng, x, answer: "odd" if answer == "even" else "even"),
+         _parity, _flip("even", "odd")),
+    Task("vowel", "easy", 0.8, 0.15,
+         ("Vowel or consonant at the end: {x}", "Does this word end in a vowel or a "
+          "consonant? {x}", "Kind of final letter: {x}", "Ending sound class of {x}"),
+         _vowel, _flip("vowel", "consonant")),
+    Task("last_digit", "easy", 0.8, 0.15,
+         ("Name the last digit: {x}", "Spell out the final digit of {x}",
+          "Which digit ends this number? Answer in words. {x}", "Last digit in words: {x}"),
+         _last_digit, lambda rng, x, answer: _other(rng, answer,
+                                                   lambda: str(rng.choice(DIGITS)))),
+    Task("size", "easy", 0.8, 0.20,
+         ("Big or small (big from 5000 on): {x}", "Is this number big or small? {x}",
+          "Size class of {x}", "Call it big or small: {x}"),
+         _size, _flip("big", "small")),
     Task("copy", "medium", 1.0, 0.05,
          ("Repeat exactly: {x}", "Copy this text: {x}", "Echo the following string.\n{x}",
           "{x}\nWrite the string above again, unchanged.", "Say back: {x}"),
