@@ -7,6 +7,8 @@ like `layers/attn/q_proj/kernel` with kernels stored `[in, out]`.
 
 Public entry points:
   forward(config, params, tokens_BxL, attention_mask_BxL=None) -> logits_BxLxV
+      with `segment_BxL` (packed rows, `lead_jax.data.packing`): block-diagonal
+      causal attention, RoPE positions restarting at 0 in every segment
   forward_cached(...)  one prefill or decode step against a KV cache
   init(config, key) -> params
   param_shapes(config) -> {path: ShapeDtypeStruct}  without allocating
@@ -258,33 +260,75 @@ def positions_from_mask(attention_mask_BxL):
   return jnp.maximum(jnp.cumsum(attention_mask_BxL.astype(jnp.int32), axis=1) - 1, 0)
 
 
+def _segment_mask(segment_BxL, sliding_window):
+  """Block-diagonal causal mask `BxLxL`: slot j visible to slot i if j <= i, both
+  lie in the same segment and j is real (segment id > 0; 0 is padding)."""
+  slot = jnp.arange(segment_BxL.shape[1])
+  visible = slot[None, :] <= slot[:, None]
+  if sliding_window is not None:  # segments are contiguous: slot distance = position distance
+    visible &= (slot[:, None] - slot[None, :]) < sliding_window
+  same = segment_BxL[:, :, None] == segment_BxL[:, None, :]
+  return visible[None] & same & (segment_BxL > 0)[:, None, :]
+
+
+def positions_from_segments(segment_BxL):
+  """Positions restarting at 0 at the first slot of every segment (a run of
+  equal ids); the padding after the last segment counts on from its start."""
+  slot = jnp.arange(segment_BxL.shape[1])
+  first = jnp.concatenate([jnp.ones_like(segment_BxL[:, :1], jnp.bool_),
+                           segment_BxL[:, 1:] != segment_BxL[:, :-1]], axis=1)
+  start = jax.lax.cummax(jnp.where(first, slot[None, :], 0), axis=1)
+  return slot[None, :] - start
+
+
+def _inputs(config: ModelConfig, tokens_BxL, attention_mask_BxL, segment_BxL, positions_BxL):
+  """`(tokens, positions, mask BxLxL)` of a padded or (with segments) a packed batch."""
+  tokens_BxL = jnp.asarray(tokens_BxL)
+  if segment_BxL is None:
+    if positions_BxL is not None:
+      raise ValueError("positions_BxL is only taken with segment_BxL (packed rows)")
+    if attention_mask_BxL is None:
+      attention_mask_BxL = jnp.ones(tokens_BxL.shape, jnp.bool_)
+    attention_mask_BxL = jnp.asarray(attention_mask_BxL).astype(jnp.bool_)
+    mask = _mask(jnp.arange(tokens_BxL.shape[1]), attention_mask_BxL, config.sliding_window)
+    return tokens_BxL, positions_from_mask(attention_mask_BxL), mask
+  if attention_mask_BxL is not None:
+    raise ValueError("pass attention_mask_BxL or segment_BxL, not both (segment 0 is padding)")
+  segment_BxL = jnp.asarray(segment_BxL).astype(jnp.int32)
+  if positions_BxL is None:
+    positions_BxL = positions_from_segments(segment_BxL)
+  return tokens_BxL, jnp.asarray(positions_BxL), _segment_mask(segment_BxL,
+                                                               config.sliding_window)
+
+
 def forward(config: ModelConfig, params, tokens_BxL, attention_mask_BxL=None, *,
-            dropout_key: Optional[jax.Array] = None):
+            segment_BxL=None, positions_BxL=None, dropout_key: Optional[jax.Array] = None):
   """Logits `BxLxV` (float32). `params` is `{"params": base[, "lora": adapters]}`.
 
-  A `dropout_key` enables LoRA dropout (training); without it the pass is
-  deterministic.
+  Padded rows: `attention_mask_BxL` (default all real). Packed rows: instead,
+  `segment_BxL` (0 padding, 1..n the row's samples, each a contiguous run) and
+  optionally `positions_BxL` (default: restarting at 0 per segment); a token
+  attends only to earlier tokens of its segment, so each segment's logits are
+  those of its sample alone. A `dropout_key` enables LoRA dropout (training);
+  without it the pass is deterministic.
   """
-  tokens_BxL = jnp.asarray(tokens_BxL)
-  if attention_mask_BxL is None:
-    attention_mask_BxL = jnp.ones(tokens_BxL.shape, jnp.bool_)
-  attention_mask_BxL = jnp.asarray(attention_mask_BxL).astype(jnp.bool_)
-  length = tokens_BxL.shape[1]
-  mask = _mask(jnp.arange(length), attention_mask_BxL, config.sliding_window)
+  tokens_BxL, positions_BxL, mask = _inputs(config, tokens_BxL, attention_mask_BxL,
+                                            segment_BxL, positions_BxL)
   rngs = None if dropout_key is None else {"dropout": dropout_key}
   logits, _ = Decoder(config, deterministic=dropout_key is None).apply(
-      params, tokens_BxL, positions_from_mask(attention_mask_BxL), mask, rngs=rngs)
+      params, tokens_BxL, positions_BxL, mask, rngs=rngs)
   return logits
 
 
-def final_hidden(config: ModelConfig, params, tokens_BxL, attention_mask_BxL):
+def final_hidden(config: ModelConfig, params, tokens_BxL, attention_mask_BxL=None, *,
+                 segment_BxL=None, positions_BxL=None):
   """The last hidden states `BxLxD` (float32): the final norm's output, i.e. the
-  input of the output projection (sample features for clustering)."""
-  tokens_BxL = jnp.asarray(tokens_BxL)
-  attention_mask_BxL = jnp.asarray(attention_mask_BxL).astype(jnp.bool_)
-  mask = _mask(jnp.arange(tokens_BxL.shape[1]), attention_mask_BxL, config.sliding_window)
+  input of the output projection (sample features for clustering). Padded or
+  packed rows as in `forward`."""
+  tokens_BxL, positions_BxL, mask = _inputs(config, tokens_BxL, attention_mask_BxL,
+                                            segment_BxL, positions_BxL)
   _, state = Decoder(config).apply(
-      params, tokens_BxL, positions_from_mask(attention_mask_BxL), mask,
+      params, tokens_BxL, positions_BxL, mask,
       capture_intermediates=lambda module, method: module.name == "final_norm",
       mutable=["intermediates"])
   return state["intermediates"]["final_norm"]["__call__"][0].astype(jnp.float32)

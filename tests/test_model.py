@@ -56,6 +56,49 @@ def test_padding_and_positions(params, forward_fn):
   np.testing.assert_array_equal(model.positions_from_mask(mask)[1], [0, 0, 0, 0, 1, 2, 3, 4])
 
 
+@pytest.mark.parametrize("window", [None, 3])
+def test_packed_rows_equal_separate_passes(params, window):
+  """Segments of a packed row: logits and final hidden states of each equal its
+  own unpadded pass (block-diagonal attention, positions restarting at 0)."""
+  config = dataclasses.replace(CONFIG, sliding_window=window)
+  p = params if window is None else model.init(config, jax.random.key(0))
+  lens = [[4, 6, 1], [9]]  # row 0: three segments and 1 padding slot; row 1: one
+  rows = [[_tokens(10 * r + g, (n,)) for g, n in enumerate(row)] for r, row in enumerate(lens)]
+  tokens, segment = np.zeros((2, 12), np.int32), np.zeros((2, 12), np.int32)
+  for r, row in enumerate(rows):
+    at = 0
+    for g, t in enumerate(row):
+      tokens[r, at:at + len(t)], segment[r, at:at + len(t)] = t, g + 1
+      at += len(t)
+  fwd = jax.jit(lambda p, t, s: model.forward(config, p, t, segment_BxL=s))
+  hid = jax.jit(lambda p, t, s: model.final_hidden(config, p, t, segment_BxL=s))
+  logits, hidden = np.asarray(fwd(p, tokens, segment)), np.asarray(hid(p, tokens, segment))
+  alone_fwd = jax.jit(lambda p, t: model.forward(config, p, t))
+  alone_hid = jax.jit(lambda p, t: model.final_hidden(config, p, t))
+  for r, row in enumerate(rows):
+    for g, t in enumerate(row):
+      slots = segment[r] == g + 1
+      np.testing.assert_allclose(logits[r, slots], np.asarray(alone_fwd(p, t[None]))[0],
+                                 atol=1e-5)
+      np.testing.assert_allclose(hidden[r, slots], np.asarray(alone_hid(p, t[None]))[0],
+                                 atol=1e-5)
+  np.testing.assert_array_equal(model.positions_from_segments(segment)[0],
+                                [0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 0, 0])
+  # explicit positions are the default ones; one segment per row is the padded pass
+  explicit = fwd(p, tokens, segment)
+  np.testing.assert_allclose(
+      jax.jit(lambda p, t, s, q: model.forward(config, p, t, segment_BxL=s, positions_BxL=q))(
+          p, tokens, segment, model.positions_from_segments(segment)), explicit, atol=1e-6)
+  mask = segment > 0
+  np.testing.assert_allclose(fwd(p, tokens, mask.astype(np.int32))[mask],
+                             jax.jit(lambda p, t, m: model.forward(config, p, t, m))(
+                                 p, tokens, mask)[mask], atol=1e-5)
+  with pytest.raises(ValueError, match="not both"):
+    model.forward(config, p, tokens, mask, segment_BxL=segment)
+  with pytest.raises(ValueError, match="only taken with segment_BxL"):
+    model.forward(config, p, tokens, positions_BxL=segment)
+
+
 def test_bf16_compute_close_to_fp32(params, forward_fn):
   tokens, mask = _tokens(1, (2, 8)), np.ones((2, 8), bool)
   ref = np.asarray(forward_fn(params, tokens, mask))

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 
 import jax
 import numpy as np
-import tqdm
 
-from lead_jax import train
-from lead_jax.data import batching, load, pool as pool_lib, templates
+from lead_jax import scoring
+from lead_jax.data import load, pool as pool_lib, templates
 from lead_jax.evals import lm
 
 
@@ -44,25 +42,16 @@ def read(data_cfg, path: str, limit: int | None = None):
   return kept
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _score(model_config, micro_batch, params, batch):
-  return train.score_step(model_config, micro_batch, params, batch)
-
-
 def held_out_loss(model_config, params, tokenizer, records, data_cfg, template, batch_size):
-  """{task: mean response loss} and the overall mean over examples."""
+  """{task: mean response loss} and the overall mean over examples (packed
+  forward passes, `lead_jax.scoring.losses`, `batch_size` rows per call)."""
   task_lengths = pool_lib.parse_task_lengths(data_cfg.max_length_per_task, data_cfg.max_length)
   pool, _ = pool_lib.build(records, tokenizer, template, data_cfg.max_length, task_lengths)
   pool = dataclasses.replace(pool, buckets=load.normalize_buckets(tuple(data_cfg.buckets),
                                                                    data_cfg.max_length))
-  loss_N = np.zeros(len(pool), np.float64)
-  order = np.argsort(pool.length_N, kind="stable")
-  for start in tqdm.trange(0, len(pool), batch_size, desc="held-out loss", leave=False,
-                            disable=None):
-    idx = order[start:start + batch_size]
-    out = jax.device_get(_score(model_config, batch_size, params,
-                                batching.gather(pool, idx, batch_size)))
-    loss_N[idx] = out["loss_B"][:len(idx)]
+  out, _ = scoring.losses(scoring.Scorer(model_config, batch_size), params, pool,
+                          np.arange(len(pool)), batch_size, None, desc="held-out loss")
+  loss_N = out["loss"].astype(np.float64)
   tasks = np.asarray(pool.task_names)[pool.task_N]
   per_task = {t: float(loss_N[tasks == t].mean()) for t in pool.task_names}
   return float(loss_N.mean()) if len(loss_N) else 0.0, per_task
