@@ -8,6 +8,10 @@ Writes to --out (default <results>/tables):
                     n shown; "-" where n < 2), the command and date on top;
                     efficiency adds the per-N table of LEAD vs iterative
                     re-scoring (seconds and passes by phase, wall-time ratio)
+                    and two more tables: each variant against `random` (difference
+                    of means in units of its standard error, Welch's
+                    sqrt(sd_a^2/n_a + sd_r^2/n_r)) on exact match and held-out
+                    loss, and exact match per task (mean over seeds)
   <suite>.csv       the same numbers, one column per mean and per sd
   <suite>_runs.csv  every run's raw numbers (one row per variant and seed)
   (on the synthetic lake, whose pool records carry a quality tier, a second
@@ -124,6 +128,7 @@ def run_row(variant, seed: int, workdir: str) -> dict:
     row[f"{phase}_fwd"] = totals["forward_samples"]
     row[f"{phase}_bwd"] = totals["backward_samples"]
   row.update(selection_mix(workdir))
+  row.update({f"em_{t}": v for t, v in final.get("per_task_exact_match", {}).items()})
   return row
 
 
@@ -167,6 +172,45 @@ def variant_table(summary: list[dict]) -> str:
     cells += [cell(s[f"{k}_mean"], s[f"{k}_sd"], fmt) for k, _, fmt in COLUMNS]
     cells.append("ok" if not s["acct_failures"] else f"{s['acct_failures']} failed")
     lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def versus(a: dict, ref: dict, key: str) -> tuple[float, float]:
+  """(mean of a - mean of ref, that difference / its standard error); the
+  second is nan when either side has fewer than two seeds."""
+  diff = a[f"{key}_mean"] - ref[f"{key}_mean"]
+  se = np.sqrt(a[f"{key}_sd"] ** 2 / a["n"] + ref[f"{key}_sd"] ** 2 / ref["n"])
+  return diff, (diff / se if se > 0 else float("nan"))
+
+
+def versus_table(summary: list[dict], reference: str = "random") -> str:
+  """Every variant against `reference` on exact match (macro) and held-out
+  loss; "" when the reference has not run."""
+  ref = next((s for s in summary if s["variant"] == reference), None)
+  if ref is None:
+    return ""
+  head = ["variant", "n", "exact match - random", "in se", "held-out loss - random", "in se"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for s in summary:
+    if s is ref:
+      continue
+    cells = [s["variant"], str(s["n"])]
+    for key in ("exact_match_macro", "test_loss"):
+      diff, z = versus(s, ref, key)
+      cells += ["-" if np.isnan(diff) else f"{diff:+.3f}", "-" if np.isnan(z) else f"{z:+.1f}"]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def task_table(summary: list[dict], tasks: list[str]) -> str:
+  """Exact match per task, mean over seeds; "" without per-task figures."""
+  if not tasks:
+    return ""
+  head = ["variant", "n"] + tasks
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for s in summary:
+    lines.append("| " + " | ".join([s["variant"], str(s["n"])] + [
+        cell(s[f"em_{t}_mean"], np.nan, "{:.2f}") for t in tasks]) + " |")
   return "\n".join(lines)
 
 
@@ -230,11 +274,21 @@ def aggregate(suite: str, results: str, out: str, seeds=()) -> str:
   keys = [k for k, _, _ in COLUMNS] + ["exact_match_macro", "train_steps", "idu_loss_spearman",
                                        "idu0_loss_spearman", "top_task_share"]
   keys += [f"tier_{t}" for t in TIERS]
+  tasks = sorted({k[3:] for r in rows for k in r if k.startswith("em_")})
+  keys += [f"em_{t}" for t in tasks]
   summary = summarise(rows, keys)
   cmd = f"python -m experiments.aggregate --suite={suite} --results={_display(results)}"
   text = [f"Suite `{suite}`: generated {datetime.date.today().isoformat()} by `{cmd}` from "
           f"{len(rows)} runs (mean ± sample sd over seeds, n per row).", "",
           variant_table(summary)]
+  against = versus_table(summary)
+  if against:
+    text += ["", "Against random: difference of means and that difference in units of its "
+             "standard error (sqrt(sd^2/n + sd_random^2/n_random)); |in se| > 2 is the "
+             "regime's test that selection matters. Lower loss is better.", "", against]
+  per_task = task_table(summary, tasks)
+  if per_task:
+    text += ["", "Exact match per task (mean over seeds).", "", per_task]
   first = suites.run_dir(results, rows[0]["variant"], rows[0]["seed"])
   mix = mix_table(summary, selection_mix(first, whole_pool=True))
   if mix:

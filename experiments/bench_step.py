@@ -8,12 +8,21 @@ config's projection targets (every LoRA parameter). On a shared machine,
 times are the minimum over interleaved repetitions, so every ratio compares
 runs made side by side.
 
+Both steps take their batch gradient from the same per-example gradient sum
+(`lead_jax.grads`); the plain step then stops, the LEAD step adds the
+projections, the per-row flags and dL_B. So LEAD / plain is the price of
+LEAD's per-example outputs, and it is >= 1 up to timing noise.
+
 Reports:
   lead_over_plain       LEAD step time / plain step time (same batch)
   lead_subset_over_plain     the same projecting only attention q, v adapters
   lead_over_lead_no_projection   the projection's share of the LEAD step
-  lead_over_plain_b64_micro16    B=64 in chunks of 16: dL_B by the forward-mode
-                        pass (train.dl_method=jvp) instead of kept gradients
+  lead_over_plain_b64_micro16    B=64 in chunks of 16, both steps: dL_B by the
+                        forward-mode pass (train.dl_method=jvp, the default:
+                        memory bounded by one chunk), a second pass over the
+                        batch that costs about as many FLOPs as the gradient pass
+  lead_stored_over_plain_b64_micro16   the same with dl_method=stored (the
+                        B x LoRA-size per-example gradients kept for the dots)
   vmap_over_loop        per-example gradients of B rows: one vmap call / a
                         Python loop of B single-example jitted grads (< 1: vmap wins)
   peak_mem_ratio        compiled peak memory, LEAD / plain (B=16)
@@ -22,7 +31,22 @@ Reports:
                         per chunk) keeps the LEAD step's per-example memory
                         bounded as B grows; the unchunked B=64 step shows the
                         growth it prevents.
-Hardware: any CPU; about 2-4 minutes on 2 cores. The last line is one JSON object.
+
+Measured 2026-12-02 (--reps 12), 2 CPU cores shared with other jobs (load
+average 3-5; ratios, not times, are what counts: over three runs that day,
+under loads up to 8, lead_over_plain was 1.09-1.25, the B=64 jvp row 1.24-1.68):
+  lead_over_plain 1.108 (1.34 s vs 1.21 s)   lead_over_lead_no_projection 1.054
+  lead_subset_over_plain 1.024               peak_mem_ratio 1.00 (445 MB each)
+  lead_over_plain_b64_micro16 1.683 (7.21 s vs 4.29 s)
+  lead_stored_over_plain_b64_micro16 1.122 (4.81 s)    vmap_over_loop 1.123
+The jvp pass costs about as many FLOPs as the gradient pass (XLA cost
+analysis: 1.07e10 per 16 rows for each), so with chunks the LEAD step's exact
+dL_B in bounded memory costs a second pass; dl_method=stored buys it back with
+B x LoRA-size memory. (The plain step used to take the gradient of the summed
+loss; that batched backward was the slower one on this CPU, lead_over_plain
+0.817, B=64 0.955: see `lead_jax.grads.plain_pass`.)
+
+Hardware: any CPU; 7-10 minutes on 2 shared cores. The last line is one JSON object.
 """
 
 import functools
@@ -112,7 +136,9 @@ def main(argv):
                                    projection_targets=(SUBSET,)),
             "lead_no_projection": Variant(config, "train", b, b, length, projection_dim=0),
             f"plain_b{big}_micro{b}": Variant(config, "plain", big, b, length),
-            f"lead_b{big}_micro{b}": Variant(config, "train", big, b, length)}
+            f"lead_b{big}_micro{b}": Variant(config, "train", big, b, length),
+            f"lead_stored_b{big}_micro{b}": Variant(config, "train", big, b, length,
+                                                    dl_method="stored")}
   timers["vmap"], timers["loop"] = per_example_timers(config, b, length)
   best = {name: float("inf") for name in timers}
   for _ in range(_REPS.value + 1):  # the first round compiles and warms up
@@ -127,6 +153,8 @@ def main(argv):
       "lead_over_lead_no_projection": round(best["lead"] / best["lead_no_projection"], 3),
       f"lead_over_plain_b{big}_micro{b}": round(
           best[f"lead_b{big}_micro{b}"] / best[f"plain_b{big}_micro{b}"], 3),
+      f"lead_stored_over_plain_b{big}_micro{b}": round(
+          best[f"lead_stored_b{big}_micro{b}"] / best[f"plain_b{big}_micro{b}"], 3),
       "vmap_over_loop": round(best["vmap"] / best["loop"], 3),
       "peak_mem_ratio": round(mem["lead"] / mem["plain"], 3),
       f"peak_mem_lead_b{big}_micro{b}_over_lead_b{b}": round(
@@ -137,8 +165,9 @@ def main(argv):
       "peak_bytes": mem, "batch": b, "length": length, "projection_dim":
           config.train.projection_dim, "projection_targets": list(
               config.train.projection_targets), "backend": jax.default_backend()}
-  for key in ("lead_over_plain", "lead_over_lead_no_projection", "vmap_over_loop",
-              "peak_mem_ratio"):
+  for key in ("lead_over_plain", "lead_over_lead_no_projection",
+              f"lead_over_plain_b{big}_micro{b}", f"lead_stored_over_plain_b{big}_micro{b}",
+              "vmap_over_loop", "peak_mem_ratio"):
     print(f"{key:28s} {result[key]}")
   print(json.dumps(result))
 

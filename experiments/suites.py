@@ -25,11 +25,12 @@ The protocol (every suite):
     in one i.i.d. shuffled pass, which separates what LEAD picked from the
     order it trained it in (`select.replay_from` = the LEAD run's directory,
     so it runs after it);
-  * one training step for all: `loop.train_step=lead`. On CPU the LEAD step
-    (vmapped per-example backward) is faster than the plain step (batched
-    backward) and applies the same update, so every method trains at the same
-    seconds per sample-pass and wall-time differences are selection and
-    scoring costs;
+  * every method trains with its natural step, `loop.train_step=auto`: the
+    LEAD step (per-example outputs) for the methods that keep an IDU table,
+    the plain step otherwise. Both apply the same update from the same
+    per-example gradient sum; the plain step skips the projections and the
+    dL_B terms, so it is the cheaper one (experiments/bench_step.py) and the
+    LEAD step's extra cost is booked to the methods that need it;
   * one offline cache per results directory (`offline.cache_dir`): runs of
     the same pool file, model and seed reuse the warmup model, IFD, IDU_0,
     proxy and LESS artifacts (each stores the passes and seconds it cost when
@@ -50,7 +51,7 @@ BASE_CONFIG = "configs/default.py"
 SEEDS = (0, 1, 2)
 ONE_SHOT = ("random", "random_balanced", "ppl", "ifd", "superfilter", "less")
 # Every run of every suite (the results directory is substituted for {results}).
-COMMON = {"loop.train_step": "lead", "offline.cache_dir": "{results}/offline_cache"}
+COMMON = {"loop.train_step": "auto", "offline.cache_dir": "{results}/offline_cache"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,8 @@ All functions take a per-example loss `loss_fn(lora, example, key) -> (loss, n)`
   (the batch gradient IS the mean of the per-example gradients: one backward
   pass, not two) and then drops them, so at most one micro-batch of
   per-example gradients is alive at a time.
+* `plain_pass`  : the same pass without projections (the plain step's batch
+  gradient), so the two steps apply the same update from the same arithmetic.
 * projections of each micro-batch's gradients (`lead_jax.projection`).
 * `dots` / `jvp_dots` : dL_i = <g_i, delta>, the first-order change of
   example i's loss under the update delta, from stored per-example gradients
@@ -108,6 +110,32 @@ def jvp_dots(loss_fn: LossFn, lora, delta, examples_B, keys_B, micro_batch: int,
 
 
 # --------------------------------------------------------------------------- passes
+def _sum_rows(g):
+  return jax.tree.map(lambda x: jnp.sum(x, axis=0), g)
+
+
+def _accumulate(micro: Callable, lora, examples_B, keys_B, n: int, keep_grads: bool):
+  """Runs `micro(examples_m, keys_m) -> (outs_m, g)` (g: per-example
+  gradients) over the `n` micro-batches; returns `(outs_B, grad_sum, grads_B)`.
+
+  `grad_sum` is the sum over rows of the per-example gradients, accumulated in
+  a `lax.scan` carry so one micro-batch of them is alive at a time; `grads_B`
+  is kept only with `keep_grads` (else None).
+  """
+  if n == 1:  # the whole batch is one micro-batch: no scan
+    outs, g = micro(examples_B, keys_B)
+    return outs, _sum_rows(g), g if keep_grads else None
+
+  def body(total, xs):
+    outs, g = micro(*xs)
+    return jax.tree.map(jnp.add, total, _sum_rows(g)), (outs, g if keep_grads else None)
+
+  zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), lora)
+  xs = (split(examples_B, n), None if keys_B is None else split(keys_B, n))
+  total, (outs, g) = jax.lax.scan(body, zeros, xs)
+  return merge(outs), total, None if g is None else merge(g)
+
+
 class LeadPass(NamedTuple):
   loss_B: jax.Array
   n_B: jax.Array  # target tokens per row
@@ -132,43 +160,33 @@ def lead_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int,
     g_mxK = None if proj is None else projection.project(proj, g, proj_shardings)
     return (loss_m, n_m, row_finite(loss_m, g), g_mxK), g
 
-  if n == 1:  # the whole batch is one micro-batch: no scan, grads stay for the dots
-    (loss_B, n_B, finite_B, g_BxK), g = micro(examples_B, keys_B)
-    total = jax.tree.map(lambda x: jnp.sum(x, axis=0), g)
-    return LeadPass(loss_B, n_B, finite_B, g_BxK, total, g if keep_grads else None)
-
-  def body(total, xs):
-    outs, g = micro(*xs)
-    total = jax.tree.map(lambda t, x: t + jnp.sum(x, axis=0), total, g)
-    return total, (outs, g if keep_grads else None)
-
-  zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), lora)
-  xs = (split(examples_B, n), None if keys_B is None else split(keys_B, n))
-  total, (outs, g) = jax.lax.scan(body, zeros, xs)
-  loss_B, n_B, finite_B, g_BxK = merge(outs)
-  return LeadPass(loss_B, n_B, finite_B, g_BxK, total, None if g is None else merge(g))
+  (loss_B, n_B, finite_B, g_BxK), total, g = _accumulate(micro, lora, examples_B, keys_B, n,
+                                                         keep_grads)
+  return LeadPass(loss_B, n_B, finite_B, g_BxK, total, g)
 
 
 def plain_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int,
                batch_axes=None):
-  """`(loss_B, n_B, grad_sum)`: one backward of the summed losses per micro-batch."""
+  """`(loss_B, n_B, grad_sum)`: the LEAD pass without projections, flags or kept
+  gradients, so its gradient sum is the LEAD step's, operation for operation.
+
+  The adapter gradients are contracted row by row (the per-example `vmap`) and
+  then summed, not over rows and tokens at once as the gradient of the summed
+  loss would have them. That contraction runs over several axes (rows, the
+  model's batch axis, tokens), and XLA:CPU canonicalises such a dot by first
+  transposing its large operand, the output cotangent of every adapted kernel:
+  `[rows x tokens, features] -> [features, rows x tokens]`, 8 MB per MLP
+  kernel per layer at B=16, L=128, out of cache, which made the batched
+  backward slower than LEAD's. Row by row the same transposes are of
+  `[tokens, features]` blocks (experiments/bench_step.py). The price is one
+  micro-batch of per-example LoRA gradients in memory, which the LEAD step
+  holds as well.
+  """
   n = num_micro(examples_B["is_pad_B"].shape[0], micro_batch)
 
-  def summed(l, ex, keys):
-    loss_m, n_m = jax.vmap(loss_fn, in_axes=(None, 0, None if keys is None else 0),
-                           spmd_axis_name=batch_axes)(l, ex, keys)
-    return jnp.sum(loss_m), (loss_m, n_m)
+  def micro(ex, keys):
+    loss_m, n_m, g = per_example(loss_fn, lora, ex, keys, batch_axes)
+    return (loss_m, n_m), g
 
-  vg = jax.value_and_grad(summed, has_aux=True)
-
-  def body(total, xs):
-    (_, (loss_m, n_m)), g = vg(lora, *xs)
-    return jax.tree.map(jnp.add, total, g), (loss_m, n_m)
-
-  zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), lora)
-  if n == 1:
-    total, (loss_B, n_B) = body(zeros, (examples_B, keys_B))
-    return loss_B, n_B, total
-  xs = (split(examples_B, n), None if keys_B is None else split(keys_B, n))
-  total, (loss_B, n_B) = jax.lax.scan(body, zeros, xs)
-  return merge(loss_B), merge(n_B), total
+  (loss_B, n_B), total, _ = _accumulate(micro, lora, examples_B, keys_B, n, False)
+  return loss_B, n_B, total

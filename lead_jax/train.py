@@ -179,7 +179,9 @@ def train_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
 
 
 def plain_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
-  """A LoRA step without per-example work: loss_B, flags and metrics only."""
+  """A LoRA step without LEAD's per-example outputs: loss_B, flags and metrics
+  only. Its gradient is the LEAD pass's sum of per-example gradients
+  (`grads.plain_pass`), so both steps apply the same update."""
   examples, keys = _inputs(spec, batch, key)
   loss_B, n_B, grad_sum = grads.plain_pass(spec.loss_fn(state.base), state.lora, examples,
                                            keys, spec.micro_batch, spec.batch_axes)

@@ -158,6 +158,17 @@ def test_main_suite_has_the_diagnostics_matched_to_lead():
     suites.matched("replay", lead)
 
 
+def test_every_method_trains_with_its_natural_step(suite):
+  """No suite forces one step on every method: `loop.train_step=auto` (the LEAD
+  step for IDU methods, the plain step otherwise), in every run's command."""
+  results, _, _ = suite
+  for name in ("lead", "random"):
+    run = json.load(open(os.path.join(suites.run_dir(str(results), name, 0), "suite_run.json")))
+    assert "--config.loop.train_step=auto" in run["command"], name
+  for variants in suites.SUITES.values():
+    assert not any("loop.train_step" in v.overrides for v in variants)
+
+
 def test_diagnostics_run_after_their_lead_run(suite):
   results, env, _ = suite
   proc = _suite(results, env, "--variants=oracle,lead_replay", "--seeds=0")
@@ -182,3 +193,19 @@ def test_diagnostics_run_after_their_lead_run(suite):
   command = json.load(open(os.path.join(dirs["lead_replay"], "suite_run.json")))["command"]
   assert f"--config.select.replay_from={lead_dir}" in command
 
+
+
+def test_aggregation_against_random_and_per_task(tmp_path):
+  for seed, (em_lead, em_rand) in enumerate([(0.2, 0.1), (0.3, 0.1), (0.4, 0.2)]):
+    for variant, em in (("lead", em_lead), ("random", em_rand)):
+      wd = _fake_run(tmp_path, variant, seed, 2.0 + seed, {"training": 1.0})
+      final = json.load(open(os.path.join(wd, "final_metrics.json")))
+      final.update(exact_match_macro=em, per_task_exact_match={"t1": em, "t2": 2 * em})
+      outputs.write_json(os.path.join(wd, "final_metrics.json"), final)
+  text = aggregate.aggregate("main", str(tmp_path), str(tmp_path / "out"))
+  # lead - random: mean 0.3 - 0.1333; se = sqrt(0.1^2/3 + 0.05774^2/3) = 0.06667
+  diff = 0.3 - 0.4 / 3
+  assert f"| lead | 3 | {diff:+.3f} | {diff / np.sqrt(0.01 / 3 + 0.01 / 9):+.1f} |" in text
+  assert "| lead | 3 | +0.167 | +2.5 | +0.000 | +0.0 |" in text  # same losses: no difference
+  assert "| variant | n | t1 | t2 |" in text and "| lead | 3 | 0.30 | 0.60 |" in text
+  assert "| random | 3 | 0.13 | 0.27 |" in text

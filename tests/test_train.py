@@ -116,7 +116,9 @@ def test_micro_batched_step_equals_single_chunk(main, dl_method):
   for k in ("loss_B", "dL_B", "g_BxK", "valid_B"):
     np.testing.assert_allclose(out[k], main["out"][k], rtol=1e-4, atol=1e-6)
   close(new.lora, main["new"].lora)
-  if dl_method == "jvp":  # the chunked forward-only paths too
+  if dl_method == "jvp":  # the chunked plain step and forward-only paths too
+    new_plain, _ = steps.plain(copy(main["state"]), main["batch"], jax.random.key(9))
+    close(new_plain.lora, main["new"].lora)
     score = train.fetch(steps.score(main["state"].params, main["batch"]))
     np.testing.assert_allclose(score["loss_B"], main["score_before"]["loss_B"], rtol=1e-5)
     proj = train.fetch(steps.project(main["state"].params, main["batch"]))
