@@ -129,12 +129,12 @@ def _sensitivity():
   return tuple(out)
 
 
-def _efficiency(base_size: int = 12000, budget: int = 600, rho: float = 0.03):
+def _efficiency(base_size: int = 10000, budget: int = 500, rho: float = 0.03):
   """LEAD and iterative re-scoring as the pool grows (N, 2N, 4N) at a fixed
   distinct budget and a per-stratum rate scaled by 1/m, so that both methods
   take about the same iterations of the same size at every N (the re-scoring
   size floor(rho N / K) stays constant too)."""
-  out = [LEAD, RESCORE]  # N: the default lake (budget 5% = 600, rho 0.03)
+  out = [LEAD, RESCORE]  # N: the default lake (configs/default.py: budget 5% = 500, rho 0.03)
   for m in (2, 4):
     over = dict(data__synthetic__size=base_size * m, select__budget_samples=budget,
                 select__sample_rate=rho / m)

@@ -209,3 +209,15 @@ def test_aggregation_against_random_and_per_task(tmp_path):
   assert "| lead | 3 | +0.167 | +2.5 | +0.000 | +0.0 |" in text  # same losses: no difference
   assert "| variant | n | t1 | t2 |" in text and "| lead | 3 | 0.30 | 0.60 |" in text
   assert "| random | 3 | 0.13 | 0.27 |" in text
+
+
+def test_efficiency_grows_the_default_lake_at_the_default_budget():
+  from configs import default
+  c = default.get_config()
+  n, budget = c.data.synthetic.size, int(c.select.budget_fraction * c.data.synthetic.size)
+  by_name = {v.name: v for v in suites.get("efficiency")}
+  for m in (2, 4):
+    for name in (f"lead_{m}N", f"iterative_rescore_{m}N"):
+      over = by_name[name].overrides
+      assert over["data.synthetic.size"] == m * n and over["select.budget_samples"] == budget
+      assert over["select.sample_rate"] == pytest.approx(c.select.sample_rate / m)
