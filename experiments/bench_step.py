@@ -32,21 +32,24 @@ Reports:
                         bounded as B grows; the unchunked B=64 step shows the
                         growth it prevents.
 
-Measured 2026-12-02 (--reps 12), 2 CPU cores shared with other jobs (load
-average 3-5; ratios, not times, are what counts: over three runs that day,
-under loads up to 8, lead_over_plain was 1.09-1.25, the B=64 jvp row 1.24-1.68):
-  lead_over_plain 1.108 (1.34 s vs 1.21 s)   lead_over_lead_no_projection 1.054
-  lead_subset_over_plain 1.024               peak_mem_ratio 1.00 (445 MB each)
-  lead_over_plain_b64_micro16 1.683 (7.21 s vs 4.29 s)
-  lead_stored_over_plain_b64_micro16 1.122 (4.81 s)    vmap_over_loop 1.123
-The jvp pass costs about as many FLOPs as the gradient pass (XLA cost
-analysis: 1.07e10 per 16 rows for each), so with chunks the LEAD step's exact
-dL_B in bounded memory costs a second pass; dl_method=stored buys it back with
-B x LoRA-size memory. (The plain step used to take the gradient of the summed
-loss; that batched backward was the slower one on this CPU, lead_over_plain
-0.817, B=64 0.955: see `lead_jax.grads.plain_pass`.)
+Measured 2026-12-02 (--reps 7), 2 CPU cores shared with other jobs (load
+average 2-4), after model.LoraDense began flattening tokens to 2-D (every
+dense-layer dot contracts one axis; before it: plain 1.21 s, LEAD 1.34 s,
+lead_over_plain 1.108, B=64 jvp 1.683, 445 MB each):
+  lead_over_plain 1.152 (1.035 s vs 0.899 s)  lead_over_lead_no_projection 1.095
+  lead_subset_over_plain 1.057               peak_mem_ratio 1.00 (477 MB each)
+  lead_over_plain_b64_micro16 1.898 (5.79 s vs 3.05 s)
+  lead_stored_over_plain_b64_micro16 1.199 (3.65 s)    vmap_over_loop 1.181
+Ratios are noisy (three side-by-side trials that day gave LEAD / plain 1.10-1.14
+at B=16 and 1.84-1.96 at B=64). The jvp pass costs about as many FLOPs as the
+gradient pass (XLA cost analysis: 1.07e10 per 16 rows for each), so with
+chunks the LEAD step's exact dL_B in bounded memory costs a second pass;
+dl_method=stored buys most of it back with B x LoRA-size memory. (The plain
+step used to take the gradient of the summed loss; before the flattening that
+batched backward was the slower one on this CPU, lead_over_plain 0.817, B=64
+0.955; with it, the two plain forms tie: see `lead_jax.grads.plain_pass`.)
 
-Hardware: any CPU; 7-10 minutes on 2 shared cores. The last line is one JSON object.
+Hardware: any CPU; 4-10 minutes on 2 shared cores. The last line is one JSON object.
 """
 
 import functools

@@ -43,16 +43,20 @@ Measured 2026-12-02 on the shared 2-core CPU with other benchmarks running besid
 it (load average 2-8). Torch's OpenMP threads suffer from the contention more
 than XLA's pool, so torch's times swung 2-10x between runs (score: 0.40 s to
 5.2 s): read the ratios as ranges. ours / torch (score, train_step, per_example;
-peak memory 0.86, 1.98, 0.68 in every run):
+peak memory 0.86, 1.98, 0.68 in every run before the flattening (**)):
   2 threads, load 2-5, reps 7, old plain step (*):   0.76, 1.65, 0.26
   2 threads, load about 8, reps 3, old plain step:   0.12, 0.32, 0.47
-  2 threads, load about 7, reps 3 (the line below):  0.18, 0.51, 0.23
+  2 threads, load about 7, reps 3:                   0.18, 0.51, 0.23
   1 thread,  load about 4, reps 3:                   0.41, 0.97, 0.65
+  2 threads, load 2-4, reps 3, tokens flattened (**), the line below:
+                                                     0.19, 0.36, 0.47
 (*) before lead_jax.grads.plain_pass took the batch gradient from the per-row
 vmap (a change made beside this one, in the working tree during these runs).
+(**) model.LoraDense flattening tokens to 2-D around its matmuls (below);
+peak memory 0.86, 2.12, 0.73 in that run.
 Agreement (every run): max|logits diff| 3.9e-06 (max|logit| 4.7), max|loss_B
 diff| 9.5e-07, max|per-example grad diff| 4.8e-07 (max|grad| 0.55).
-{"threads": 2, "torch_threads": 2, "reps": 3, "kept": "minimum", "dtype": "float32", "torch_attn": ["sdpa", "eager"], "backend": "cpu", "versions": {"jax": "0.10.2", "torch": "2.13.0+cpu", "transformers": "5.24.0", "peft": "0.21.2"}, "tiny_agreement": {"logits_max_abs_diff": 3.933906555175781e-06, "logits_max_abs": 4.72980260848999, "loss_max_abs_diff": 9.5367431640625e-07, "loss_B_ours": "...", "grads_max_abs_diff": 4.76837158203125e-07, "grads_max_abs": 0.5452144742012024}, "tiny_score_ours_over_torch": 0.183, "tiny_train_step_ours_over_torch": 0.509, "tiny_per_example_ours_over_torch": 0.234, "tiny_peak_mem_score_ours_over_torch": 0.861, "tiny_peak_mem_train_step_ours_over_torch": 1.978, "tiny_peak_mem_per_example_ours_over_torch": 0.681, "tiny_score_tokens_per_s": {"ours": 4226, "torch": 774}, "tiny_seconds": {"ours_score": 0.4846, "torch_score": 2.6463, "ours_train_step": 2.627, "torch_train_step": 5.1562, "ours_per_example": 1.4834, "torch_per_example": 6.3455}, "tiny_peak_rss_bytes": {"ours_score": 50544640, "torch_score": 58728448, "ours_train_step": 436035584, "torch_train_step": 220389376, "ours_per_example": 439279616, "torch_per_example": 644644864}, "tiny_compiled_peak_bytes_ours_train_step": 445195341, "tiny_shape": {"batch": 16, "length": 128, "params": 4330240, "lora_params": 188416}}
+{"threads": 2, "torch_threads": 2, "reps": 3, "kept": "minimum", "dtype": "float32", "torch_attn": ["sdpa", "eager"], "backend": "cpu", "versions": {"jax": "0.10.2", "torch": "2.13.0+cpu", "transformers": "5.24.0", "peft": "0.21.2"}, "tiny_agreement": {"logits_max_abs_diff": 3.933906555175781e-06, "logits_max_abs": 4.72980260848999, "loss_max_abs_diff": 9.5367431640625e-07, "loss_B_ours": "...", "grads_max_abs_diff": 4.76837158203125e-07, "grads_max_abs": 0.5452144742012024}, "tiny_score_ours_over_torch": 0.19, "tiny_train_step_ours_over_torch": 0.362, "tiny_per_example_ours_over_torch": 0.47, "tiny_peak_mem_score_ours_over_torch": 0.86, "tiny_peak_mem_train_step_ours_over_torch": 2.122, "tiny_peak_mem_per_example_ours_over_torch": 0.726, "tiny_score_tokens_per_s": {"ours": 6797, "torch": 1293}, "tiny_seconds": {"ours_score": 0.3013, "torch_score": 1.584, "ours_train_step": 1.1261, "torch_train_step": 3.1078, "ours_per_example": 1.1362, "torch_per_example": 2.4194}, "tiny_peak_rss_bytes": {"ours_score": 50364416, "torch_score": 58593280, "ours_train_step": 467357696, "torch_train_step": 220254208, "ours_per_example": 467771392, "torch_per_example": 644222976}, "tiny_compiled_peak_bytes_ours_train_step": 476652709, "tiny_shape": {"batch": 16, "length": 128, "params": 4330240, "lora_params": 188416}}
 
 Where ours is not ahead, and what would fix it:
   * train_step time: 1.65x torch's in the quietest run with the old plain step
@@ -68,15 +72,16 @@ Where ours is not ahead, and what would fix it:
     forward too). An in-process trial that flattened tokens to [B*L, D] around
     each dense layer in a batched forward (no per-row vmap) cut the copies to
     130-150 ms and the step's value_and_grad to 1.6 s against the current
-    plain step's 2.3 s, run back to back, with the same loss. Fix, in lead_jax
-    (model.LoraDense, grads.plain_pass, train._forward_losses; not changed
-    here): a batched plain and score pass over flattened [B*L, D] rows. The
-    LEAD path needs the per-row vmap, where flattening does not help, and is
-    already faster than torch's vmap.
+    plain step's 2.3 s, run back to back, with the same loss. Done since in
+    model.LoraDense (tokens flattened to 2-D around every dense layer, also
+    under the per-row vmap; (**)); a batched plain and score pass over
+    [B*L, D] rows with no per-row vmap is not built. The
+    LEAD path needs the per-row vmap; the flattening helps there too (16
+    rows' per-example gradients about 1.24 s -> 0.95 s in a trial under load).
   * train_step memory: about 2x torch's resident peak (436 MB against 220 MB;
     the compiled peak is 425 MiB, nearly all of it the backward's
-    temporaries); flattening the tokens does not change it (checked: 394
-    against 400 MiB of temporaries). model.remat=True brings the compiled
+    temporaries); with the tokens flattened (**) 467 MB resident, 477 MB
+    (455 MiB) compiled, up from 445 MB compiled before. model.remat=True brings the compiled
     peak down to 188 MiB (checked; its time, one more forward per step, was
     not measured here).
 """

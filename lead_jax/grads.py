@@ -172,15 +172,19 @@ def plain_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int,
 
   The adapter gradients are contracted row by row (the per-example `vmap`) and
   then summed, not over rows and tokens at once as the gradient of the summed
-  loss would have them. That contraction runs over several axes (rows, the
-  model's batch axis, tokens), and XLA:CPU canonicalises such a dot by first
-  transposing its large operand, the output cotangent of every adapted kernel:
-  `[rows x tokens, features] -> [features, rows x tokens]`, 8 MB per MLP
-  kernel per layer at B=16, L=128, out of cache, which made the batched
-  backward slower than LEAD's. Row by row the same transposes are of
-  `[tokens, features]` blocks (experiments/bench_step.py). The price is one
-  micro-batch of per-example LoRA gradients in memory, which the LEAD step
-  holds as well.
+  loss would have them. Such a multi-axis contraction is lowered by XLA:CPU
+  with a transposed copy of the whole output cotangent of every adapted
+  kernel (`[rows x tokens, features] -> [features, rows x tokens]`, 8 MB per
+  MLP kernel per layer at B=16, L=128), which made the batched backward
+  slower than LEAD's. Since `model.LoraDense` flattens leading axes, the
+  per-row weight gradients are dots batched over rows contracting tokens
+  only; the summed-loss gradient still contracts rows and tokens (vmap puts
+  the row axis among the dot's free axes), but the two now cost the same:
+  batched / per-row 1.011, 0.932, 0.989 at B=16 and 0.963, 1.008 at B=64 in
+  chunks of 16 (three interleaved runs, 2026-12-02, 2 shared cores under
+  load), a tie within the noise. The per-row form is kept for its identical
+  arithmetic with LEAD's; its price is one micro-batch of per-example LoRA
+  gradients in memory (12 MB at B=16 here), which LEAD holds as well.
   """
   n = num_micro(examples_B["is_pad_B"].shape[0], micro_batch)
 

@@ -126,30 +126,43 @@ class RMSNorm(nn.Module):
 
 
 class LoraDense(nn.Module):
-  """Dense layer `[in, out]` whose kernel is adapted when `lora/a,b` exist."""
+  """Dense layer `[in, out]` whose kernel is adapted when `lora/a,b` exist.
+
+  Every leading axis (rows, tokens) is flattened into one before the matmuls
+  and restored after, so each kernel's and adapter's weight gradient is a dot
+  contracting a single axis of a 2-D operand. On `[B, L, D]` inputs the
+  gradients contract over B and L at once, and XLA:CPU lowers such a dot by
+  first transposing the whole output cotangent (`[B*L, F] -> [F, B*L]`, a
+  strided copy per kernel and layer that dominated the MLP backward). The
+  output has the input's leading axes, so sharding constraints on it (the
+  residual stream's, `Block`) see the same layout as before.
+  """
   features: int
   use_bias: bool
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, x, deterministic: bool = True):
+  def __call__(self, x_NxD, deterministic: bool = True):
     dtype = _DTYPES[self.config.dtype]
+    lead, d = x_NxD.shape[:-1], x_NxD.shape[-1]
     kernel = self.param("kernel", nn.initializers.normal(0.02),
-                        (x.shape[-1], self.features), _DTYPES[self.config.param_dtype])
-    y = jnp.dot(x.astype(dtype), kernel.astype(dtype))
+                        (d, self.features), _DTYPES[self.config.param_dtype])
+    x_MxD = x_NxD.reshape(-1, d).astype(dtype)  # M = prod(leading axes)
+    y_MxF = jnp.dot(x_MxD, kernel.astype(dtype))
     if self.use_bias:
       bias = self.param("bias", nn.initializers.zeros, (self.features,),
                         _DTYPES[self.config.param_dtype])
-      y = y + bias.astype(dtype)
+      y_MxF = y_MxF + bias.astype(dtype)
     if self.has_variable("lora", "a"):
       lora = self.config.lora
       if lora is None:
         raise ValueError("params carry LoRA adapters but ModelConfig.lora is None")
       a = self.get_variable("lora", "a").astype(dtype)
       b = self.get_variable("lora", "b").astype(dtype)
-      h = nn.Dropout(lora.dropout)(x.astype(dtype), deterministic=deterministic)
-      y = y + (h @ a @ b) * jnp.asarray(lora.scale, dtype)
-    return y
+      # Dropout on the unflattened input: the same mask for the same key.
+      h_NxD = nn.Dropout(lora.dropout)(x_NxD.astype(dtype), deterministic=deterministic)
+      y_MxF = y_MxF + (h_NxD.reshape(-1, d) @ a @ b) * jnp.asarray(lora.scale, dtype)
+    return y_MxF.reshape(lead + (self.features,))
 
 
 class Attention(nn.Module):
@@ -241,8 +254,10 @@ class Decoder(nn.Module):
     if c.tie_embeddings:
       logits = embed.attend(x)
     else:
+      # Tokens flattened as in LoraDense (one contracting axis per dot).
       logits = nn.Dense(c.vocab_size, use_bias=False, dtype=dtype,
-                        param_dtype=_DTYPES[c.param_dtype], name="lm_head")(x)
+                        param_dtype=_DTYPES[c.param_dtype], name="lm_head")(
+                            x.reshape(-1, x.shape[-1])).reshape(x.shape[:-1] + (-1,))
     return logits.astype(jnp.float32), cache
 
 

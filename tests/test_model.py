@@ -147,6 +147,59 @@ def test_remat_keeps_loss_and_lora_grads(params):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), g0, g1)
 
 
+def test_lora_dense_flattened_tokens_match_reference():
+  """LoraDense flattens leading axes around its matmuls: same output as the
+  unflattened `x @ W + bias + (x @ a @ b) * scale`, for any number of them."""
+  config = dataclasses.replace(CONFIG, lora=lora.LoraConfig(rank=2, alpha=4.0))
+  layer = model.LoraDense(features=7, use_bias=True, config=config)
+  x_2x3x5xD = jax.random.normal(jax.random.key(4), (2, 3, 5, 6))
+  variables = layer.init(jax.random.key(5), x_2x3x5xD)
+  keys = jax.random.split(jax.random.key(6), 3)
+  w, bias = variables["params"]["kernel"], jax.random.normal(keys[0], (7,))
+  a, b = jax.random.normal(keys[1], (6, 2)), jax.random.normal(keys[2], (2, 7))
+  variables = {"params": {"kernel": w, "bias": bias}, "lora": {"a": a, "b": b}}
+  want = (jnp.einsum("...d,df->...f", x_2x3x5xD, w) + bias
+          + jnp.einsum("...d,dr,rf->...f", x_2x3x5xD, a, b) * config.lora.scale)
+  for x in (x_2x3x5xD, x_2x3x5xD[0], x_2x3x5xD[0, 0]):
+    got = layer.apply(variables, x)
+    assert got.shape == x.shape[:-1] + (7,)
+    np.testing.assert_allclose(got, want[(0,) * (4 - x.ndim)], rtol=1e-5, atol=1e-5)
+
+
+def _dot_generals(jaxpr):
+  """Every dot_general equation of a jaxpr, nested ones (scan, jit, remat) included."""
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      yield eqn
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (tuple, list)) else (value,):
+        inner = getattr(sub, "jaxpr", sub)
+        if hasattr(inner, "eqns"):
+          yield from _dot_generals(inner)
+
+
+def test_lora_gradients_contract_one_axis(params):
+  """In the LoRA gradient pass of a batched forward every dense-layer dot is
+  2-D with one contracting axis (rows and tokens flattened), which spares
+  XLA:CPU a transposed copy of every kernel's output cotangent."""
+  config = dataclasses.replace(CONFIG, lora=lora.LoraConfig(rank=2, alpha=4.0))
+  adapters = lora.init(config.lora, params["params"], jax.random.key(3))
+  tokens = _tokens(5, (3, 6))
+
+  def loss(adapters):
+    return jnp.sum(model.forward(config, {**params, "lora": adapters}, tokens)[..., 0])
+
+  jaxpr = jax.make_jaxpr(jax.grad(loss))(adapters).jaxpr
+  # The dense layers' dots (and their gradients) are those without batch
+  # dimensions; attention's score and value einsums batch over rows and heads.
+  dense = [eqn for eqn in _dot_generals(jaxpr) if not eqn.params["dimension_numbers"][1][0]]
+  weight_grads = [eqn for eqn in dense if eqn.params["dimension_numbers"][0] == ((0,), (0,))]
+  assert len(weight_grads) == 2 * 7  # a and b of the 7 adapted kernels (one scanned layer)
+  for eqn in dense:
+    (contract, _), _ = eqn.params["dimension_numbers"]
+    assert len(contract) == 1 and all(v.aval.ndim == 2 for v in eqn.invars), eqn
+
+
 def test_param_shapes_match_init(params):
   assert {k: v.shape for k, v in model.param_shapes(CONFIG).items()} == {
       k: v.shape for k, v in paths.flatten(params["params"]).items()}
