@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from configs import default
 from lead_jax import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,7 +40,8 @@ def test_main_runs_lead_and_random_at_the_same_budget(env, tmp_path):
   assert table in proc.stdout and "| metric | lead | random |" in table
   for label, _ in report.ROWS:
     assert f"| {label} |" in table
-  assert "| exact match: word_problem |" in table
+  for task in default.TASKS.split(","):  # a per-task row for each task of the default lake
+    assert f"| exact match: {task} |" in table
   again = _main(env, tmp_path)  # finished runs are reused, not run again
   assert again.returncode == 0 and again.stdout.count("finished before") == 2
   assert os.path.getmtime(tmp_path / "lead" / "final_metrics.json") < os.path.getmtime(
