@@ -108,6 +108,16 @@ class Variant:
     return time.perf_counter() - start
 
 
+def min_seconds(timers: dict, reps: int) -> dict:
+  """Minimum seconds of each zero-argument timer over `reps` interleaved rounds
+  (+1 round first that compiles and warms up), so ratios compare side by side."""
+  best = {name: float("inf") for name in timers}
+  for _ in range(reps + 1):
+    for name, fn in timers.items():
+      best[name] = min(best[name], fn())
+  return best
+
+
 def per_example_timers(config, rows: int, length: int):
   """(vmap over rows, Python loop of single-row grads) as zero-argument timers."""
   mc, base = build.load_base(config.model, config.lora, jax.random.key(0))
@@ -143,10 +153,7 @@ def main(argv):
             f"lead_stored_b{big}_micro{b}": Variant(config, "train", big, b, length,
                                                     dl_method="stored")}
   timers["vmap"], timers["loop"] = per_example_timers(config, b, length)
-  best = {name: float("inf") for name in timers}
-  for _ in range(_REPS.value + 1):  # the first round compiles and warms up
-    for name, fn in timers.items():
-      best[name] = min(best[name], fn())
+  best = min_seconds(timers, _REPS.value)
   mem = {name: timers[name].peak_bytes() for name in (
       "plain", "lead", f"plain_b{big}_micro{b}", f"lead_b{big}_micro{b}")}
   mem[f"lead_b{big}_unchunked"] = Variant(config, "train", big, big, length).peak_bytes()

@@ -313,15 +313,6 @@ def _timed(fn, sync=lambda x: x):
   return run
 
 
-def best_of(timers: dict, reps: int) -> dict:
-  """Minimum seconds of each timer over `reps` interleaved rounds (+1 warm-up)."""
-  best = {name: float("inf") for name in timers}
-  for _ in range(reps + 1):
-    for name, fn in timers.items():
-      best[name] = min(best[name], fn())
-  return best
-
-
 def export_base(config, directory: str) -> None:
   """The random-init base of `config` (key 0, as bench_step) as an HF checkpoint."""
   model_config, base = build.load_base(config.model, config.lora, jax.random.key(0))
@@ -352,7 +343,7 @@ def bench_model(name: str, config, hf_dir: str, rows: int, length: int, reps: in
       "torch_train_step": _timed(torch_train_fn(score_model, tb, config.optim)),
       "ours_per_example": _timed(ours["per_example"], jax.block_until_ready),
       "torch_per_example": _timed(torch_per_example_fn(vmap_model, tb))}
-  best = best_of(timers, reps)
+  best = bench_step.min_seconds(timers, reps)
   mem = {k: peak_rss_delta(fn) for k, fn in timers.items()}
   out = {f"{name}_agreement": check}
   for row in ("score", "train_step", "per_example"):

@@ -103,15 +103,6 @@ def emit(check: str, result: dict) -> dict:
   return line
 
 
-def min_seconds(timers: dict, reps: int) -> dict:
-  """Minimum seconds of each zero-argument timer over interleaved rounds (+1 warm-up)."""
-  best = {name: float("inf") for name in timers}
-  for _ in range(reps + 1):
-    for name, fn in timers.items():
-      best[name] = min(best[name], fn())
-  return best
-
-
 # --------------------------------------------------------------------------- bench_step
 def check_bench_step(smoke: bool, rows: int, length: int, reps: int) -> dict:
   """LEAD / plain and loop / vmap, with bench_step's Variant and per-example timers."""
@@ -124,7 +115,7 @@ def check_bench_step(smoke: bool, rows: int, length: int, reps: int) -> dict:
   timers = {"plain": bench_step.Variant(config, "plain", rows, rows, length),
             "lead": bench_step.Variant(config, "train", rows, rows, length)}
   timers["vmap"], timers["loop"] = bench_step.per_example_timers(config, rows, length)
-  best = min_seconds(timers, reps)
+  best = bench_step.min_seconds(timers, reps)
   speedup = best["loop"] / best["vmap"]
   return {"lead_over_plain": round(best["lead"] / best["plain"], 3),
           "loop_over_vmap": round(speedup, 2), "loop_over_vmap_goal": 8.0,
@@ -168,7 +159,7 @@ def check_mfu(smoke: bool, rows: int, length: int, reps: int, peak: float) -> di
   """The plain LoRA step in bf16 on the SmolLM2-sized config."""
   config = smollm2_sized(smoke)
   step = bench_step.Variant(config, "plain", rows, rows, length)
-  seconds = min_seconds({"plain": step}, reps)["plain"]
+  seconds = bench_step.min_seconds({"plain": step}, reps)["plain"]
   lora_params = lora_lib.count(step.state.lora)
   per_token = flops_per_token(build.model_config(config.model, config.lora), length,
                               lora_params)
@@ -196,7 +187,7 @@ def check_score(smoke: bool, rows: int, length: int, reps: int, peak: float) -> 
     jax.block_until_ready(score(params, batch))
     return time.perf_counter() - start
 
-  seconds = min_seconds({"score": timed}, reps)["score"]
+  seconds = bench_step.min_seconds({"score": timed}, reps)["score"]
   per_token = flops_per_token(mc, length, lora_lib.count(lora))
   tokens = rows * length
   return {"seconds": round(seconds, 5), "tokens_per_s": round(tokens / seconds),
