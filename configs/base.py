@@ -110,10 +110,14 @@ def get_train() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.batch_size = 16  # B: rows per step (fixed shape; short batches are padded)
   c.micro_batch = 0  # rows per vmap chunk (bounds per-example memory); 0 = batch_size
-  c.dl_method = "jvp"  # dL_B when batch_size > micro_batch: jvp (bounded memory) | stored
+  c.dl_method = "auto"  # dL_B when batch_size > micro_batch: stored (keep the per-example
+  # gradients) | jvp (a forward-mode pass, memory bounded by one chunk) | auto (stored while
+  # B x LoRA-size float32 fits lead_jax.train.DL_STORED_MAX_BYTES = 1 GiB, else jvp)
   c.projection_dim = 1024  # K of g_BxK (a multiple of 32); 0 = no projection
   c.projection_targets = (r".*",)  # regexes over LoRA paths to project (e.g. attn/(q|v)_proj/b$)
-  c.projection_block_rows = 4096  # rows of the +-1 matrix generated at a time
+  c.projection_block_rows = 1024  # rows of the +-1 matrix generated at a time (a 4 MB block
+  # at K = 1024 stays in cache on CPU: 16 rows x 172k params projected in 0.077 s vs 0.122 s
+  # at 4096; the blocking never changes the matrix)
   c.epochs = 1  # plain fine-tuning run: passes over the pool
   c.max_steps = 0  # plain fine-tuning run: stop after this many steps; 0 = no cap
   c.log_every = 10  # write metrics every this many steps

@@ -4,7 +4,7 @@ Not an experiment on its own: experiment configs attach it as `config.eval`
 (the LEAD loop's final evaluation reads it; configs/evaluate.py runs it on a
 checkpoint). Each benchmark's sub-config is what its evaluator takes
 (lead_jax.evals.<benchmark>.evaluate); the defaults are open-instruct's
-protocols as METHOD.md lists them. `data_dir` holds one folder per benchmark:
+protocols as docs/method.md lists them. `data_dir` holds one folder per benchmark:
 
   <data_dir>/mmlu/{dev,test}/<subject>_{dev,test}.csv
   <data_dir>/gsm8k/test.jsonl

@@ -3,7 +3,7 @@
 Not an experiment on its own: experiment configs (configs/default.py, the
 paper config, ...) call these and attach the results as `config.bandit`,
 `config.idu` and `config.select`, overriding fields where they need to.
-Defaults are METHOD.md's paper-scale values.
+Defaults are the paper-scale values of docs/method.md.
 
   from configs import base_lead
   config.bandit = base_lead.get_bandit()

@@ -2,7 +2,7 @@
 
 Not an experiment on its own: experiment configs (configs/default.py, the
 paper config, ...) attach them as `config.offline` and `config.loop`. Defaults
-are METHOD.md's paper-scale values; the tiny default overrides a few.
+are the paper-scale values of docs/method.md; the tiny default overrides a few.
 
   from configs import base_loop
   config.offline = base_loop.get_offline()
@@ -25,7 +25,7 @@ def get_offline() -> ml_collections.ConfigDict:
   c.warmup_rank = 32  # warmup LoRA rank (its targets and dropout are the run's lora.*)
   c.warmup_alpha = 16.0  # warmup LoRA alpha
   c.ifd_clip = True  # IFD > 1 (the prompt does not help) -> 0, as the reference code
-  c.cluster_features = "ifd"  # ifd (1-D, METHOD.md) | grad (projected warmup gradients) | hidden
+  c.cluster_features = "ifd"  # ifd (1-D, docs/method.md) | grad (projected warmup gradients) | hidden
   c.kmeans_n_init = 10  # k-means restarts (scikit-learn n_init; seeded by config.seed)
   c.score_batch_size = 64  # rows per scoring batch; a multiple of train.micro_batch and devices
   c.cache = True  # reuse the artifacts in <workdir>/offline (keyed by fingerprints)

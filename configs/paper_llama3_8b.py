@@ -7,7 +7,7 @@
       --config.eval.data_dir=/path/to/eval    # [--config.method=random|ppl|ifd|odm|full]
 
 The pool is the LEAD pool format (open-instruct messages JSONL: `dataset`,
-`id`, `messages`; about 600k samples). LEAD as METHOD.md: warmup LoRA r=32 /
+`id`, `messages`; about 600k samples). LEAD as docs/method.md: warmup LoRA r=32 /
 alpha 16 for 4 epochs on 1% of the pool, IFD > 1 -> 0, k-means K=7 on IFD with
 task strata, EXP3 gamma 0.1 rewarded by the IDU gain, b = 0.1 with the `update`
 gradient term, rho = 0.015, a budget of 15,000 distinct samples, T_max = 20,

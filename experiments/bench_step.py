@@ -17,12 +17,14 @@ Reports:
   lead_over_plain       LEAD step time / plain step time (same batch)
   lead_subset_over_plain     the same projecting only attention q, v adapters
   lead_over_lead_no_projection   the projection's share of the LEAD step
-  lead_over_plain_b64_micro16    B=64 in chunks of 16, both steps: dL_B by the
-                        forward-mode pass (train.dl_method=jvp, the default:
-                        memory bounded by one chunk), a second pass over the
-                        batch that costs about as many FLOPs as the gradient pass
-  lead_stored_over_plain_b64_micro16   the same with dl_method=stored (the
-                        B x LoRA-size per-example gradients kept for the dots)
+  lead_over_plain_b64_micro16    B=64 in chunks of 16, both steps, the default
+                        train.dl_method=auto: here the per-example gradients of
+                        the 64 rows fit its 1 GiB cap (48 MB), so they are kept
+                        for the dots and projected once after the chunks
+  lead_jvp_over_plain_b64_micro16   the same with dl_method=jvp: dL_B by a
+                        forward-mode pass (memory bounded by one chunk), a second
+                        pass over the batch that costs about as many FLOPs as
+                        the gradient pass
   vmap_over_loop        per-example gradients of B rows: one vmap call / a
                         Python loop of B single-example jitted grads (< 1: vmap wins)
   peak_mem_ratio        compiled peak memory, LEAD / plain (B=16)
@@ -32,22 +34,25 @@ Reports:
                         bounded as B grows; the unchunked B=64 step shows the
                         growth it prevents.
 
-Measured 2026-12-02 (--reps 7), 2 CPU cores shared with other jobs (load
-average 2-4), after model.LoraDense began flattening tokens to 2-D (every
-dense-layer dot contracts one axis; before it: plain 1.21 s, LEAD 1.34 s,
-lead_over_plain 1.108, B=64 jvp 1.683, 445 MB each):
-  lead_over_plain 1.152 (1.035 s vs 0.899 s)  lead_over_lead_no_projection 1.095
-  lead_subset_over_plain 1.057               peak_mem_ratio 1.00 (477 MB each)
-  lead_over_plain_b64_micro16 1.898 (5.79 s vs 3.05 s)
-  lead_stored_over_plain_b64_micro16 1.199 (3.65 s)    vmap_over_loop 1.181
-Ratios are noisy (three side-by-side trials that day gave LEAD / plain 1.10-1.14
-at B=16 and 1.84-1.96 at B=64). The jvp pass costs about as many FLOPs as the
-gradient pass (XLA cost analysis: 1.07e10 per 16 rows for each), so with
-chunks the LEAD step's exact dL_B in bounded memory costs a second pass;
-dl_method=stored buys most of it back with B x LoRA-size memory. (The plain
-step used to take the gradient of the summed loss; before the flattening that
-batched backward was the slower one on this CPU, lead_over_plain 0.817, B=64
-0.955; with it, the two plain forms tie: see `lead_jax.grads.plain_pass`.)
+Measured 2026-12-02 (--reps 5), 2 CPU cores shared with a suite run (load
+average about 3), after dl_method=auto (keep the gradients when they fit,
+project them once per step) and projection_block_rows 4096 -> 1024 (a 4 MB
+block of the +-1 matrix stays in cache: 16 rows x 172k parameters projected in
+0.077 s against 0.122 s):
+  lead_over_plain 1.169 (0.974 s vs 0.833 s)  lead_over_lead_no_projection 1.103
+  lead_subset_over_plain 1.089               peak_mem_ratio 1.00 (477 MB each)
+  lead_over_plain_b64_micro16 1.138 (3.35 s vs 2.94 s; 525 MB against 477 MB)
+  lead_jvp_over_plain_b64_micro16 1.879 (5.53 s)    vmap_over_loop 1.127
+The run before the block change gave 1.163, 1.152, 1.133 and 1.931 for the
+same four ratios; before dl_method=auto (jvp was the default, the kept
+gradients were projected chunk by chunk): B=64 1.898 (jvp), 1.199 (stored).
+At B=16 the projection is the LEAD step's whole extra cost (1.10-1.15; the
+flags and dots are within the noise) and LEAD / plain stays 1.15-1.17, just
+over the 1.15 aimed at: the +-1 matrix (172k x 1024 entries) is generated
+anew every step by hashing (a stored copy would take 700 MB, and multiplying
+by one measured slower, 0.16 s, bound by memory traffic). The jvp pass costs about as many FLOPs as the gradient
+pass (XLA cost analysis: 1.07e10 per 16 rows for each), which is why auto
+keeps the gradients whenever they fit.
 
 Hardware: any CPU; 4-10 minutes on 2 shared cores. The last line is one JSON object.
 """
@@ -150,12 +155,13 @@ def main(argv):
             "lead_no_projection": Variant(config, "train", b, b, length, projection_dim=0),
             f"plain_b{big}_micro{b}": Variant(config, "plain", big, b, length),
             f"lead_b{big}_micro{b}": Variant(config, "train", big, b, length),
-            f"lead_stored_b{big}_micro{b}": Variant(config, "train", big, b, length,
-                                                    dl_method="stored")}
+            f"lead_jvp_b{big}_micro{b}": Variant(config, "train", big, b, length,
+                                                 dl_method="jvp")}
   timers["vmap"], timers["loop"] = per_example_timers(config, b, length)
   best = min_seconds(timers, _REPS.value)
   mem = {name: timers[name].peak_bytes() for name in (
-      "plain", "lead", f"plain_b{big}_micro{b}", f"lead_b{big}_micro{b}")}
+      "plain", "lead", f"plain_b{big}_micro{b}", f"lead_b{big}_micro{b}",
+      f"lead_jvp_b{big}_micro{b}")}
   mem[f"lead_b{big}_unchunked"] = Variant(config, "train", big, big, length).peak_bytes()
   result = {
       "lead_over_plain": round(best["lead"] / best["plain"], 3),
@@ -163,12 +169,14 @@ def main(argv):
       "lead_over_lead_no_projection": round(best["lead"] / best["lead_no_projection"], 3),
       f"lead_over_plain_b{big}_micro{b}": round(
           best[f"lead_b{big}_micro{b}"] / best[f"plain_b{big}_micro{b}"], 3),
-      f"lead_stored_over_plain_b{big}_micro{b}": round(
-          best[f"lead_stored_b{big}_micro{b}"] / best[f"plain_b{big}_micro{b}"], 3),
+      f"lead_jvp_over_plain_b{big}_micro{b}": round(
+          best[f"lead_jvp_b{big}_micro{b}"] / best[f"plain_b{big}_micro{b}"], 3),
       "vmap_over_loop": round(best["vmap"] / best["loop"], 3),
       "peak_mem_ratio": round(mem["lead"] / mem["plain"], 3),
       f"peak_mem_lead_b{big}_micro{b}_over_lead_b{b}": round(
           mem[f"lead_b{big}_micro{b}"] / mem["lead"], 3),
+      f"peak_mem_lead_jvp_b{big}_micro{b}_over_lead_b{b}": round(
+          mem[f"lead_jvp_b{big}_micro{b}"] / mem["lead"], 3),
       f"peak_mem_lead_b{big}_unchunked_over_lead_b{b}": round(
           mem[f"lead_b{big}_unchunked"] / mem["lead"], 3),
       "seconds": {k: round(v, 4) for k, v in best.items()},
@@ -176,7 +184,7 @@ def main(argv):
           config.train.projection_dim, "projection_targets": list(
               config.train.projection_targets), "backend": jax.default_backend()}
   for key in ("lead_over_plain", "lead_over_lead_no_projection",
-              f"lead_over_plain_b{big}_micro{b}", f"lead_stored_over_plain_b{big}_micro{b}",
+              f"lead_over_plain_b{big}_micro{b}", f"lead_jvp_over_plain_b{big}_micro{b}",
               "vmap_over_loop", "peak_mem_ratio"):
     print(f"{key:28s} {result[key]}")
   print(json.dumps(result))

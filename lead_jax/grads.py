@@ -154,14 +154,19 @@ def lead_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int,
   holding each parameter (`lead_jax.projection`).
   """
   n = num_micro(examples_B["is_pad_B"].shape[0], micro_batch)
+  # Kept gradients are projected once, after the scan: the +-1 matrix is then
+  # generated once per step, not once per micro-batch.
+  late = keep_grads and n > 1 and proj is not None
 
   def micro(ex, keys):
     loss_m, n_m, g = per_example(loss_fn, lora, ex, keys, batch_axes)
-    g_mxK = None if proj is None else projection.project(proj, g, proj_shardings)
+    g_mxK = None if proj is None or late else projection.project(proj, g, proj_shardings)
     return (loss_m, n_m, row_finite(loss_m, g), g_mxK), g
 
   (loss_B, n_B, finite_B, g_BxK), total, g = _accumulate(micro, lora, examples_B, keys_B, n,
                                                          keep_grads)
+  if late:
+    g_BxK = projection.project(proj, g, proj_shardings)
   return LeadPass(loss_B, n_B, finite_B, g_BxK, total, g)
 
 

@@ -103,7 +103,7 @@ def beta_star(d_k: float, d_p: float, cos_phi: float, eps: float) -> float:
 
 
 def cluster_delta(d_k, d_p, cos_phi, beta, lr) -> float:
-  """METHOD.md's per-cluster formula, literally."""
+  """The paper's per-cluster formula (docs/method.md), literally."""
   return float(-lr * (beta**2 * d_k + (1 - beta)**2 * d_p
                       + 2 * beta * (1 - beta) * np.sqrt(d_k * d_p) * cos_phi))
 

@@ -36,7 +36,7 @@ class Projection:
   """A seeded +-1 random projection of a regex-chosen subset of LoRA params."""
   dim: int  # K, a multiple of 32
   targets: tuple[str, ...] = (r".*",)  # regexes over LoRA paths, e.g. layers/attn/q_proj/b
-  block_rows: int = 4096  # rows of R generated at a time (memory: block_rows * K floats)
+  block_rows: int = 1024  # rows of R generated at a time (memory: block_rows * K floats)
   seed: int = 0
 
   def __post_init__(self):

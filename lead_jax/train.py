@@ -11,13 +11,14 @@ LEAD outputs, one row per batch row (never NaN: bad values are zeroed and
 flagged):
   loss_B     response loss before the update, from the forward of the batch loss
   dL_B       <g_i, delta>: first-order change of loss_i under the update delta
-             this call applied (METHOD.md grad_term `update`), in full LoRA space
+             this call applied (docs/method.md, grad_term `update`), in full LoRA space
   g_BxK      per-example LoRA gradients, projected (`lead_jax.projection`)
   g_mean_K   mean of g_BxK over the valid rows (for the historical directions)
   finite_B   the row's loss and gradient are finite
   valid_B    the row counts: real, has target tokens, finite, update applied
   finite     the whole step was finite, hence applied; if not, state is unchanged
-  metrics    loss, grad_norm, update_norm, lr, skipped, boundary, examples, tokens
+  metrics    loss, grad_norm, update_norm, lr, skipped, boundary, examples, tokens,
+             dl_jvp (1 when dL_B came from the forward-mode pass, `keeps_grads`)
 
 Accumulation. The batch of one call is split into `micro_batch` chunks whose
 gradients are summed before ONE update: dL_B is exact for every row. With
@@ -46,7 +47,10 @@ from lead_jax import projection as projection_lib
 from lead_jax import sharding as sharding_lib
 from lead_jax import model as model_lib
 
-DL_METHODS = ("jvp", "stored")
+DL_METHODS = ("auto", "jvp", "stored")
+# dl_method=auto keeps the per-example gradients (stored) while the batch's
+# B x LoRA-size float32 gradients fit in this many bytes, else recomputes (jvp).
+DL_STORED_MAX_BYTES = 1 << 30
 
 
 @flax.struct.dataclass
@@ -76,7 +80,7 @@ class StepSpec:
   model: model_lib.ModelConfig
   micro_batch: int  # rows per vmap chunk; divides the batch size
   projection: Optional[projection_lib.Projection]  # None: g_BxK has K = 0
-  dl_method: str = "jvp"  # several chunks: jvp (recompute, bounded memory) | stored (keep all)
+  dl_method: str = "auto"  # several chunks: auto | jvp (recompute, bounded memory) | stored
   accum_steps: int = 1  # optim.accum_steps
   mesh: Any = None  # set by `compile`: rows stay on the devices of the batch axes
   lora_shardings: tuple = ()  # set by `compile`: ((lora path, NamedSharding), ...)
@@ -96,6 +100,16 @@ class StepSpec:
   def __post_init__(self):
     if self.dl_method not in DL_METHODS:
       raise ValueError(f"train.dl_method={self.dl_method!r}; use one of {DL_METHODS}")
+
+
+def keeps_grads(spec: StepSpec, lora, batch_size: int) -> bool:
+  """Whether the step keeps the batch's per-example gradients for dL_B (one
+  chunk, `stored`, or `auto` within DL_STORED_MAX_BYTES) instead of the
+  forward-mode pass (`jvp`). Static: it reads shapes only."""
+  if grads.num_micro(batch_size, spec.micro_batch) == 1 or spec.dl_method == "stored":
+    return True
+  size = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(lora))
+  return spec.dl_method == "auto" and 4 * batch_size * size <= DL_STORED_MAX_BYTES
 
 
 def projection_seed(seed: int) -> int:
@@ -157,10 +171,9 @@ def train_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
   """One LEAD training step (see module doc for the outputs)."""
   examples, keys = _inputs(spec, batch, key)
   loss_fn = spec.loss_fn(state.base)
-  single = grads.num_micro(examples["is_pad_B"].shape[0], spec.micro_batch) == 1
+  keep = keeps_grads(spec, state.lora, examples["is_pad_B"].shape[0])
   p = grads.lead_pass(loss_fn, state.lora, examples, keys, spec.micro_batch, spec.projection,
-                      single or spec.dl_method == "stored", spec.batch_axes,
-                      spec.proj_shardings)
+                      keep, spec.batch_axes, spec.proj_shardings)
   w_B, loss, grad = _batch_mean(p.loss_B, p.n_B, p.grad_sum)
   finite = jnp.all(p.finite_B) & jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grad))
   new_state, delta, metrics = _apply(spec, tx, lr_fn, state, grad, finite)
@@ -175,6 +188,7 @@ def train_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
   out["dL_B"] = jnp.where(valid_B, dl_B, 0.0)
   out["g_BxK"] = g_BxK
   out["g_mean_K"] = jnp.sum(g_BxK, axis=0) / jnp.maximum(jnp.sum(valid_B), 1)
+  out["metrics"]["dl_jvp"] = jnp.asarray(p.grads_B is None, jnp.int32)  # for the ledger
   return new_state, out
 
 

@@ -107,12 +107,13 @@ def test_step_traces_once_for_batches_of_one_shape(main):
   assert steps.train._cache_size() == 1  # pylint: disable=protected-access
 
 
-@pytest.mark.parametrize("dl_method", ["jvp", "stored"])
+@pytest.mark.parametrize("dl_method", ["jvp", "stored", "auto"])
 def test_micro_batched_step_equals_single_chunk(main, dl_method):
   c = tiny_config(micro_batch=2, dl_method=dl_method)
   _, steps, _ = setup(c, lr=1e-4)
   new, out = steps.train(copy(main["state"]), main["batch"], jax.random.key(9))
   out = train.fetch(out)
+  assert int(out["metrics"]["dl_jvp"]) == (dl_method == "jvp")  # auto: the tiny LoRA fits
   for k in ("loss_B", "dL_B", "g_BxK", "valid_B"):
     np.testing.assert_allclose(out[k], main["out"][k], rtol=1e-4, atol=1e-6)
   close(new.lora, main["new"].lora)
@@ -124,6 +125,21 @@ def test_micro_batched_step_equals_single_chunk(main, dl_method):
     proj = train.fetch(steps.project(main["state"].params, main["batch"]))
     np.testing.assert_allclose(proj["g_BxK"], main["out"]["g_BxK"], rtol=1e-4, atol=1e-6)
     assert proj["valid_B"].tolist() == main["out"]["valid_B"].tolist()
+
+
+def test_auto_dl_method_keeps_gradients_only_within_the_memory_cap(main):
+  lora = main["state"].lora
+  size = sum(x.size for x in jax.tree.leaves(lora))
+  fits = train.DL_STORED_MAX_BYTES // (4 * size)  # rows whose gradients fit the cap
+  model = main["spec"].model
+  spec = lambda method, micro: train.StepSpec(model, micro, None, method)
+  assert train.keeps_grads(spec("auto", 1), lora, fits)
+  assert not train.keeps_grads(spec("auto", 1), lora, fits + 1)
+  assert train.keeps_grads(spec("stored", 1), lora, fits + 1)
+  assert not train.keeps_grads(spec("jvp", 1), lora, 2)
+  assert train.keeps_grads(spec("jvp", 2), lora, 2)  # one chunk: the gradients are there
+  with pytest.raises(ValueError, match="dl_method"):
+    spec("fast", 1)
 
 
 def test_non_finite_step_is_skipped_and_flagged(main):

@@ -5,7 +5,7 @@
                   test set) and any other configured benchmark
   IDU check       the true current loss (final model) of a seeded sample of
                   pool samples and of selected samples, against the IDU table
-                  and against IDU_0 (METHOD.md claim 4): Pearson and Spearman
+                  and against IDU_0 (docs/method.md, claim 4): Pearson and Spearman
                   correlations and mean absolute errors
   files           eval_results.json, accounting.json, final_metrics.json,
                   idu_vs_loss.npz, plots/*.png

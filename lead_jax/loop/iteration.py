@@ -58,8 +58,6 @@ def _train_pass(run: Run, state, h: Host, orders: list[np.ndarray]):
   """`(state, StepOutputs, stats, counts)`: the jitted steps over the orders."""
   b, lead = run.config.train.batch_size, uses_lead_step(run.config, run.needs)
   step = run.steps.train if lead else run.steps.plain
-  jvp = (lead and run.config.train.dl_method == "jvp"
-         and b // (run.config.train.micro_batch or b) > 1)
   parts, losses, counts, k, skipped, lr = [], [], {}, h.train_steps, 0, float("nan")
   total = sum(-(-len(o) // b) for o in orders)
   with tqdm.tqdm(total=total, desc=f"iteration {h.iteration}", leave=False,
@@ -72,7 +70,7 @@ def _train_pass(run: Run, state, h: Host, orders: list[np.ndarray]):
         out = train.fetch(out)  # the one device->host copy of the step
         k += 1
         _book(counts, "train", batch, backward=True)
-        if jvp:  # dL by a forward-mode pass over every micro-batch
+        if int(out["metrics"].get("dl_jvp", 0)):  # dL by a forward-mode pass
           _book(counts, "train_dl_jvp", batch, backward=False)
         m = out["metrics"]
         skipped += int(m["skipped"])
