@@ -31,7 +31,12 @@ Measured 2026-12-02 on a 2-core CPU shared with other work (2,000 samples):
 (one line; wrapped here). The three passes together: x1.64 wall, x1.71 in CPU
 seconds. IFD, whose response-only view is 82% padding unpacked, gains x2.2;
 the base loss (full view, 33% padding unpacked) can gain at most x1.5, and
-its x1.03 here is within this machine's noise. 2x overall is out of reach
+its x1.03 here is within this machine's noise: a probe beside a suite run
+found the cost per row slot flat over the row length (99-106 us per slot at
+L = 64, 96, 128, 160; attention is a small share at d = 128), so time follows
+slots, and the base-loss pass of these 2,000 samples takes 159.7k slots
+unpacked (25 calls of 64 x 64, 3 of 96, 1 of 128, 3 of 160) against 112.6k
+packed (11 calls of 64 x 160): a x1.42 ceiling, x1.27 measured in that probe. 2x overall is out of reach
 with these buckets: unpacked rows are 48% padding and packed ones 4%, a
 ceiling of x1.83 in token slots.
 """

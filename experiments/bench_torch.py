@@ -9,7 +9,7 @@ projections our `lora.targets` adapt, with our rank and alpha (dropout 0).
 SmolLM2-135M too when its converted asset is present (`--smollm2`, default
 assets/smollm2 from experiments/fetch_assets, or a .gguf file, converted with
 lead_jax.gguf_import), at --smollm2_batch rows (4; several more minutes on 2
-cores), else skipped with one line (it was absent here: no SmolLM2 numbers).
+cores), else skipped with one line.
 Before timing, the adapters get random non-zero values on both
 sides and the two models are checked to agree: logits, per-example losses and
 per-example LoRA gradients (printed as `agreement ...`).
@@ -39,8 +39,30 @@ per_example uses `--torch_vmap_attn` (default eager) because torch 2.13 has
 no vmap batching rule for the CPU flash-attention kernel that sdpa picks (it
 falls back to a per-row loop and warns).
 
-Measured 2026-12-02 on the shared 2-core CPU with other benchmarks running beside
-it (load average 2-8). Torch's OpenMP threads suffer from the contention more
+Measured 2026-12-02 (--smollm2=assets/smollm2, reps 3, 2 threads, the cores
+shared with a suite run; 6 min 49 s in all), ours / torch:
+  tiny     score 0.309, train_step 0.474, per_example 0.451;
+           peak memory 0.861, 2.122, 0.726
+  SmolLM2  score 0.452, train_step 0.486, per_example 0.444;
+           peak memory 0.889, 1.325, 0.597
+  (SmolLM2 seconds, ours / torch: score 2.00 / 4.42, train_step 5.78 / 11.88,
+  per_example 5.42 / 12.21; agreement: logits 1.2e-4 of max 36.3, loss_B
+  8.9e-5, per-example grads 2.2e-4 of max 0.85)
+The ratio keys of that run's JSON line:
+  {"tiny_score_ours_over_torch": 0.309, "tiny_train_step_ours_over_torch": 0.474,
+  "tiny_per_example_ours_over_torch": 0.451, "tiny_peak_mem_score_ours_over_torch":
+  0.861, "tiny_peak_mem_train_step_ours_over_torch": 2.122,
+  "tiny_peak_mem_per_example_ours_over_torch": 0.726, "tiny_shape": {"batch": 16,
+  "length": 128, "params": 4330240, "lora_params": 188416},
+  "smollm2_score_ours_over_torch": 0.452, "smollm2_train_step_ours_over_torch": 0.486,
+  "smollm2_per_example_ours_over_torch": 0.444,
+  "smollm2_peak_mem_score_ours_over_torch": 0.889,
+  "smollm2_peak_mem_train_step_ours_over_torch": 1.325,
+  "smollm2_peak_mem_per_example_ours_over_torch": 0.597, "smollm2_shape": {"batch": 4,
+  "length": 128, "params": 134515008, "lora_params": 2442240}}
+
+Earlier runs that day, tiny model only (SmolLM2 not yet fetched), with other
+benchmarks beside them (load average 2-8). Torch's OpenMP threads suffer from the contention more
 than XLA's pool, so torch's times swung 2-10x between runs (score: 0.40 s to
 5.2 s): read the ratios as ranges. ours / torch (score, train_step, per_example;
 peak memory 0.86, 1.98, 0.68 in every run before the flattening (**)):
