@@ -8,7 +8,9 @@ Writes to --out (default <results>/tables):
                     n shown; "-" where n < 2), the command and date on top;
                     efficiency adds the per-N table of LEAD vs iterative
                     re-scoring (seconds and passes by phase, wall-time ratio)
-                    and two more tables: each variant against `random` (difference
+                    and two more tables: each variant against `random` (or
+                    against `lead` in a suite without random: ablation,
+                    sensitivity; difference
                     of means in units of its standard error, Welch's
                     sqrt(sd_a^2/n_a + sd_r^2/n_r)) on exact match and held-out
                     loss, and exact match per task (mean over seeds)
@@ -34,6 +36,7 @@ import datetime
 import json
 import os
 import sys
+from typing import Optional
 
 import numpy as np
 from absl import app, flags
@@ -183,13 +186,21 @@ def versus(a: dict, ref: dict, key: str) -> tuple[float, float]:
   return diff, (diff / se if se > 0 else float("nan"))
 
 
+def reference_of(summary: list[dict]) -> Optional[str]:
+  """What the other variants are compared with: `random` when it ran (the
+  main suite), else `lead` (ablation, sensitivity); None when neither did."""
+  names = {s["variant"] for s in summary}
+  return next((r for r in ("random", "lead") if r in names), None)
+
+
 def versus_table(summary: list[dict], reference: str = "random") -> str:
   """Every variant against `reference` on exact match (macro) and held-out
   loss; "" when the reference has not run."""
   ref = next((s for s in summary if s["variant"] == reference), None)
   if ref is None:
     return ""
-  head = ["variant", "n", "exact match - random", "in se", "held-out loss - random", "in se"]
+  head = ["variant", "n", f"exact match - {reference}", "in se",
+          f"held-out loss - {reference}", "in se"]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for s in summary:
     if s is ref:
@@ -281,11 +292,14 @@ def aggregate(suite: str, results: str, out: str, seeds=()) -> str:
   text = [f"Suite `{suite}`: generated {datetime.date.today().isoformat()} by `{cmd}` from "
           f"{len(rows)} runs (mean ± sample sd over seeds, n per row).", "",
           variant_table(summary)]
-  against = versus_table(summary)
+  reference = reference_of(summary)
+  against = versus_table(summary, reference) if reference else ""
   if against:
-    text += ["", "Against random: difference of means and that difference in units of its "
-             "standard error (sqrt(sd^2/n + sd_random^2/n_random)); |in se| > 2 is the "
-             "regime's test that selection matters. Lower loss is better.", "", against]
+    why = ("|in se| > 2 is the regime's test that selection matters" if reference == "random"
+           else "|in se| > 2: the change makes a difference beyond the seeds' spread")
+    text += ["", f"Against {reference}: difference of means and that difference in units of "
+             f"its standard error (sqrt(sd^2/n + sd_{reference}^2/n_{reference})); {why}. "
+             "Lower loss is better.", "", against]
   per_task = task_table(summary, tasks)
   if per_task:
     text += ["", "Exact match per task (mean over seeds).", "", per_task]

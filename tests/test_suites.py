@@ -54,6 +54,15 @@ def _fake_lake(workdir, picked):
   outputs.write_json(os.path.join(workdir, "config.json"), {"data": {"train_path": ""}})
 
 
+def test_suites_without_random_are_compared_with_lead(tmp_path):
+  for seed, (a, b) in enumerate([(2.0, 3.0), (2.2, 3.4), (1.8, 3.2)]):
+    _fake_run(tmp_path, "lead", seed, a, {"training": 1.0})
+    _fake_run(tmp_path, "lead_no_idu", seed, b, {"training": 1.0})
+  text = aggregate.aggregate("ablation", str(tmp_path), str(tmp_path / "out"))
+  # held-out loss +1.2 over lead, se sqrt(0.04/3 + 0.04/3) = 0.163: +7.3 se
+  assert "Against lead" in text and "| lead_no_idu | 3 | - | - | +1.200 | +7.3 |" in text
+
+
 def test_aggregation_mean_sd_and_accounting_check(tmp_path):
   for seed, loss in enumerate([1.0, 2.0, 4.0]):
     wd = _fake_run(tmp_path, "lead", seed, loss, {"offline": 1.0 + seed, "training": 2.0})
@@ -72,6 +81,7 @@ def test_aggregation_mean_sd_and_accounting_check(tmp_path):
   assert float(rows["random"]["test_loss_mean"]) == pytest.approx(4.0)
   assert "2.333 ± 1.528" in text and "| lead | LEAD (all components) | 3 |" in text
   assert "1 failed" in text and "random/seed1: accounting: wall seconds" in text
+  assert "Against random" in text and "| lead | 3 | - | - | -1.667 |" in text  # 7/3 - 4
   assert aggregate.mean_sd([2.0])[1] != aggregate.mean_sd([2.0])[1]  # n = 1: sd is nan
   assert len(list(csv.DictReader(open(tmp_path / "out" / "main_runs.csv")))) == 5
   assert os.path.exists(tmp_path / "out" / "plots" / "main_bars.png")
