@@ -10,10 +10,12 @@ set `config.model.checkpoint = "pretrain"` to train on top of this base.
 
 Hardware: 2 CPU cores, no accelerator. Model: 4 layers, d=128 (1.1M
 parameters); 800 steps of 16 x 128 tokens (1.6M tokens, about 0.4 epochs of
-the 20,000-document corpus). Measured (2026-12-01, 2 cores, corpus version
-3): 5,000-6,000 tokens/s, 4 min 32 s for the whole build on a quiet machine
-(corpus, compilation, held-out loss before and after, export; 5 min 48 s with
-a test run beside it); a rebuild gives byte-identical weights. Held-out loss per
+the 20,000-document corpus). Measured (2026-12-02, 2 cores, corpus version
+4, a fresh clone on a quiet machine): about 8,500 tokens/s, 209 s for the
+whole build (corpus, compilation, held-out loss before and after, export);
+on 2026-12-01 (corpus 3, before model.LoraDense flattened tokens) 4 min 32 s
+quiet, 5 min 48 s with a test run beside it; a rebuild gives byte-identical
+weights. Held-out loss per
 continuation byte, random init -> base: facts stated often, job 5.8 -> 0.38,
 city 5.8 -> 0.45; stated rarely, pet 6.1 -> 0.56; parity 0.05, format 0.86,
 max 1.36, add 1.53, word_problem 1.52, last_letter 1.64, lookup 1.80; the
