@@ -14,13 +14,14 @@ match of the reply; exact match is near 0 on open-ended chat, the loss is the
 signal). Paths are relative to the repository root; point them elsewhere with
 --config.model.checkpoint / data.tokenizer / data.train_path / data.test_path.
 
-Hardware: 2 CPU cores. Expected: about 18 minutes for LEAD (measured once on
-a shared 2-core CPU: 17.5 min; offline stage 9 min, of which warmup 1.7, IFD 5,
-IDU_0 2; 6 iterations, 14 LEAD steps, 4.3 min; final evaluation 4.2 min, most
-of it generating for the longest held-out prompts). Random at the same budget
-about 9 minutes (training and evaluation only). Held-out loss 1.67 after LEAD;
+Hardware: 2 CPU cores. Expected: about 23 minutes for LEAD (2026-12-02, 2
+seeds, the machine otherwise idle: 1,419 s and 1,355 s; offline stage 12 min;
+6 iterations, 8-14 LEAD steps, 2.5-4 min; final evaluation 7-8 min, most of
+it generating for the longest held-out prompts; 17.5 min on 2026-11-29).
+Random at the same budget 9-11 minutes (training and evaluation only).
+Held-out loss 1.673 after LEAD (both seeds) against 1.649 ± 0.019 for random;
 IDU_0 already ranks the true current loss well on this pretrained model
-(Spearman 0.90; the updated IDU table 0.91).
+(Spearman 0.90 and 0.97; the updated IDU table 0.91 and 0.97).
 """
 
 from configs import base, base_loop
