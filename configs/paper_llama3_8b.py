@@ -29,13 +29,12 @@ from lead_jax import model as model_lib
 
 # Llama-3.1-8B (meta-llama/Llama-3.1-8B config.json), bf16 weights, remat.
 LLAMA31_8B = model_lib.ModelConfig(
-    vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_layers=32,
-    num_heads=32, num_kv_heads=8, head_dim=128, rope_theta=500000.0,
-    rope_scaling=model_lib.RopeScaling(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
-                                       original_max_position_embeddings=8192),
-    rms_norm_eps=1e-5, tie_embeddings=False, max_position_embeddings=131072,
-    bos_token_id=128000, eos_token_ids=(128001,), dtype="bfloat16", param_dtype="bfloat16",
-    remat=True)
+    vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32,
+    num_kv_heads=8, head_dim=128, rope_theta=500000.0, rope_scaling=model_lib.RopeScaling(
+        factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+        original_max_position_embeddings=8192), rms_norm_eps=1e-5, tie_embeddings=False,
+    max_position_embeddings=131072, bos_token_id=128000, eos_token_ids=(128001,), dtype="bfloat16",
+    param_dtype="bfloat16", remat=True)
 
 
 def get_config(arg=None):
@@ -56,8 +55,8 @@ def get_config(arg=None):
   config.checkpoint.async_save = True  # every_steps = 1: a checkpoint per iteration
   config.data.max_length = 3080
   sel = config.select
-  sel.num_clusters, sel.sample_rate, sel.budget_samples, sel.t_max, sel.reuse_cap = (
-      7, 0.015, 15000, 20, 4)
+  sel.num_clusters, sel.sample_rate, sel.budget_samples, sel.t_max, sel.reuse_cap = (7, 0.015,
+                                                                                     15000, 20, 4)
   config.bandit.gamma, config.idu.b = 0.1, 0.1
   off = config.offline
   off.warmup_fraction, off.warmup_rank, off.warmup_alpha, off.warmup_epochs = 0.01, 32, 16.0, 4

@@ -54,15 +54,17 @@ flags.mark_flags_as_required(["suite", "results"])
 
 PHASES = accounting.WALL_PHASES
 # (key, header, format) of the variant tables.
-COLUMNS = (("exact_match_macro", "exact match (macro)", "{:.3f}"),
-           ("exact_match", "exact match", "{:.3f}"), ("test_loss", "held-out loss", "{:.3f}"),
-           ("samples_selected", "distinct", "{:.0f}"), ("iterations", "iters", "{:.1f}"),
-           ("train_sample_passes", "train passes", "{:.0f}"),
-           ("train_token_passes", "train tokens", "{:.0f}"),
-           ("forward_sample_passes", "scoring passes", "{:.0f}"),
-           ("wall_seconds", "wall s", "{:.0f}"), ("offline_s", "offline s", "{:.0f}"),
-           ("selection_s", "selection s", "{:.0f}"), ("training_s", "training s", "{:.0f}"),
-           ("evaluation_s", "eval s", "{:.0f}"))
+COLUMNS = (("exact_match_macro", "exact match (macro)",
+            "{:.3f}"), ("exact_match", "exact match", "{:.3f}"), ("test_loss", "held-out loss",
+                                                                  "{:.3f}"), ("samples_selected",
+                                                                              "distinct", "{:.0f}"),
+           ("iterations", "iters", "{:.1f}"), ("train_sample_passes", "train passes", "{:.0f}"),
+           ("train_token_passes", "train tokens",
+            "{:.0f}"), ("forward_sample_passes", "scoring passes",
+                        "{:.0f}"), ("wall_seconds", "wall s",
+                                    "{:.0f}"), ("offline_s", "offline s",
+                                                "{:.0f}"), ("selection_s", "selection s", "{:.0f}"),
+           ("training_s", "training s", "{:.0f}"), ("evaluation_s", "eval s", "{:.0f}"))
 TIERS = synthetic.TIERS
 
 
@@ -106,8 +108,9 @@ def selection_mix(workdir: str, whole_pool: bool = False) -> dict:
   if whole_pool:
     return _mix([r["tier"] for r in records], [r["dataset"] for r in records])
   tier = {r["id"]: r["tier"] for r in records}
-  task = {r["source_id"]: r["task"] for r in outputs.read_jsonl(os.path.join(workdir,
-                                                                             "selected.jsonl"))}
+  task = {
+      r["source_id"]: r["task"] for r in outputs.read_jsonl(os.path.join(workdir, "selected.jsonl"))
+  }
   return _mix([tier[i] for i in task], list(task.values())) if task else {}
 
 
@@ -116,13 +119,14 @@ def run_row(variant, seed: int, workdir: str) -> dict:
   final = suites.read_final(workdir)
   with open(os.path.join(workdir, "accounting.json"), encoding="utf-8") as f:
     acct = json.load(f)
-  row = {"variant": variant.name, "label": variant.label, "method": variant.method,
-         "seed": seed, "acct_error": check_run(final, acct)}
+  row = {
+      "variant": variant.name, "label": variant.label, "method": variant.method, "seed": seed,
+      "acct_error": check_run(final, acct)
+  }
   for key in ("pool_size", "budget", "exact_match", "exact_match_macro", "test_loss",
               "samples_selected", "samples_trained", "iterations", "train_steps",
               "train_sample_passes", "train_token_passes", "forward_sample_passes",
-              "declared_scoring_passes", "wall_seconds", "idu_loss_spearman",
-              "idu0_loss_spearman"):
+              "declared_scoring_passes", "wall_seconds", "idu_loss_spearman", "idu0_loss_spearman"):
     row[key] = final.get(key)
   for phase in PHASES:
     row[f"{phase}_s"] = acct["wall_seconds"].get(phase, 0.0)
@@ -153,8 +157,10 @@ def summarise(rows: list[dict], keys) -> list[dict]:
   out = []
   for name in dict.fromkeys(r["variant"] for r in rows):
     group = [r for r in rows if r["variant"] == name]
-    s = {"variant": name, "label": group[0]["label"], "method": group[0]["method"],
-         "n": len(group), "acct_failures": sum(bool(r["acct_error"]) for r in group)}
+    s = {
+        "variant": name, "label": group[0]["label"], "method": group[0]["method"], "n": len(group),
+        "acct_failures": sum(bool(r["acct_error"]) for r in group)
+    }
     for key in keys:
       s[f"{key}_mean"], s[f"{key}_sd"], _ = mean_sd(r.get(key) for r in group)
     out.append(s)
@@ -182,7 +188,7 @@ def versus(a: dict, ref: dict, key: str) -> tuple[float, float]:
   """(mean of a - mean of ref, that difference / its standard error); the
   second is nan when either side has fewer than two seeds."""
   diff = a[f"{key}_mean"] - ref[f"{key}_mean"]
-  se = np.sqrt(a[f"{key}_sd"] ** 2 / a["n"] + ref[f"{key}_sd"] ** 2 / ref["n"])
+  se = np.sqrt(a[f"{key}_sd"]**2 / a["n"] + ref[f"{key}_sd"]**2 / ref["n"])
   return diff, (diff / se if se > 0 else float("nan"))
 
 
@@ -199,8 +205,9 @@ def versus_table(summary: list[dict], reference: str = "random") -> str:
   ref = next((s for s in summary if s["variant"] == reference), None)
   if ref is None:
     return ""
-  head = ["variant", "n", f"exact match - {reference}", "in se",
-          f"held-out loss - {reference}", "in se"]
+  head = [
+      "variant", "n", f"exact match - {reference}", "in se", f"held-out loss - {reference}", "in se"
+  ]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for s in summary:
     if s is ref:
@@ -220,8 +227,9 @@ def task_table(summary: list[dict], tasks: list[str]) -> str:
   head = ["variant", "n"] + tasks
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for s in summary:
-    lines.append("| " + " | ".join([s["variant"], str(s["n"])] + [
-        cell(s[f"em_{t}_mean"], np.nan, "{:.2f}") for t in tasks]) + " |")
+    lines.append("| " + " | ".join([s["variant"], str(s["n"])] +
+                                   [cell(s[f"em_{t}_mean"], np.nan, "{:.2f}") for t in tasks]) +
+                 " |")
   return "\n".join(lines)
 
 
@@ -232,26 +240,32 @@ def mix_table(summary: list[dict], pool: dict) -> str:
   if not pool:
     return ""
   head = ["variant", "n"] + list(TIERS) + ["largest task"]
-  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-           "| (the pool) | | " + " | ".join(f"{pool[k]:.1%}" for k in keys) + " |"]
+  lines = [
+      "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+      "| (the pool) | | " + " | ".join(f"{pool[k]:.1%}" for k in keys) + " |"
+  ]
   for s in summary:
-    lines.append("| " + " | ".join([s["variant"], str(s["n"])] + [
-        cell(s[f"{k}_mean"], np.nan, "{:.1%}") for k in keys]) + " |")
+    lines.append("| " + " | ".join([s["variant"], str(s["n"])] +
+                                   [cell(s[f"{k}_mean"], np.nan, "{:.1%}") for k in keys]) + " |")
   return "\n".join(lines)
 
 
 def efficiency_table(rows: list[dict]) -> str:
   """Per pool size: LEAD and iterative re-scoring side by side, and the ratio
   of their wall times (mean of the per-seed ratios ± sd)."""
-  keys = ["wall_seconds", "setup_s", "offline_s", "selection_s", "training_s", "evaluation_s",
-          "checkpoint_s", "iterations", "offline_fwd", "offline_bwd", "selection_fwd",
-          "training_bwd", "evaluation_fwd"]
+  keys = [
+      "wall_seconds", "setup_s", "offline_s", "selection_s", "training_s", "evaluation_s",
+      "checkpoint_s", "iterations", "offline_fwd", "offline_bwd", "selection_fwd", "training_bwd",
+      "evaluation_fwd"
+  ]
   head = ["N", "method", "n"] + keys + ["rescore / LEAD wall"]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for n_pool in sorted({r["pool_size"] for r in rows}):
     at = [r for r in rows if r["pool_size"] == n_pool]
-    by_seed = {m: {r["seed"]: r["wall_seconds"] for r in at if r["method"] == m}
-               for m in ("lead", "iterative_rescore")}
+    by_seed = {
+        m: {r["seed"]: r["wall_seconds"] for r in at if r["method"] == m}
+        for m in ("lead", "iterative_rescore")
+    }
     both = sorted(set(by_seed["lead"]) & set(by_seed["iterative_rescore"]))
     ratio = mean_sd(by_seed["iterative_rescore"][s] / by_seed["lead"][s] for s in both)
     for method in ("lead", "iterative_rescore"):
@@ -260,8 +274,9 @@ def efficiency_table(rows: list[dict]) -> str:
         continue
       cells = [str(n_pool), method, str(len(group))]
       cells += [cell(*mean_sd(r[k] for r in group)[:2], "{:.0f}") for k in keys]
-      cells.append(cell(ratio[0], ratio[1], "{:.2f}") + f" (n={ratio[2]})"
-                   if method == "iterative_rescore" else "")
+      cells.append(
+          cell(ratio[0], ratio[1], "{:.2f}") +
+          f" (n={ratio[2]})" if method == "iterative_rescore" else "")
       lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
@@ -282,37 +297,47 @@ def aggregate(suite: str, results: str, out: str, seeds=()) -> str:
     raise ValueError(f"{results}: no finished run of suite {suite!r} "
                      "(run python -m experiments.run_suite first)")
   os.makedirs(out, exist_ok=True)
-  keys = [k for k, _, _ in COLUMNS] + ["exact_match_macro", "train_steps", "idu_loss_spearman",
-                                       "idu0_loss_spearman", "top_task_share"]
+  keys = [k for k, _, _ in COLUMNS] + [
+      "exact_match_macro", "train_steps", "idu_loss_spearman", "idu0_loss_spearman",
+      "top_task_share"
+  ]
   keys += [f"tier_{t}" for t in TIERS]
   tasks = sorted({k[3:] for r in rows for k in r if k.startswith("em_")})
   keys += [f"em_{t}" for t in tasks]
   summary = summarise(rows, keys)
   cmd = f"python -m experiments.aggregate --suite={suite} --results={_display(results)}"
-  text = [f"Suite `{suite}`: generated {datetime.date.today().isoformat()} by `{cmd}` from "
-          f"{len(rows)} runs (mean ± sample sd over seeds, n per row).", "",
-          variant_table(summary)]
+  text = [
+      f"Suite `{suite}`: generated {datetime.date.today().isoformat()} by `{cmd}` from "
+      f"{len(rows)} runs (mean ± sample sd over seeds, n per row).", "",
+      variant_table(summary)
+  ]
   reference = reference_of(summary)
   against = versus_table(summary, reference) if reference else ""
   if against:
-    why = ("|in se| > 2 is the regime's test that selection matters" if reference == "random"
-           else "|in se| > 2: the change makes a difference beyond the seeds' spread")
-    text += ["", f"Against {reference}: difference of means and that difference in units of "
-             f"its standard error (sqrt(sd^2/n + sd_{reference}^2/n_{reference})); {why}. "
-             "Lower loss is better.", "", against]
+    why = ("|in se| > 2 is the regime's test that selection matters" if reference == "random" else
+           "|in se| > 2: the change makes a difference beyond the seeds' spread")
+    text += [
+        "", f"Against {reference}: difference of means and that difference in units of "
+        f"its standard error (sqrt(sd^2/n + sd_{reference}^2/n_{reference})); {why}. "
+        "Lower loss is better.", "", against
+    ]
   per_task = task_table(summary, tasks)
   if per_task:
     text += ["", "Exact match per task (mean over seeds).", "", per_task]
   first = suites.run_dir(results, rows[0]["variant"], rows[0]["seed"])
   mix = mix_table(summary, selection_mix(first, whole_pool=True))
   if mix:
-    text += ["", "What was selected: distinct selected samples by quality tier of the lake "
-             "and the largest share of one task (mean over seeds).", "", mix]
+    text += [
+        "", "What was selected: distinct selected samples by quality tier of the lake "
+        "and the largest share of one task (mean over seeds).", "", mix
+    ]
   if suite == "efficiency":
     text += ["", efficiency_table(rows)]
   bad = [f"{r['variant']}/seed{r['seed']}: {r['acct_error']}" for r in rows if r["acct_error"]]
-  text += ["", "Accounting: " + ("every run adds up (phases = totals, wall seconds of the "
-                                 "phases = total)." if not bad else "; ".join(bad))]
+  text += [
+      "", "Accounting: " + ("every run adds up (phases = totals, wall seconds of the "
+                            "phases = total)." if not bad else "; ".join(bad))
+  ]
   markdown = "\n".join(text) + "\n"
   with open(os.path.join(out, f"{suite}.md"), "w", encoding="utf-8") as f:
     f.write(markdown)

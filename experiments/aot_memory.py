@@ -30,8 +30,10 @@ flags.mark_flags_as_required(["config"])
 def _fake_devices(n: int) -> None:
   """Must run before JAX is imported (it reads these at start-up)."""
   os.environ["JAX_PLATFORMS"] = "cpu"
-  flags_ = [f for f in os.environ.get("XLA_FLAGS", "").split()
-            if not f.startswith("--xla_force_host_platform_device_count")]
+  flags_ = [
+      f for f in os.environ.get("XLA_FLAGS", "").split()
+      if not f.startswith("--xla_force_host_platform_device_count")
+  ]
   os.environ["XLA_FLAGS"] = " ".join(flags_ + [f"--xla_force_host_platform_device_count={n}"])
 
 
@@ -50,23 +52,26 @@ def measure(config, batch: int, length: int, step: str = "train") -> dict:
   state, shardings = build.abstract_state(model_config, tx, mesh, config.mesh.rules)
   spec = train.spec_from_config(model_config, config.train, config.optim, config.seed)
   rows = sharding.batch_sharding(mesh)
-  shapes = {"tokens_BxL": ((batch, length), jnp.int32),
-            "attention_mask_BxL": ((batch, length), jnp.bool_),
-            "loss_mask_BxL": ((batch, length), jnp.bool_),
-            "is_pad_B": ((batch,), jnp.bool_), "index_B": ((batch,), jnp.int32)}
+  shapes = {
+      "tokens_BxL": ((batch, length), jnp.int32), "attention_mask_BxL": (
+          (batch, length), jnp.bool_), "loss_mask_BxL": ((batch, length), jnp.bool_),
+      "is_pad_B": ((batch,), jnp.bool_), "index_B": ((batch,), jnp.int32)
+  }
   batch_abs = {k: jax.ShapeDtypeStruct(s, d, sharding=rows) for k, (s, d) in shapes.items()}
   key = jax.eval_shape(lambda: jax.random.key(0))
   fn = getattr(train.compile(spec, tx, lr_fn, mesh, shardings), step)
   compiled = fn.lower(state, batch_abs, key).compile()
   m = compiled.memory_analysis()
-  total = (m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
-           + m.temp_size_in_bytes)
-  return {"per_device_bytes": int(total), "per_device_gib": round(total / 2**30, 3),
-          "argument_bytes": int(m.argument_size_in_bytes),
-          "output_bytes": int(m.output_size_in_bytes), "alias_bytes": int(m.alias_size_in_bytes),
-          "temp_bytes": int(m.temp_size_in_bytes), "devices": len(mesh.devices.flat),
-          "mesh": dict(mesh.shape), "batch": batch, "length": length, "step": step,
-          "lora_params": int(sum(x.size for x in jax.tree.leaves(state.lora)))}
+  total = (
+      m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes +
+      m.temp_size_in_bytes)
+  return {
+      "per_device_bytes": int(total), "per_device_gib": round(total / 2**30, 3),
+      "argument_bytes": int(m.argument_size_in_bytes), "output_bytes": int(m.output_size_in_bytes),
+      "alias_bytes": int(m.alias_size_in_bytes), "temp_bytes": int(m.temp_size_in_bytes),
+      "devices": len(mesh.devices.flat), "mesh": dict(mesh.shape), "batch": batch, "length": length,
+      "step": step, "lora_params": int(sum(x.size for x in jax.tree.leaves(state.lora)))
+  }
 
 
 def main(argv):

@@ -18,8 +18,9 @@ import zipfile
 MMLU_COT = "lm_eval/tasks/mmlu/flan_cot_fewshot/_cot_prompts.json"
 GSM8K_COT = "lm_eval/tasks/gsm8k/gsm8k-cot.yaml"
 SHAREGPT_JSON = "ShareGPT_V3_unfiltered_cleaned_split.json"
-_MMLU_SHOT = re.compile(r"Q: (?P<q>.*?)\n\(A\) (?P<a>.*?)\s\(B\) (?P<b>.*?)\s\(C\) (?P<c>.*?)"
-                        r"\s\(D\) (?P<d>.*?)\nA: (?P<cot>.*)", re.S)
+_MMLU_SHOT = re.compile(
+    r"Q: (?P<q>.*?)\n\(A\) (?P<a>.*?)\s\(B\) (?P<b>.*?)\s\(C\) (?P<c>.*?)"
+    r"\s\(D\) (?P<d>.*?)\nA: (?P<cot>.*)", re.S)
 
 
 def sha256(path: str) -> str:
@@ -62,8 +63,12 @@ def unzip(wheel: str, out_dir: str, patterns: tuple[str, ...]) -> list[str]:
 
 def find(root: str, pattern: str) -> str:
   """The one file under root whose relative path matches pattern."""
-  hits = [os.path.join(d, f) for d, _, files in os.walk(root) for f in files
-          if fnmatch.fnmatch(os.path.relpath(os.path.join(d, f), root), pattern)]
+  hits = [
+      os.path.join(d, f)
+      for d, _, files in os.walk(root)
+      for f in files
+      if fnmatch.fnmatch(os.path.relpath(os.path.join(d, f), root), pattern)
+  ]
   if len(hits) != 1:
     raise FileNotFoundError(f"expected one file matching {pattern!r} in {root}, "
                             f"found {len(hits)}")
@@ -104,9 +109,14 @@ def recover_sharegpt(json_path: str, out_path: str) -> dict[str, int]:
         counts["skipped"] += 1
         continue
       seen.add(pair[0])
-      f.write(json.dumps({"dataset": "sharegpt", "id": pair[0], "messages": [
-          {"role": "user", "content": pair[1]}, {"role": "assistant", "content": pair[2]}]},
-                         ensure_ascii=False) + "\n")
+      f.write(
+          json.dumps(
+              {
+                  "dataset":
+                      "sharegpt", "id":
+                          pair[0], "messages": [{"role": "user", "content": pair[1]},
+                                                {"role": "assistant", "content": pair[2]}]
+              }, ensure_ascii=False) + "\n")
       counts["written"] += 1
   formats.read(tmp)  # the output must pass the data layer's own validation
   os.replace(tmp, out_path)
@@ -120,8 +130,8 @@ def _first_pair(conv) -> tuple[str, str, str] | None:
   if len(turns) < 2 or not all(isinstance(t, dict) for t in turns):
     return None
   (who_q, q), (who_a, a) = [(t.get("from"), t.get("value")) for t in turns]
-  if (who_q, who_a) != ("human", "gpt") or not all(isinstance(s, str) and s.strip()
-                                                   for s in (q, a)):
+  if (who_q, who_a) != ("human",
+                        "gpt") or not all(isinstance(s, str) and s.strip() for s in (q, a)):
     return None
   return str(conv.get("id", "")), q, a
 
@@ -137,9 +147,11 @@ def humaneval(unzipped: str, cache_dir: str) -> list[str]:
 
 
 def few_shot_exemplars(unzipped: str, cache_dir: str) -> list[str]:
-  return (mmlu_dev(os.path.join(unzipped, MMLU_COT), os.path.join(cache_dir, "eval", "mmlu"))
-          + [gsm8k_cot(os.path.join(unzipped, GSM8K_COT),
-                       os.path.join(cache_dir, "eval", "gsm8k", "cot_exemplars.jsonl"))])
+  return (mmlu_dev(os.path.join(unzipped, MMLU_COT), os.path.join(cache_dir, "eval", "mmlu")) + [
+      gsm8k_cot(
+          os.path.join(unzipped, GSM8K_COT),
+          os.path.join(cache_dir, "eval", "gsm8k", "cot_exemplars.jsonl"))
+  ])
 
 
 def mmlu_dev(cot_json: str, out_dir: str) -> list[str]:
@@ -153,8 +165,7 @@ def mmlu_dev(cot_json: str, out_dir: str) -> list[str]:
   """
   prompts = read_json(cot_json)
   os.makedirs(os.path.join(out_dir, "dev"), exist_ok=True)
-  out = [os.path.join(out_dir, "cot_prompts.json"), os.path.join(out_dir,
-                                                                  "shots_per_subject.json")]
+  out = [os.path.join(out_dir, "cot_prompts.json"), os.path.join(out_dir, "shots_per_subject.json")]
   shutil.copyfile(cot_json, out[0])
   counts = {}
   for subject, text in sorted(prompts.items()):
@@ -192,6 +203,5 @@ def gsm8k_cot(yaml_path: str, out_path: str) -> str:
   with open(out_path, "w", encoding="utf-8") as f:
     for s in samples:
       final = re.findall(r"The answer is (-?[\d,.]+)", s["target"])[-1].rstrip(".")
-      f.write(json.dumps({"question": s["question"], "answer": s["target"],
-                          "final": final}) + "\n")
+      f.write(json.dumps({"question": s["question"], "answer": s["target"], "final": final}) + "\n")
   return out_path

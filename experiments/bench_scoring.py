@@ -63,8 +63,9 @@ _WORKDIR = flags.DEFINE_string("workdir", "", "Where the lake is written; '' = a
 def _unpacked(score, params, pool, ids_N, batch_size, response):
   """The previous scoring loop: shortest first, one padded row per sample."""
   order = np.argsort(pool.length_N[ids_N], kind="stable")
-  out = {"loss": np.zeros(len(ids_N), np.float32), "response_loss": np.zeros(len(ids_N),
-                                                                              np.float32)}
+  out = {
+      "loss": np.zeros(len(ids_N), np.float32), "response_loss": np.zeros(len(ids_N), np.float32)
+  }
   for start in range(0, len(order), batch_size):
     pos = order[start:start + batch_size]
     args = [data.gather(pool, ids_N[pos], batch_size)]
@@ -85,8 +86,8 @@ def _padding(pool, ids_N, batch_size):
     real += int(lens.sum())
     order = np.argsort(pool.length_N[ids_N], kind="stable")
     for start in range(0, len(order), batch_size):  # a call's L: its longest row's bucket
-      slots_u += batch_size * data.choose_length(pool.buckets, int(lens[order[start:start +
-                                                                          batch_size]].max()))
+      slots_u += batch_size * data.choose_length(pool.buckets,
+                                                 int(lens[order[start:start + batch_size]].max()))
     plan = packing.pack(pool, ids_N, view, max_segments=scoring.MAX_SEGMENTS)
     slots_p += plan.num_batches(batch_size) * batch_size * plan.length
   return 1.0 - real / slots_u, 1.0 - real / slots_p
@@ -98,8 +99,8 @@ def main(argv):
   config.model.checkpoint = ""
   workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="bench_scoring_")
   pool = data.load_pool(config.data, tokenizer.load(config.data.tokenizer), workdir)
-  ids_N = np.sort(np.random.default_rng(0).choice(len(pool), min(_N.value, len(pool)),
-                                                  replace=False))
+  ids_N = np.sort(
+      np.random.default_rng(0).choice(len(pool), min(_N.value, len(pool)), replace=False))
   mc, base = build.load_base(config.model, config.lora, jax.random.key(config.seed))
   adapters = jax.tree.map(lambda x: x + 0.01, lora.init(mc.lora, base, jax.random.key(1)))
   warm, cold = {"params": base, "lora": adapters}, {"params": base}
@@ -109,11 +110,13 @@ def main(argv):
   scorer = scoring.Scorer(mc, micro)
 
   passes = {  # (path, pass) -> a function scoring every sample of ids_N once
-      ("unpacked", "ifd"): lambda: _unpacked(score, warm, pool, ids_N, b, True),
-      ("unpacked", "base_loss"): lambda: _unpacked(score, cold, pool, ids_N, b, False),
-      ("packed", "ifd"): lambda: scoring.losses(scorer, warm, pool, ids_N, b, None,
-                                                response=True)[0],
-      ("packed", "base_loss"): lambda: scoring.losses(scorer, cold, pool, ids_N, b, None)[0]}
+      ("unpacked", "ifd"):
+          lambda: _unpacked(score, warm, pool, ids_N, b, True), ("unpacked", "base_loss"):
+          lambda: _unpacked(score, cold, pool, ids_N, b, False), ("packed", "ifd"):
+          lambda: scoring.losses(scorer, warm, pool, ids_N, b, None, response=True)[0],
+      ("packed", "base_loss"):
+          lambda: scoring.losses(scorer, cold, pool, ids_N, b, None)[0]
+  }
   results = {k: fn() for k, fn in passes.items()}  # compiles every shape
   wall = {k: [] for k in passes}
   cpu = {k: [] for k in passes}
@@ -123,25 +126,45 @@ def main(argv):
       results[k] = fn()
       wall[k].append(time.perf_counter() - t0)
       cpu[k].append(time.process_time() - c0)
-  diff = max(float(np.abs(results["unpacked", p][v] - results["packed", p][v]).max())
-             for p, v in (("ifd", "loss"), ("ifd", "response_loss"), ("base_loss", "loss")))
+  diff = max(
+      float(np.abs(results["unpacked", p][v] - results["packed", p][v]).max())
+      for p, v in (("ifd", "loss"), ("ifd", "response_loss"), ("base_loss", "loss")))
   pad_u, pad_p = _padding(pool, ids_N, b)
   med = lambda d, path, ps=("ifd", "base_loss"): sum(float(np.median(d[path, p])) for p in ps)
   rate = {path: len(ids_N) / med(wall, path) for path in ("unpacked", "packed")}
   result = {
-      "num_samples": len(ids_N), "pool_size": len(pool), "passes_per_sample": 3,
-      "batch_size": b, "micro_batch": micro, "buckets": list(pool.buckets),
-      "rounds": _ROUNDS.value,
-      "padding_fraction_unpacked": round(pad_u, 4), "padding_fraction_packed": round(pad_p, 4),
-      "unpacked_samples_per_s": round(rate["unpacked"], 2),
-      "packed_samples_per_s": round(rate["packed"], 2),
-      "packed_over_unpacked_samples_per_s": round(rate["packed"] / rate["unpacked"], 3),
-      "ifd_packed_over_unpacked": round(med(wall, "unpacked", ("ifd",)) /
-                                        med(wall, "packed", ("ifd",)), 3),
-      "base_loss_packed_over_unpacked": round(med(wall, "unpacked", ("base_loss",)) /
-                                              med(wall, "packed", ("base_loss",)), 3),
-      "packed_over_unpacked_cpu_seconds": round(med(cpu, "unpacked") / med(cpu, "packed"), 3),
-      "max_abs_diff": diff,
+      "num_samples":
+          len(ids_N),
+      "pool_size":
+          len(pool),
+      "passes_per_sample":
+          3,
+      "batch_size":
+          b,
+      "micro_batch":
+          micro,
+      "buckets":
+          list(pool.buckets),
+      "rounds":
+          _ROUNDS.value,
+      "padding_fraction_unpacked":
+          round(pad_u, 4),
+      "padding_fraction_packed":
+          round(pad_p, 4),
+      "unpacked_samples_per_s":
+          round(rate["unpacked"], 2),
+      "packed_samples_per_s":
+          round(rate["packed"], 2),
+      "packed_over_unpacked_samples_per_s":
+          round(rate["packed"] / rate["unpacked"], 3),
+      "ifd_packed_over_unpacked":
+          round(med(wall, "unpacked", ("ifd",)) / med(wall, "packed", ("ifd",)), 3),
+      "base_loss_packed_over_unpacked":
+          round(med(wall, "unpacked", ("base_loss",)) / med(wall, "packed", ("base_loss",)), 3),
+      "packed_over_unpacked_cpu_seconds":
+          round(med(cpu, "unpacked") / med(cpu, "packed"), 3),
+      "max_abs_diff":
+          diff,
   }
   print(f"scoring (IFD both views + base loss) of {len(ids_N)} samples: "
         f"{result['unpacked_samples_per_s']} samples/s unpacked, "

@@ -25,8 +25,7 @@ from lead_jax import selection
 _N = flags.DEFINE_integer("num_pool", 10_000_000, "Pool size N.")
 _K = flags.DEFINE_integer("num_clusters", 7, "Clusters (bandit arms).")
 _T = flags.DEFINE_integer("num_tasks", 8, "Source tasks.")
-_STEPS = flags.DEFINE_integer(
-    "steps", 20, "Selection steps at most (T_max; stops at the budget).")
+_STEPS = flags.DEFINE_integer("steps", 20, "Selection steps at most (T_max; stops at the budget).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the synthetic pool and draws.")
 
 
@@ -39,10 +38,9 @@ def _synthetic_pool(rng, n, k, t):
 
 def _fake_outputs(rng, ids_S) -> idu.StepOutputs:
   s = ids_S.shape[0]
-  return idu.StepOutputs(index_B=ids_S.astype(np.int32),
-                         loss_B=rng.gamma(2.0, 1.0, s).astype(np.float32),
-                         finite_B=np.ones(s, bool),
-                         dL_B=rng.normal(0.0, 0.01, s).astype(np.float32))
+  return idu.StepOutputs(
+      index_B=ids_S.astype(np.int32), loss_B=rng.gamma(2.0, 1.0, s).astype(np.float32),
+      finite_B=np.ones(s, bool), dL_B=rng.normal(0.0, 0.01, s).astype(np.float32))
 
 
 def main(argv):
@@ -65,22 +63,20 @@ def main(argv):
       break
     t0 = time.perf_counter()
     arm, _ = bandit.draw(bandit_state, cfg.bandit, rng)
-    ids_S = selector.select(sel_state, selection.Inputs(arm, idu_state.idu_N),
-                            rng)
+    ids_S = selector.select(sel_state, selection.Inputs(arm, idu_state.idu_N), rng)
     sel_state = selection.record(sel_state, ids_S)
     select_times.append(time.perf_counter() - t0)
     sizes.append(int(ids_S.size))
     outputs = _fake_outputs(rng, ids_S)
     t0 = time.perf_counter()
-    idu_state, info = idu.update(idu_state, cfg.idu, outputs, cluster=arm,
-                                 lr=2e-5)
-    bandit_state = bandit.update(bandit_state, cfg.bandit, arm,
-                                 idu.reward(cfg.bandit.reward, info))
+    idu_state, info = idu.update(idu_state, cfg.idu, outputs, cluster=arm, lr=2e-5)
+    bandit_state = bandit.update(bandit_state, cfg.bandit, arm, idu.reward(cfg.bandit.reward, info))
     idu_times.append(time.perf_counter() - t0)
-  state_bytes = (layout.nbytes() + sel_state.use_count_N.nbytes
-                 + idu_state.idu_N.nbytes)
+  state_bytes = (layout.nbytes() + sel_state.use_count_N.nbytes + idu_state.idu_N.nbytes)
   result = {
-      "num_pool": n, "num_clusters": k, "num_tasks": _T.value,
+      "num_pool": n,
+      "num_clusters": k,
+      "num_tasks": _T.value,
       "steps": len(select_times),
       "seconds_per_step": round(float(np.median(select_times)), 4),
       "max_seconds_per_step": round(float(np.max(select_times)), 4),

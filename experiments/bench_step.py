@@ -80,9 +80,11 @@ def _batch(rows: int, length: int, seed: int = 0) -> dict:
   rng = np.random.default_rng(seed)
   attn = np.ones((rows, length), bool)
   loss = np.arange(length)[None, :] >= length // 3  # prompt third, response the rest
-  return {"tokens_BxL": rng.integers(0, 256, (rows, length)).astype(np.int32),
-          "attention_mask_BxL": attn, "loss_mask_BxL": np.broadcast_to(loss, attn.shape).copy(),
-          "is_pad_B": np.zeros(rows, bool), "index_B": np.arange(rows, dtype=np.int32)}
+  return {
+      "tokens_BxL": rng.integers(0, 256, (rows, length)).astype(np.int32),
+      "attention_mask_BxL": attn, "loss_mask_BxL": np.broadcast_to(loss, attn.shape).copy(),
+      "is_pad_B": np.zeros(rows, bool), "index_B": np.arange(rows, dtype=np.int32)
+  }
 
 
 class Variant:
@@ -103,8 +105,8 @@ class Variant:
 
   def peak_bytes(self) -> int:
     m = self.fn.lower(self.state, self.batch, self.key).compile().memory_analysis()
-    return int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
-               + m.temp_size_in_bytes)
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes +
+               m.temp_size_in_bytes)
 
   def __call__(self) -> float:
     start = time.perf_counter()
@@ -134,58 +136,67 @@ def per_example_timers(config, rows: int, length: int):
   rows_ = [{k: v[i] for k, v in batch.items()} for i in range(rows)]
 
   def timed(fn):
+
     def run():
       start = time.perf_counter()
       jax.block_until_ready(fn())
       return time.perf_counter() - start
+
     return run
 
-  return (timed(lambda: vmapped(lora, batch)),
-          timed(lambda: [single(lora, ex) for ex in rows_]))
+  return (timed(lambda: vmapped(lora, batch)), timed(lambda: [single(lora, ex) for ex in rows_]))
 
 
 def main(argv):
   del argv
   config = base_config.get_config()
   b, big, length = _BATCH.value, _BIG.value, _LENGTH.value
-  timers = {"plain": Variant(config, "plain", b, b, length),
-            "lead": Variant(config, "train", b, b, length),
-            "lead_subset": Variant(config, "train", b, b, length,
-                                   projection_targets=(SUBSET,)),
-            "lead_no_projection": Variant(config, "train", b, b, length, projection_dim=0),
-            f"plain_b{big}_micro{b}": Variant(config, "plain", big, b, length),
-            f"lead_b{big}_micro{b}": Variant(config, "train", big, b, length),
-            f"lead_jvp_b{big}_micro{b}": Variant(config, "train", big, b, length,
-                                                 dl_method="jvp")}
+  timers = {
+      "plain": Variant(config, "plain", b, b, length), "lead": Variant(
+          config, "train", b, b, length), "lead_subset": Variant(config, "train", b, b, length,
+                                                                 projection_targets=(SUBSET,)),
+      "lead_no_projection": Variant(config, "train", b, b, length, projection_dim=0),
+      f"plain_b{big}_micro{b}": Variant(config, "plain", big, b, length), f"lead_b{big}_micro{b}":
+          Variant(config, "train", big, b,
+                  length), f"lead_jvp_b{big}_micro{b}": Variant(config, "train", big, b, length,
+                                                                dl_method="jvp")
+  }
   timers["vmap"], timers["loop"] = per_example_timers(config, b, length)
   best = min_seconds(timers, _REPS.value)
-  mem = {name: timers[name].peak_bytes() for name in (
-      "plain", "lead", f"plain_b{big}_micro{b}", f"lead_b{big}_micro{b}",
-      f"lead_jvp_b{big}_micro{b}")}
+  mem = {
+      name: timers[name].peak_bytes()
+      for name in ("plain", "lead", f"plain_b{big}_micro{b}", f"lead_b{big}_micro{b}",
+                   f"lead_jvp_b{big}_micro{b}")
+  }
   mem[f"lead_b{big}_unchunked"] = Variant(config, "train", big, big, length).peak_bytes()
   result = {
-      "lead_over_plain": round(best["lead"] / best["plain"], 3),
-      "lead_subset_over_plain": round(best["lead_subset"] / best["plain"], 3),
-      "lead_over_lead_no_projection": round(best["lead"] / best["lead_no_projection"], 3),
-      f"lead_over_plain_b{big}_micro{b}": round(
-          best[f"lead_b{big}_micro{b}"] / best[f"plain_b{big}_micro{b}"], 3),
-      f"lead_jvp_over_plain_b{big}_micro{b}": round(
-          best[f"lead_jvp_b{big}_micro{b}"] / best[f"plain_b{big}_micro{b}"], 3),
-      "vmap_over_loop": round(best["vmap"] / best["loop"], 3),
-      "peak_mem_ratio": round(mem["lead"] / mem["plain"], 3),
-      f"peak_mem_lead_b{big}_micro{b}_over_lead_b{b}": round(
-          mem[f"lead_b{big}_micro{b}"] / mem["lead"], 3),
-      f"peak_mem_lead_jvp_b{big}_micro{b}_over_lead_b{b}": round(
-          mem[f"lead_jvp_b{big}_micro{b}"] / mem["lead"], 3),
-      f"peak_mem_lead_b{big}_unchunked_over_lead_b{b}": round(
-          mem[f"lead_b{big}_unchunked"] / mem["lead"], 3),
-      "seconds": {k: round(v, 4) for k, v in best.items()},
-      "peak_bytes": mem, "batch": b, "length": length, "projection_dim":
-          config.train.projection_dim, "projection_targets": list(
-              config.train.projection_targets), "backend": jax.default_backend()}
-  for key in ("lead_over_plain", "lead_over_lead_no_projection",
-              f"lead_over_plain_b{big}_micro{b}", f"lead_jvp_over_plain_b{big}_micro{b}",
-              "vmap_over_loop", "peak_mem_ratio"):
+      "lead_over_plain":
+          round(best["lead"] / best["plain"], 3), "lead_subset_over_plain":
+              round(best["lead_subset"] / best["plain"], 3), "lead_over_lead_no_projection":
+                  round(best["lead"] / best["lead_no_projection"], 3),
+      f"lead_over_plain_b{big}_micro{b}":
+          round(best[f"lead_b{big}_micro{b}"] / best[f"plain_b{big}_micro{b}"],
+                3), f"lead_jvp_over_plain_b{big}_micro{b}":
+                    round(best[f"lead_jvp_b{big}_micro{b}"] / best[f"plain_b{big}_micro{b}"],
+                          3), "vmap_over_loop":
+                              round(best["vmap"] / best["loop"], 3), "peak_mem_ratio":
+                                  round(mem["lead"] / mem["plain"],
+                                        3), f"peak_mem_lead_b{big}_micro{b}_over_lead_b{b}":
+                                            round(mem[f"lead_b{big}_micro{b}"] / mem["lead"], 3),
+      f"peak_mem_lead_jvp_b{big}_micro{b}_over_lead_b{b}":
+          round(mem[f"lead_jvp_b{big}_micro{b}"] / mem["lead"],
+                3), f"peak_mem_lead_b{big}_unchunked_over_lead_b{b}":
+                    round(mem[f"lead_b{big}_unchunked"] / mem["lead"],
+                          3), "seconds": {k: round(v, 4) for k, v in best.items()}, "peak_bytes":
+                              mem, "batch":
+                                  b, "length":
+                                      length, "projection_dim":
+                                          config.train.projection_dim, "projection_targets":
+                                              list(config.train.projection_targets), "backend":
+                                                  jax.default_backend()
+  }
+  for key in ("lead_over_plain", "lead_over_lead_no_projection", f"lead_over_plain_b{big}_micro{b}",
+              f"lead_jvp_over_plain_b{big}_micro{b}", "vmap_over_loop", "peak_mem_ratio"):
     print(f"{key:28s} {result[key]}")
   print(json.dumps(result))
 

@@ -42,16 +42,17 @@ def main(argv):
     lake, t_lake = _timed(lambda: synthetic.write_lake(f"{tmp}/lake", seed=0, size=n))
     result, t_read = _timed(lambda: formats.read(lake["train"]))
     template = templates.resolve(tok, config.template)
-    (pool, _), t_tok = _timed(lambda: pool_lib.build(result.records, tok, template,
-                                                     config.max_length))
+    (pool,
+     _), t_tok = _timed(lambda: pool_lib.build(result.records, tok, template, config.max_length))
     cold, t_cold = _timed(lambda: load_pool(config, tok, f"{tmp}/wd", lake["train"]))
     _, t_hit = _timed(lambda: load_pool(config, tok, f"{tmp}/wd", lake["train"]))
-  out = {"samples": n, "tokens": int(pool.length_N.sum()), "tokenizer": _TOKENIZER.value,
-         "lake_write_s": round(t_lake, 3), "read_validate_s": round(t_read, 3),
-         "tokenize_s": round(t_tok, 3), "load_pool_cold_s": round(t_cold, 3),
-         "cache_hit_s": round(t_hit, 3),
-         "read_samples_per_s": round(n / t_read), "tokenize_samples_per_s": round(n / t_tok),
-         "samples_per_s": round(len(cold) / t_cold)}
+  out = {
+      "samples": n, "tokens": int(pool.length_N.sum()
+                                 ), "tokenizer": _TOKENIZER.value, "lake_write_s": round(t_lake, 3),
+      "read_validate_s": round(t_read, 3), "tokenize_s": round(t_tok, 3), "load_pool_cold_s": round(
+          t_cold, 3), "cache_hit_s": round(t_hit, 3), "read_samples_per_s": round(n / t_read),
+      "tokenize_samples_per_s": round(n / t_tok), "samples_per_s": round(len(cold) / t_cold)
+  }
   for k, v in out.items():
     print(f"{k:>24}: {v}")
   print(json.dumps(out))

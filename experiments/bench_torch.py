@@ -187,8 +187,9 @@ def random_adapters(model_config, base, key, scale: float = 0.05, seed: int = 0)
   rng = np.random.default_rng(seed)
   flat = paths.flatten(lora_lib.init(model_config.lora, base, key))
   return paths.unflatten({
-      p: jnp.asarray(rng.normal(0.0, scale, x.shape).astype(np.float32))
-      if p.endswith("/b") else x for p, x in flat.items()})
+      p: jnp.asarray(rng.normal(0.0, scale, x.shape).astype(np.float32)) if p.endswith("/b") else x
+      for p, x in flat.items()
+  })
 
 
 def lora_module_names(model_config, base) -> list[str]:
@@ -206,8 +207,8 @@ def torch_name(path: str, layer: int) -> str:
 # --------------------------------------------------------------------------- torch side
 def torch_peft(hf_dir: str, model_config, base, attn: str):
   """transformers' LlamaForCausalLM from `hf_dir` with peft LoRA (our rank, alpha)."""
-  model = transformers.LlamaForCausalLM.from_pretrained(
-      hf_dir, dtype=torch.float32, attn_implementation=attn)
+  model = transformers.LlamaForCausalLM.from_pretrained(hf_dir, dtype=torch.float32,
+                                                        attn_implementation=attn)
   lc = model_config.lora
   cfg = peft.LoraConfig(r=lc.rank, lora_alpha=lc.alpha, lora_dropout=0.0, bias="none",
                         target_modules=lora_module_names(model_config, base))
@@ -230,9 +231,8 @@ def torch_batch(batch: dict) -> dict:
 
 def torch_example_losses(logits_BxLxV, tokens_BxL, loss_mask_BxL):
   """(loss_B, n_B): token-mean cross-entropy over response targets, per row."""
-  ce = torch.nn.functional.cross_entropy(
-      logits_BxLxV[:, :-1].float().transpose(1, 2), tokens_BxL[:, 1:].long(),
-      reduction="none")
+  ce = torch.nn.functional.cross_entropy(logits_BxLxV[:, :-1].float().transpose(1, 2),
+                                         tokens_BxL[:, 1:].long(), reduction="none")
   m = loss_mask_BxL[:, 1:].float()
   n_B = m.sum(1)
   return (ce * m).sum(1) / n_B.clamp(min=1.0), n_B
@@ -249,8 +249,7 @@ def torch_train_fn(model, tb: dict, optim_cfg):
   """A zero-argument LoRA step: forward, backward, clip, AdamW (optim_cfg's)."""
   params = [p for p in model.parameters() if p.requires_grad]
   opt = torch.optim.AdamW(params, lr=optim_cfg.lr, betas=(optim_cfg.b1, optim_cfg.b2),
-                          eps=optim_cfg.eps, weight_decay=optim_cfg.weight_decay,
-                          foreach=True)
+                          eps=optim_cfg.eps, weight_decay=optim_cfg.weight_decay, foreach=True)
 
   def step():
     logits = model(input_ids=tb["tokens_BxL"].long(),
@@ -264,6 +263,7 @@ def torch_train_fn(model, tb: dict, optim_cfg):
       torch.nn.utils.clip_grad_norm_(params, optim_cfg.clip_norm, foreach=True)
     opt.step()
     return loss.detach()
+
   return step
 
 
@@ -299,12 +299,12 @@ def ours_per_example_fn(model_config, base, lora, batch):
 
 
 # --------------------------------------------------------------------------- agreement
-def agreement(model_config, params, batch: dict, ours: dict, score_model,
-              vmap_model) -> dict:
+def agreement(model_config, params, batch: dict, ours: dict, score_model, vmap_model) -> dict:
   """Max abs differences, ours - torch: logits, loss_B and per-example gradients
   (`ours`: the "score" and "per_example" functions above, on `params` and `batch`)."""
-  ours_logits = np.asarray(jax.jit(functools.partial(model_lib.forward, model_config))(
-      params, batch["tokens_BxL"], batch["attention_mask_BxL"]))
+  ours_logits = np.asarray(
+      jax.jit(functools.partial(model_lib.forward, model_config))(params, batch["tokens_BxL"],
+                                                                  batch["attention_mask_BxL"]))
   tb = torch_batch(batch)
   with torch.inference_mode():
     ref_logits = score_model(input_ids=tb["tokens_BxL"].long(),
@@ -319,19 +319,22 @@ def agreement(model_config, params, batch: dict, ours: dict, score_model,
       ref = np.swapaxes(ref_g[torch_name(path, layer)], -1, -2)
       g_diff = max(g_diff, float(np.abs(x[:, layer] - ref).max()))
       g_max = max(g_max, float(np.abs(ref).max()))
-  return {"logits_max_abs_diff": float(np.abs(ours_logits - ref_logits).max()),
-          "logits_max_abs": float(np.abs(ref_logits).max()),
-          "loss_max_abs_diff": float(np.abs(ours_loss - ref_loss).max()),
-          "loss_B_ours": [round(float(x), 5) for x in ours_loss],
-          "grads_max_abs_diff": g_diff, "grads_max_abs": g_max}
+  return {
+      "logits_max_abs_diff": float(np.abs(ours_logits - ref_logits).max()), "logits_max_abs": float(
+          np.abs(ref_logits).max()), "loss_max_abs_diff": float(np.abs(ours_loss - ref_loss).max()),
+      "loss_B_ours": [round(float(x), 5) for x in ours_loss], "grads_max_abs_diff": g_diff,
+      "grads_max_abs": g_max
+  }
 
 
 # --------------------------------------------------------------------------- timing
 def _timed(fn, sync=lambda x: x):
+
   def run():
     start = time.perf_counter()
     sync(fn())
     return time.perf_counter() - start
+
   return run
 
 
@@ -348,23 +351,26 @@ def bench_model(name: str, config, hf_dir: str, rows: int, length: int, reps: in
   lora = random_adapters(model_config, base, jax.random.key(1))
   batch = bench_step._batch(rows, length)  # pylint: disable=protected-access
   score_model = torch_peft(hf_dir, model_config, base, attn[0])
-  vmap_model = score_model if attn[1] == attn[0] else torch_peft(
-      hf_dir, model_config, base, attn[1])
+  vmap_model = score_model if attn[1] == attn[0] else torch_peft(hf_dir, model_config, base,
+                                                                 attn[1])
   for m in {id(score_model): score_model, id(vmap_model): vmap_model}.values():
     copy_adapters(m, lora)
-  ours = {"score": ours_score_fn(model_config, base, lora, batch),
-          "per_example": ours_per_example_fn(model_config, base, lora, batch)}
-  check = agreement(model_config, {"params": base, "lora": lora}, batch, ours,
-                    score_model, vmap_model)
+  ours = {
+      "score": ours_score_fn(model_config, base, lora, batch),
+      "per_example": ours_per_example_fn(model_config, base, lora, batch)
+  }
+  check = agreement(model_config, {"params": base, "lora": lora}, batch, ours, score_model,
+                    vmap_model)
   tb = torch_batch(batch)
   train_variant = bench_step.Variant(config, "plain", rows, rows, length)
   timers = {
       "ours_score": _timed(ours["score"], jax.block_until_ready),
-      "torch_score": _timed(lambda: torch_score(score_model, tb)),
-      "ours_train_step": train_variant,
-      "torch_train_step": _timed(torch_train_fn(score_model, tb, config.optim)),
-      "ours_per_example": _timed(ours["per_example"], jax.block_until_ready),
-      "torch_per_example": _timed(torch_per_example_fn(vmap_model, tb))}
+      "torch_score": _timed(lambda: torch_score(score_model, tb)), "ours_train_step": train_variant,
+      "torch_train_step": _timed(torch_train_fn(score_model, tb, config.optim)
+                                ), "ours_per_example": _timed(ours["per_example"],
+                                                              jax.block_until_ready),
+      "torch_per_example": _timed(torch_per_example_fn(vmap_model, tb))
+  }
   best = bench_step.min_seconds(timers, reps)
   mem = {k: peak_rss_delta(fn) for k, fn in timers.items()}
   out = {f"{name}_agreement": check}
@@ -374,14 +380,16 @@ def bench_model(name: str, config, hf_dir: str, rows: int, length: int, reps: in
     out[f"{name}_peak_mem_{row}_ours_over_torch"] = round(
         mem[f"ours_{row}"] / max(mem[f"torch_{row}"], 1), 3)
   out[f"{name}_score_tokens_per_s"] = {
-      side: round(rows * length / best[f"{side}_score"]) for side in ("ours", "torch")}
+      side: round(rows * length / best[f"{side}_score"]) for side in ("ours", "torch")
+  }
   out[f"{name}_seconds"] = {k: round(v, 4) for k, v in best.items()}
   out[f"{name}_peak_rss_bytes"] = mem
   if compiled_memory:  # a second compilation of the step
     out[f"{name}_compiled_peak_bytes_ours_train_step"] = train_variant.peak_bytes()
-  out[f"{name}_shape"] = {"batch": rows, "length": length,
-                          "params": int(sum(x.size for x in jax.tree.leaves(base))),
-                          "lora_params": lora_lib.count(lora)}
+  out[f"{name}_shape"] = {
+      "batch": rows, "length": length, "params": int(sum(x.size for x in jax.tree.leaves(base))),
+      "lora_params": lora_lib.count(lora)
+  }
   return out
 
 
@@ -411,25 +419,29 @@ def main(argv):
   warnings.filterwarnings("ignore", category=FutureWarning)
   transformers.logging.set_verbosity_error()
   attn = (_TORCH_ATTN.value, _TORCH_VMAP_ATTN.value)
-  result = {"threads": threads, "torch_threads": torch.get_num_threads(), "reps": _REPS.value,
-            "kept": "minimum", "dtype": "float32", "torch_attn": list(attn),
-            "backend": jax.default_backend(),
-            "versions": {"jax": jax.__version__, "torch": torch.__version__,
-                         "transformers": transformers.__version__, "peft": peft.__version__}}
+  result = {
+      "threads": threads, "torch_threads": torch.get_num_threads(), "reps": _REPS.value,
+      "kept": "minimum", "dtype": "float32", "torch_attn": list(attn),
+      "backend": jax.default_backend(), "versions": {
+          "jax": jax.__version__, "torch": torch.__version__,
+          "transformers": transformers.__version__, "peft": peft.__version__
+      }
+  }
   with tempfile.TemporaryDirectory() as scratch:
     config = base_config.get_config()
     tiny_dir = os.path.join(scratch, "tiny")
     export_base(config, tiny_dir)
-    result.update(bench_model("tiny", config, tiny_dir, _BATCH.value, _LENGTH.value,
-                              _REPS.value, attn))
+    result.update(
+        bench_model("tiny", config, tiny_dir, _BATCH.value, _LENGTH.value, _REPS.value, attn))
     smol = smollm2_dir(_SMOLLM2.value, scratch)
     if smol is None:
       print(f"skip smollm2: no asset at {_SMOLLM2.value} "
             "(python -m experiments.fetch_assets --only smollm2)")
     else:
       config.model.checkpoint = smol
-      result.update(bench_model("smollm2", config, smol, _SMOLLM2_BATCH.value,
-                                _LENGTH.value, _REPS.value, attn))
+      result.update(
+          bench_model("smollm2", config, smol, _SMOLLM2_BATCH.value, _LENGTH.value, _REPS.value,
+                      attn))
   _print_summary(result)
   print(json.dumps(result))
 

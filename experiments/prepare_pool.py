@@ -39,8 +39,7 @@ def prepare() -> str:
   splits, rejects = {}, []
   for split, path in (("train", _TRAIN.value), ("test", _TEST.value), ("dev", _DEV.value)):
     if path:
-      result = formats.read(path, _FORMAT.value, _TASK.value, _ON_ERROR.value,
-                            _MAX_BYTES.value)
+      result = formats.read(path, _FORMAT.value, _TASK.value, _ON_ERROR.value, _MAX_BYTES.value)
       splits[split] = result.records
       rejects += result.rejects
       print(f"{split}: {len(result.records)} records from {path}, "
@@ -50,8 +49,9 @@ def prepare() -> str:
     report = os.path.join(_DATA_DIR.value, f"{_NAME.value}.rejects.jsonl")
     with open(report, "w", encoding="utf-8") as f:
       for r in rejects:
-        f.write(json.dumps({"where": r.where, "reason": r.reason, "message": r.message},
-                           ensure_ascii=False) + "\n")
+        f.write(
+            json.dumps({"where": r.where, "reason": r.reason, "message": r.message},
+                       ensure_ascii=False) + "\n")
     print(f"rejects report: {report}")
   return out
 

@@ -18,8 +18,8 @@ from ml_collections import config_flags
 
 from lead_jax.data import DataError
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "experiment config file (configs/*.py)", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py)",
+                                          lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory: checkpoints, metrics, caches")
 flags.mark_flags_as_required(["config", "workdir"])
 

@@ -59,11 +59,16 @@ def _flag(key: str, value) -> str:
 def command(v: suites.Variant, seed: int, results: str, config: str, extra: dict,
             matched: dict) -> list[str]:
   """The `experiments.run` command line of one run."""
-  over = {**{k: str(x).format(results=results) for k, x in suites.COMMON.items()},
-          **v.overrides, **matched, **extra}
-  return [sys.executable, "-m", "experiments.run", "--config", config,
-          "--workdir", suites.run_dir(results, v.name, seed), _flag("seed", seed),
-          _flag("method", v.method), *(_flag(k, x) for k, x in sorted(over.items()))]
+  over = {
+      **{k: str(x).format(results=results) for k, x in suites.COMMON.items()}, **v.overrides,
+      **matched, **extra
+  }
+  return [
+      sys.executable, "-m", "experiments.run", "--config", config, "--workdir",
+      suites.run_dir(results, v.name, seed),
+      _flag("seed", seed),
+      _flag("method", v.method), *(_flag(k, x) for k, x in sorted(over.items()))
+  ]
 
 
 def ordered(variants, wanted) -> list:
@@ -125,8 +130,8 @@ def run_one(v, seed: int, results: str, config: str, extra: dict) -> str:
   t0 = time.monotonic()
   with open(os.path.join(results, "logs", f"{v.name}-seed{seed}.log"), "a",
             encoding="utf-8") as log:
-    rc = subprocess.run(cmd, cwd=ROOT, env=_env(results), stdout=log,
-                        stderr=subprocess.STDOUT, check=False).returncode
+    rc = subprocess.run(cmd, cwd=ROOT, env=_env(results), stdout=log, stderr=subprocess.STDOUT,
+                        check=False).returncode
   record.update(returncode=rc, process_seconds=round(time.monotonic() - t0, 2))
   with open(os.path.join(workdir, "suite_run.json"), "w", encoding="utf-8") as f:
     json.dump(record, f, indent=1)
@@ -145,8 +150,9 @@ def main(argv):
   for n, (seed, v) in enumerate(todo, 1):
     t0 = time.monotonic()
     status = run_one(v, seed, results, _CONFIG.value, extra)
-    print(f"[{n}/{len(todo)}] {v.name} seed {seed}: {status} ({time.monotonic() - t0:.0f} s, "
-          f"{(time.monotonic() - start) / 60:.1f} min in all)", flush=True)
+    print(
+        f"[{n}/{len(todo)}] {v.name} seed {seed}: {status} ({time.monotonic() - t0:.0f} s, "
+        f"{(time.monotonic() - start) / 60:.1f} min in all)", flush=True)
     if status in ("failed", "blocked"):
       failed.append(f"{v.name}/seed{seed}")
   if failed:

@@ -33,8 +33,8 @@ def _scatter(plt, summary, x: str, ys, out_dir: str, name: str, xlabel: str) -> 
     for s in summary:
       ax.errorbar(s[f"{x}_mean"], s[f"{y}_mean"], xerr=_sd(s, x), yerr=_sd(s, y), fmt="o",
                   capsize=3, label=s["variant"])
-      ax.annotate(s["variant"], (s[f"{x}_mean"], s[f"{y}_mean"]), fontsize=7,
-                  xytext=(3, 3), textcoords="offset points")
+      ax.annotate(s["variant"], (s[f"{x}_mean"], s[f"{y}_mean"]), fontsize=7, xytext=(3, 3),
+                  textcoords="offset points")
     ax.set(xlabel=xlabel, ylabel=ylabel)
   return save_figure(plt, fig, out_dir, name)
 
@@ -42,10 +42,10 @@ def _scatter(plt, summary, x: str, ys, out_dir: str, name: str, xlabel: str) -> 
 def _bars(plt, summary, suite: str, out_dir: str) -> str:
   fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(summary) + 3), 4))
   names = [s["variant"] for s in summary]
-  for ax, (key, label) in zip(axes, (("test_loss", "held-out loss"),
-                                     ("exact_match", "exact match"))):
-    ax.bar(names, [s[f"{key}_mean"] for s in summary],
-           yerr=[_sd(s, key) for s in summary], capsize=3)
+  for ax, (key, label) in zip(axes,
+                              (("test_loss", "held-out loss"), ("exact_match", "exact match"))):
+    ax.bar(names, [s[f"{key}_mean"] for s in summary], yerr=[_sd(s, key) for s in summary],
+           capsize=3)
     ax.set(ylabel=label, title=f"{suite}: {label} (mean ± sd over seeds)")
     ax.tick_params(axis="x", rotation=60, labelsize=7)
   return save_figure(plt, fig, out_dir, f"{suite}_bars.png")
@@ -54,24 +54,23 @@ def _bars(plt, summary, suite: str, out_dir: str) -> str:
 def _bandit(plt, rows, results: str, suite: str, out_dir: str):
   panels = {}
   for r in rows:
-    lines = outputs.read_jsonl(os.path.join(suites.run_dir(results, r["variant"], r["seed"]),
-                                            outputs.BANDIT))
+    lines = outputs.read_jsonl(
+        os.path.join(suites.run_dir(results, r["variant"], r["seed"]), outputs.BANDIT))
     if lines:
       panels.setdefault(r["variant"], []).append(np.array([x["probabilities"] for x in lines]))
   if not panels:
     return None
   cols = min(3, len(panels))
-  fig, axes = plt.subplots(math.ceil(len(panels) / cols), cols,
-                           figsize=(5 * cols, 3.3 * math.ceil(len(panels) / cols)),
-                           squeeze=False)
+  fig, axes = plt.subplots(
+      math.ceil(len(panels) / cols), cols, figsize=(5 * cols, 3.3 * math.ceil(len(panels) / cols)),
+      squeeze=False)
   for ax, (name, runs) in zip(axes.flat, panels.items()):
     t = min(p.shape[0] for p in runs)
     runs = [p[:t] for p in runs if p.shape[1] == runs[0].shape[1]]
     mean_TxC = np.mean(runs, axis=0)
     for c in range(mean_TxC.shape[1]):
       ax.plot(np.arange(t), mean_TxC[:, c], marker=".", label=f"cluster {c}")
-    ax.set(title=f"{name} (mean of {len(runs)} seeds)", xlabel="iteration",
-           ylabel="probability")
+    ax.set(title=f"{name} (mean of {len(runs)} seeds)", xlabel="iteration", ylabel="probability")
     ax.legend(fontsize=6, ncol=2)
   for ax in list(axes.flat)[len(panels):]:
     ax.axis("off")
@@ -83,12 +82,16 @@ def _scaling(plt, rows, out_dir: str) -> str:
   for method in ("lead", "iterative_rescore"):
     sizes = sorted({r["pool_size"] for r in rows if r["method"] == method})
     for key, style in (("wall_seconds", "-o"), ("pool_work_s", "--x")):
-      vals = [[r["wall_seconds"] if key == "wall_seconds" else r["offline_s"] + r["selection_s"]
-               for r in rows if r["method"] == method and r["pool_size"] == n] for n in sizes]
-      ax.errorbar(sizes, [np.mean(v) for v in vals],
-                  yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals], fmt=style,
-                  capsize=3, label=f"{method}: " + ("end to end" if key == "wall_seconds"
-                                                    else "offline + selection"))
+      vals = [[
+          r["wall_seconds"] if key == "wall_seconds" else r["offline_s"] + r["selection_s"]
+          for r in rows
+          if r["method"] == method and r["pool_size"] == n
+      ]
+              for n in sizes]
+      ax.errorbar(
+          sizes, [np.mean(v) for v in vals],
+          yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals], fmt=style, capsize=3,
+          label=f"{method}: " + ("end to end" if key == "wall_seconds" else "offline + selection"))
   ax.set(xlabel="pool size N", ylabel="wall seconds", title="LEAD vs iterative re-scoring")
   ax.legend(fontsize=7)
   return save_figure(plt, fig, out_dir, "efficiency_scaling.png")
@@ -105,7 +108,8 @@ def write(suite: str, summary, rows, results: str, out_dir: str) -> list[str]:
       _scatter(plt, summary, "wall_seconds", (("test_loss", "held-out loss"),), out_dir,
                f"{suite}_vs_wall.png", "end-to-end wall seconds"),
       _bars(plt, summary, suite, out_dir),
-      _bandit(plt, rows, results, suite, out_dir)]
+      _bandit(plt, rows, results, suite, out_dir)
+  ]
   if suite == "efficiency":
     paths.append(_scaling(plt, rows, out_dir))
   return [p for p in paths if p]

@@ -80,9 +80,11 @@ def matched(method: str, lead_final: Mapping, lead_dir: str = "") -> dict:
     if not lead_dir:
       raise ValueError("matched: method replay needs the reference run's directory")
     return {"select.budget_samples": selected, "select.replay_from": lead_dir}
-  return {"select.budget_samples": selected,
-          "loop.static_epochs": (1.0 if method == "full" else
-                                 lead_final["train_sample_passes"] / max(selected, 1))}
+  return {
+      "select.budget_samples":
+          selected, "loop.static_epochs":
+              (1.0 if method == "full" else lead_final["train_sample_passes"] / max(selected, 1))
+  }
 
 
 LEAD = _v("lead", "lead", "LEAD (all components)")
@@ -95,16 +97,13 @@ LEAD_REPLAY = _v("lead_replay", "replay",
                  "diagnostic: LEAD's trained samples and passes, shuffled (not a method)",
                  matched_to="lead")
 
-MAIN = (LEAD,
-        _v("full", "full", "all data, 1 epoch"),
-        *(_v(m, m, matched_to="lead") for m in ONE_SHOT),
-        _v("odm", "odm", "ODM (EXP3, loss reward, random in cluster)"),
-        RESCORE, ORACLE, LEAD_REPLAY)
+MAIN = (LEAD, _v("full", "full",
+                 "all data, 1 epoch"), *(_v(m, m, matched_to="lead") for m in ONE_SHOT),
+        _v("odm", "odm",
+           "ODM (EXP3, loss reward, random in cluster)"), RESCORE, ORACLE, LEAD_REPLAY)
 
-ABLATION = (LEAD,
-            _v("lead_no_idu", "lead", "no IDU (static IDU_0 ranking, b = 0)", idu__b=0.0),
-            _v("lead_no_bandit", "lead", "no bandit (uniform clusters)",
-               bandit__algo="uniform"),
+ABLATION = (LEAD, _v("lead_no_idu", "lead", "no IDU (static IDU_0 ranking, b = 0)", idu__b=0.0),
+            _v("lead_no_bandit", "lead", "no bandit (uniform clusters)", bandit__algo="uniform"),
             _v("lead_no_strata", "lead", "no task strata", select__stratify_by_task=False),
             _v("lead_grad_none", "lead", "grad_term none", idu__grad_term="none"),
             _v("lead_grad_history", "lead", "grad_term history", idu__grad_term="history"),
@@ -124,8 +123,8 @@ def _sensitivity():
     out.append(_v(f"lead_rho{r}", "lead", f"sample_rate = {r}", select__sample_rate=r))
   for f in (0.025, 0.1):  # metric vs budget: LEAD and random at each budget
     out.append(_v(f"lead_budget{f}", "lead", f"budget {f:.1%}", select__budget_fraction=f))
-    out.append(_v(f"random_budget{f}", "random", f"random, budget {f:.1%}",
-                  matched_to=f"lead_budget{f}"))
+    out.append(
+        _v(f"random_budget{f}", "random", f"random, budget {f:.1%}", matched_to=f"lead_budget{f}"))
   return tuple(out)
 
 
@@ -139,13 +138,15 @@ def _efficiency(base_size: int = 10000, budget: int = 500, rho: float = 0.03):
     over = dict(data__synthetic__size=base_size * m, select__budget_samples=budget,
                 select__sample_rate=rho / m)
     out.append(_v(f"lead_{m}N", "lead", f"LEAD, N x {m}", **over))
-    out.append(_v(f"iterative_rescore_{m}N", "iterative_rescore",
-                  f"iterative re-scoring, N x {m}", **over))
+    out.append(
+        _v(f"iterative_rescore_{m}N", "iterative_rescore", f"iterative re-scoring, N x {m}",
+           **over))
   return tuple(out)
 
 
-SUITES = {"main": MAIN, "ablation": ABLATION, "sensitivity": _sensitivity(),
-          "efficiency": _efficiency()}
+SUITES = {
+    "main": MAIN, "ablation": ABLATION, "sensitivity": _sensitivity(), "efficiency": _efficiency()
+}
 
 
 def get(name: str) -> tuple[Variant, ...]:

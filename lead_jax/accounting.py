@@ -51,9 +51,10 @@ def passes_of_batch(batch: Mapping[str, np.ndarray], backward: bool) -> dict[str
   real_B = ~np.asarray(batch["is_pad_B"])
   tokens = int(np.asarray(batch["attention_mask_BxL"])[real_B].sum())
   samples = int(real_B.sum())
-  return {"forward_samples": samples, "forward_tokens": tokens,
-          "backward_samples": samples if backward else 0,
-          "backward_tokens": tokens if backward else 0}
+  return {
+      "forward_samples": samples, "forward_tokens": tokens,
+      "backward_samples": samples if backward else 0, "backward_tokens": tokens if backward else 0
+  }
 
 
 def add(ledger: Ledger, phase: str, activity: str, counts: Mapping[str, int]) -> Ledger:
@@ -72,8 +73,8 @@ def add(ledger: Ledger, phase: str, activity: str, counts: Mapping[str, int]) ->
 def add_seconds(ledger: Ledger, phase: str, seconds: float) -> Ledger:
   if phase not in WALL_PHASES:
     raise ValueError(f"accounting: wall phase {phase!r}; use one of {WALL_PHASES}")
-  return dataclasses.replace(ledger, seconds=dict(ledger.seconds,
-                                                  **{phase: ledger.seconds[phase] + seconds}))
+  return dataclasses.replace(
+      ledger, seconds=dict(ledger.seconds, **{phase: ledger.seconds[phase] + seconds}))
 
 
 def phase_totals(ledger: Ledger, phase: str) -> dict[str, int]:
@@ -87,8 +88,10 @@ def totals(ledger: Ledger) -> dict[str, int]:
 
 def forward_sample_passes(ledger: Ledger) -> int:
   """Forward-only scoring passes outside training steps (offline and selection)."""
-  return sum(row["forward_samples"] for p in ("offline", "selection")
-             for a, row in ledger.passes[p].items() if a in SCORING)
+  return sum(row["forward_samples"]
+             for p in ("offline", "selection")
+             for a, row in ledger.passes[p].items()
+             if a in SCORING)
 
 
 def wall_seconds(ledger: Ledger) -> float:
@@ -97,17 +100,26 @@ def wall_seconds(ledger: Ledger) -> float:
 
 def to_dict(ledger: Ledger) -> dict:
   """The JSON form: per phase its activities and totals, plus the run totals."""
-  phases = {p: {"activities": {a: dict(r) for a, r in sorted(ledger.passes[p].items())},
-                "totals": phase_totals(ledger, p)} for p in PHASES}
-  return {"phases": phases, "totals": totals(ledger),
-          "forward_sample_passes": forward_sample_passes(ledger),
-          "wall_seconds": {**{p: round(s, 3) for p, s in ledger.seconds.items()},
-                           "total": round(wall_seconds(ledger), 3)}}
+  phases = {
+      p: {
+          "activities": {a: dict(r) for a, r in sorted(ledger.passes[p].items())},
+          "totals": phase_totals(ledger, p)
+      } for p in PHASES
+  }
+  return {
+      "phases": phases, "totals": totals(ledger),
+      "forward_sample_passes": forward_sample_passes(ledger), "wall_seconds": {
+          **{p: round(s, 3) for p, s in ledger.seconds.items()},
+          "total": round(wall_seconds(ledger), 3)
+      }
+  }
 
 
 def from_dict(d: Mapping) -> Ledger:
-  passes = {p: {a: {c: int(r[c]) for c in COUNTERS}
-                for a, r in d["phases"][p]["activities"].items()} for p in PHASES}
+  passes = {
+      p: {a: {c: int(r[c]) for c in COUNTERS} for a, r in d["phases"][p]["activities"].items()}
+      for p in PHASES
+  }
   seconds = {p: float(d["wall_seconds"].get(p, 0.0)) for p in WALL_PHASES}
   return Ledger(passes, seconds)
 

@@ -51,9 +51,9 @@ class BanditState:
 def init(num_arms: int) -> BanditState:
   if num_arms < 1:
     raise ValueError(f"bandit.init: num_arms must be >= 1, got {num_arms}.")
-  return BanditState(log_w_C=np.zeros(num_arms, np.float64),
-                     rewards_H=np.zeros(0, np.float64),
-                     pulls_C=np.zeros(num_arms, np.int64))
+  return BanditState(
+      log_w_C=np.zeros(num_arms, np.float64), rewards_H=np.zeros(0, np.float64),
+      pulls_C=np.zeros(num_arms, np.int64))
 
 
 def _check_cfg(cfg) -> None:
@@ -62,8 +62,7 @@ def _check_cfg(cfg) -> None:
   if not 0.0 < cfg.gamma <= 1.0:
     raise ValueError(f"bandit.gamma must be in (0, 1], got {cfg.gamma}.")
   if cfg.algo == "exp3s" and not 0.0 <= cfg.exp3s_alpha < 1.0:
-    raise ValueError(
-        f"bandit.exp3s_alpha must be in [0, 1), got {cfg.exp3s_alpha}.")
+    raise ValueError(f"bandit.exp3s_alpha must be in [0, 1), got {cfg.exp3s_alpha}.")
 
 
 def probabilities(state: BanditState, cfg) -> np.ndarray:
@@ -76,8 +75,7 @@ def probabilities(state: BanditState, cfg) -> np.ndarray:
   return (1.0 - cfg.gamma) * w / w.sum() + cfg.gamma / k
 
 
-def draw(state: BanditState, cfg,
-         rng: np.random.Generator) -> tuple[int, np.ndarray]:
+def draw(state: BanditState, cfg, rng: np.random.Generator) -> tuple[int, np.ndarray]:
   """Draws an arm; returns (arm, p_C), the probabilities it was drawn with."""
   p_C = probabilities(state, cfg)
   arm = int(rng.choice(state.num_arms, p=p_C))
@@ -95,12 +93,10 @@ def normalise(rewards_H: np.ndarray) -> float:
 def update(state: BanditState, cfg, arm: int, reward: float) -> BanditState:
   """The state after arm `arm` (drawn from `state`) received `reward`."""
   if not 0 <= arm < state.num_arms:
-    raise ValueError(
-        f"bandit.update: arm {arm} out of range [0, {state.num_arms}).")
+    raise ValueError(f"bandit.update: arm {arm} out of range [0, {state.num_arms}).")
   if not math.isfinite(reward):
-    raise ValueError(
-        f"bandit.update: reward for arm {arm} is {reward}; rewards must be "
-        "finite (check the IDU update or the dev loss that produced it).")
+    raise ValueError(f"bandit.update: reward for arm {arm} is {reward}; rewards must be "
+                     "finite (check the IDU update or the dev loss that produced it).")
   p_C = probabilities(state, cfg)
   rewards_H = np.append(state.rewards_H, float(reward))
   pulls_C = state.pulls_C.copy()
@@ -112,8 +108,7 @@ def update(state: BanditState, cfg, arm: int, reward: float) -> BanditState:
   if cfg.algo == "exp3":
     log_w_C[arm] += cfg.gamma * xhat_C[arm] / k
   elif cfg.algo == "exp3s":
-    log_w_C = _exp3s_log_weights(state.log_w_C, xhat_C, cfg.gamma,
-                                 cfg.exp3s_alpha)
+    log_w_C = _exp3s_log_weights(state.log_w_C, xhat_C, cfg.gamma, cfg.exp3s_alpha)
   return BanditState(log_w_C=log_w_C, rewards_H=rewards_H, pulls_C=pulls_C)
 
 
@@ -130,8 +125,7 @@ def _exp3s_log_weights(log_w_C, xhat_C, gamma, alpha) -> np.ndarray:
 
 
 def to_dict(state: BanditState) -> dict[str, np.ndarray]:
-  return {f.name: np.array(getattr(state, f.name))
-          for f in dataclasses.fields(state)}
+  return {f.name: np.array(getattr(state, f.name)) for f in dataclasses.fields(state)}
 
 
 def from_dict(d) -> BanditState:
@@ -139,6 +133,6 @@ def from_dict(d) -> BanditState:
   if set(d) != names:
     raise ValueError(f"bandit.from_dict: expected keys {sorted(names)}, got "
                      f"{sorted(d)}; the checkpoint is not a bandit state.")
-  return BanditState(log_w_C=np.array(d["log_w_C"], np.float64),
-                     rewards_H=np.array(d["rewards_H"], np.float64),
-                     pulls_C=np.array(d["pulls_C"], np.int64))
+  return BanditState(
+      log_w_C=np.array(d["log_w_C"], np.float64), rewards_H=np.array(d["rewards_H"], np.float64),
+      pulls_C=np.array(d["pulls_C"], np.int64))

@@ -46,8 +46,9 @@ PARTIAL = ".partial"  # suffix of a base directory while it is being built
 def fingerprint(pretrain_cfg) -> str:
   """The key of the base `pretrain_cfg` builds from the current corpus."""
   return data_cache.fingerprint({
-      "stage": "pretrain_base", "base_version": BASE_VERSION,
-      "corpus_version": corpus.VERSION, "pretrain": pretrain_cfg.to_dict()})
+      "stage": "pretrain_base", "base_version": BASE_VERSION, "corpus_version": corpus.VERSION,
+      "pretrain": pretrain_cfg.to_dict()
+  })
 
 
 def base_dir(pretrain_cfg) -> str:
@@ -56,10 +57,14 @@ def base_dir(pretrain_cfg) -> str:
 
 
 def _file_table(directory: str) -> dict:
-  return {name: {"size": os.path.getsize(os.path.join(directory, name)),
-                 "sha256": data_cache.file_digest(os.path.join(directory, name))}
-          for name in sorted(os.listdir(directory))
-          if name != MANIFEST and os.path.isfile(os.path.join(directory, name))}
+  return {
+      name: {
+          "size": os.path.getsize(os.path.join(directory, name)),
+          "sha256": data_cache.file_digest(os.path.join(directory, name))
+      }
+      for name in sorted(os.listdir(directory))
+      if name != MANIFEST and os.path.isfile(os.path.join(directory, name))
+  }
 
 
 def problem(directory: str, expected: str) -> Optional[str]:
@@ -89,11 +94,12 @@ def build(pretrain_cfg, out_dir: str, max_steps: Optional[int] = None) -> Option
   summary = pretrain.train(pretrain_cfg, documents, heldout, out_dir, max_steps=max_steps)
   if summary is None:
     return None
-  manifest = {"fingerprint": fingerprint(pretrain_cfg),
-              "config": pretrain_cfg.to_dict(), "tokens": summary["tokens"],
-              "seconds": summary["seconds"], "final_loss": summary["final_loss"],
-              "heldout_initial": summary["heldout_initial"],
-              "heldout_final": summary["heldout_final"], "files": _file_table(out_dir)}
+  manifest = {
+      "fingerprint": fingerprint(pretrain_cfg), "config": pretrain_cfg.to_dict(),
+      "tokens": summary["tokens"], "seconds": summary["seconds"],
+      "final_loss": summary["final_loss"], "heldout_initial": summary["heldout_initial"],
+      "heldout_final": summary["heldout_final"], "files": _file_table(out_dir)
+  }
   tmp = os.path.join(out_dir, MANIFEST + ".tmp")
   with open(tmp, "w") as f:
     json.dump(manifest, f, indent=2)
@@ -112,8 +118,9 @@ def ensure(pretrain_cfg) -> str:
     log.warning("cached base %s is not usable (%s); rebuilding it", final, why)
     shutil.rmtree(final)
   partial = final + PARTIAL
-  print(f"pretrained base: building it once in {partial} (configs/pretrain.py; every later "
-        "run reuses it)", file=sys.stderr, flush=True)
+  print(
+      f"pretrained base: building it once in {partial} (configs/pretrain.py; every later "
+      "run reuses it)", file=sys.stderr, flush=True)
   build(pretrain_cfg, partial)
   os.replace(partial, final)
   return final

@@ -103,17 +103,19 @@ def less(stage, base):
     raise ValueError("method='less' needs projected gradients: set train.projection_dim > 0")
   steps, params, base = stage.warmup(base)
   how = stage.cfg.less_aggregate
-  fp = offline.fingerprint({"warmup": stage.warmup_fp(), "dev": dev.fingerprint, "how": how,
-                            "batch": stage.cfg.score_batch_size,
-                            "projection": [t.projection_dim, list(t.projection_targets)]})
+  fp = offline.fingerprint({
+      "warmup": stage.warmup_fp(), "dev": dev.fingerprint, "how": how,
+      "batch": stage.cfg.score_batch_size,
+      "projection": [t.projection_dim, list(t.projection_targets)]
+  })
 
   def compute():
     bs, mesh = stage.cfg.score_batch_size, stage.env.mesh
     g_pool, c_pool = scoring.projected_grads(steps.project, params, stage.pool,
                                              np.arange(len(stage.pool)), bs, mesh,
                                              desc="LESS gradients (pool)")
-    g_dev, c_dev = scoring.projected_grads(steps.project, params, dev, np.arange(len(dev)),
-                                           bs, mesh, desc="LESS gradients (dev)")
+    g_dev, c_dev = scoring.projected_grads(steps.project, params, dev, np.arange(len(dev)), bs,
+                                           mesh, desc="LESS gradients (dev)")
     scores = aggregate(g_pool, g_dev, dev.task_N, how)
     return {"scores": scores}, {"less_grads": c_pool, "less_dev_grads": c_dev}, {}
 

@@ -32,20 +32,18 @@ def _rope_scaling(m) -> Optional[model_lib.RopeScaling]:
     return None
   return model_lib.RopeScaling(
       factor=float(m.rope_scaling_factor), low_freq_factor=float(m.rope_low_freq_factor),
-      high_freq_factor=float(m.rope_high_freq_factor),
-      original_max_position_embeddings=int(m.rope_original_max_positions),
-      rope_type=m.rope_scaling_type)
+      high_freq_factor=float(m.rope_high_freq_factor), original_max_position_embeddings=int(
+          m.rope_original_max_positions), rope_type=m.rope_scaling_type)
 
 
 def model_config(model_cfg, lora_cfg) -> model_lib.ModelConfig:
   """The architecture declared field by field in the sub-config (no checkpoint)."""
   m = model_cfg
   return model_lib.ModelConfig(
-      vocab_size=m.vocab_size, hidden_size=m.hidden_size,
-      intermediate_size=m.intermediate_size, num_layers=m.num_layers,
-      num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,
-      head_dim=m.head_dim or m.hidden_size // m.num_heads, rope_theta=float(m.rope_theta),
-      rope_scaling=_rope_scaling(m), rms_norm_eps=float(m.rms_norm_eps),
+      vocab_size=m.vocab_size, hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
+      num_layers=m.num_layers, num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,
+      head_dim=m.head_dim or m.hidden_size // m.num_heads, rope_theta=float(
+          m.rope_theta), rope_scaling=_rope_scaling(m), rms_norm_eps=float(m.rms_norm_eps),
       tie_embeddings=m.tie_embeddings, max_position_embeddings=m.max_position_embeddings,
       dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat, lora=lora_config(lora_cfg))
 
@@ -74,9 +72,8 @@ def load_base(model_cfg, lora_cfg, key: jax.Array):
     config = model_config(model_cfg, lora_cfg)
     return config, model_lib.init(config, key)["params"]
   config, params = _from_checkpoint(model_cfg)
-  config = dataclasses.replace(config, dtype=model_cfg.dtype,
-                               param_dtype=model_cfg.param_dtype, remat=model_cfg.remat,
-                               lora=lora_config(lora_cfg))
+  config = dataclasses.replace(config, dtype=model_cfg.dtype, param_dtype=model_cfg.param_dtype,
+                               remat=model_cfg.remat, lora=lora_config(lora_cfg))
   dtype = jnp.dtype(config.param_dtype)
   return config, jax.tree.map(lambda x: x.astype(dtype), params["params"])
 
@@ -87,9 +84,11 @@ def abstract_base(config: model_lib.ModelConfig):
 
 
 def _creator(model_config: model_lib.ModelConfig, tx):
+
   def create(base, key):
     lora = lora_lib.init(model_config.lora, base, key)
     return train.TrainState.create(base, lora, tx)
+
   return create
 
 
@@ -101,16 +100,16 @@ def abstract_state(model_config: model_lib.ModelConfig, tx, mesh=None, rules=())
   if mesh is None:
     return shapes, None
   shardings = sharding.tree_shardings(mesh, rules, shapes)
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                      shapes, shardings), shardings
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes,
+                      shardings), shardings
 
 
-def init_state(model_config: model_lib.ModelConfig, base, tx, key: jax.Array, mesh=None,
-               rules=()):
+def init_state(model_config: model_lib.ModelConfig, base, tx, key: jax.Array, mesh=None, rules=()):
   """`(TrainState, shardings or None)`: fresh adapters and optimiser state on
   top of `base`, created directly with their shardings when a mesh is given
   (then `base` is placed by the rules). The state takes `base` over without a
   copy, and the steps donate the state: do not use `base` afterwards."""
+
   def adapters(base, key):
     lora = lora_lib.init(model_config.lora, base, key)
     return lora, tx.init(lora)
@@ -121,6 +120,6 @@ def init_state(model_config: model_lib.ModelConfig, base, tx, key: jax.Array, me
   create = _creator(model_config, tx)
   shardings = sharding.tree_shardings(mesh, rules, jax.eval_shape(create, base, key))
   base = sharding.place(base, shardings.base)
-  lora, opt_state = jax.jit(adapters, out_shardings=(shardings.lora, shardings.opt_state))(
-      base, key)
+  lora, opt_state = jax.jit(adapters, out_shardings=(shardings.lora, shardings.opt_state))(base,
+                                                                                           key)
   return train.TrainState(jax.device_put(step, shardings.step), base, lora, opt_state), shardings

@@ -94,8 +94,7 @@ def _drop_incomplete(directory: epath.Path) -> list[str]:
   """Removes step directories without orbax's commit marker (process 0)."""
   if jax.process_index() != 0 or not directory.is_dir():
     return []
-  dropped = [p for p in directory.iterdir()
-             if p.name.isdigit() and not (p / _COMMITTED).exists()]
+  dropped = [p for p in directory.iterdir() if p.name.isdigit() and not (p / _COMMITTED).exists()]
   for path in dropped:
     log.warning("removing incomplete checkpoint %s", path)
     path.rmtree()
@@ -110,12 +109,11 @@ class Manager:
     self._every = ckpt_cfg.every_steps
     directory = epath.Path(directory if "://" in directory else os.path.abspath(directory))
     _drop_incomplete(directory)
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=ckpt_cfg.keep, enable_async_checkpointing=ckpt_cfg.async_save,
-        create=True, cleanup_tmp_directories=True)
-    self._manager = ocp.CheckpointManager(
-        directory, options=options,
-        item_names=("state", "host_arrays", "host_json"))
+    options = ocp.CheckpointManagerOptions(max_to_keep=ckpt_cfg.keep,
+                                           enable_async_checkpointing=ckpt_cfg.async_save,
+                                           create=True, cleanup_tmp_directories=True)
+    self._manager = ocp.CheckpointManager(directory, options=options,
+                                          item_names=("state", "host_arrays", "host_json"))
 
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()
@@ -132,8 +130,10 @@ class Manager:
     if not (force or self.should_save(step)) or step in self.all_steps():
       return False
     arrays, skeleton = split_host(host or {})
-    items = {"state": ocp.args.StandardSave(_without_base(state)),
-             "host_json": ocp.args.JsonSave({"host": skeleton, "has_arrays": bool(arrays)})}
+    items = {
+        "state": ocp.args.StandardSave(_without_base(state)),
+        "host_json": ocp.args.JsonSave({"host": skeleton, "has_arrays": bool(arrays)})
+    }
     if arrays:
       items["host_arrays"] = ocp.args.StandardSave(arrays)
     return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
@@ -176,8 +176,8 @@ def abstract(tree, shardings=None):
   """ShapeDtypeStructs of `tree` (with `shardings` when given): a restore target."""
   if shardings is None:
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                      tree, shardings)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree,
+                      shardings)
 
 
 def directory(ckpt_cfg, workdir: str) -> str:

@@ -51,8 +51,7 @@ def _renumber(labels_N: np.ndarray, centers: np.ndarray) -> np.ndarray:
   return new_of_old[labels_N]
 
 
-def kmeans(features_NxD: np.ndarray, num_clusters: int, seed: int, n_init: int
-           ) -> np.ndarray:
+def kmeans(features_NxD: np.ndarray, num_clusters: int, seed: int, n_init: int) -> np.ndarray:
   """Cluster labels 0..K'-1 (int64), K' <= num_clusters (see module doc)."""
   from sklearn.cluster import KMeans  # only the offline stage needs scikit-learn
   x = np.asarray(features_NxD, np.float64)

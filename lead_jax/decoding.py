@@ -71,8 +71,8 @@ def prefill(config: model_lib.ModelConfig, params, tokens_BxP, mask_BxP, cache_l
     start = c * chunk
     tokens = jax.lax.dynamic_slice_in_dim(tokens_BxP, start, chunk, axis=1)
     positions = jax.lax.dynamic_slice_in_dim(positions_BxP, start, chunk, axis=1)
-    logits_BxTxV, cache = model_lib.forward_cached(
-        config, params, tokens, positions, kv_valid_BxS, cache, start)
+    logits_BxTxV, cache = model_lib.forward_cached(config, params, tokens, positions, kv_valid_BxS,
+                                                   cache, start)
     return (cache, logits_BxTxV[:, -1]), None
 
   init_logits = jnp.zeros((b, config.vocab_size), jnp.float32)
@@ -92,10 +92,10 @@ def _stop_hit(tokens_BxN, i, stop_seqs):
   return hit_B
 
 
-def _generate(config: model_lib.ModelConfig, params, tokens_BxP, mask_BxP, key,
-              temperature=0.0, top_p=1.0, eos_ids_E=(-1,), *, max_new_tokens: int,
-              pad_id: int, stop_seqs: tuple[tuple[int, ...], ...] = (),
-              prefill_chunk: int = DEFAULT_PREFILL_CHUNK):
+def _generate(config: model_lib.ModelConfig, params, tokens_BxP, mask_BxP, key, temperature=0.0,
+              top_p=1.0, eos_ids_E=(-1,), *, max_new_tokens: int, pad_id: int,
+              stop_seqs: tuple[tuple[int, ...],
+                               ...] = (), prefill_chunk: int = DEFAULT_PREFILL_CHUNK):
   """Unjitted body of `generate`: returns `(tokens_BxN, steps)`.
 
   `eos_ids_E` is traced (an array of ids; -1 for none), so a model's EOS set
@@ -125,8 +125,9 @@ def _generate(config: model_lib.ModelConfig, params, tokens_BxP, mask_BxP, key,
     done_B = done_B | jnp.isin(tok_B, eos_E) | _stop_hit(tokens_BxN, i, stop_seqs)
     slot = p + i
     kv_valid_BxS = kv_valid_BxS.at[:, slot].set(True)
-    logits_Bx1xV, cache = model_lib.forward_cached(
-        config, params, tok_B[:, None], (prompt_len_B + i)[:, None], kv_valid_BxS, cache, slot)
+    logits_Bx1xV, cache = model_lib.forward_cached(config, params, tok_B[:, None],
+                                                   (prompt_len_B + i)[:, None], kv_valid_BxS, cache,
+                                                   slot)
     return i + 1, tokens_BxN, done_B, logits_Bx1xV[:, 0], cache, kv_valid_BxS
 
   state = (jnp.int32(0), tokens_BxN, done_B, logits_BxV, cache, kv_valid_BxS)
@@ -134,9 +135,8 @@ def _generate(config: model_lib.ModelConfig, params, tokens_BxP, mask_BxP, key,
   return tokens_BxN, steps
 
 
-generate = jax.jit(_generate, static_argnames=(
-    "config", "max_new_tokens", "pad_id", "stop_seqs", "prefill_chunk"))
-
+generate = jax.jit(
+    _generate, static_argnames=("config", "max_new_tokens", "pad_id", "stop_seqs", "prefill_chunk"))
 
 # ----------------------------------------------------------------- host side
 

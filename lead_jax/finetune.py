@@ -44,8 +44,10 @@ def _next_ids(host: dict, n: int, batch_size: int):
 def _initial_host(seed: int, n: int) -> dict:
   rng = np.random.default_rng(seed)
   order = rng.permutation(n)
-  return {"order": order, "cursor": 0, "epoch": 0, "step": 0, "rng": rng.bit_generator.state,
-          "skipped": 0, "test_loss_initial": None}
+  return {
+      "order": order, "cursor": 0, "epoch": 0, "step": 0, "rng": rng.bit_generator.state,
+      "skipped": 0, "test_loss_initial": None
+  }
 
 
 def pool_loss(score, params, pool, batch_size: int, mesh, desc: str) -> float:
@@ -53,8 +55,7 @@ def pool_loss(score, params, pool, batch_size: int, mesh, desc: str) -> float:
   total, count = 0.0, 0
   for start in tqdm.trange(0, len(pool), batch_size, desc=desc, leave=False, disable=None):
     ids = np.arange(start, min(start + batch_size, len(pool)))
-    out = train.fetch(score(params, sharding.shard_batch(mesh, data.gather(
-        pool, ids, batch_size))))
+    out = train.fetch(score(params, sharding.shard_batch(mesh, data.gather(pool, ids, batch_size))))
     real = np.arange(batch_size) < len(ids)
     total += float(np.sum(out["loss_B"][real]))
     count += int(real.sum())
@@ -76,11 +77,11 @@ def _setup(config, workdir: str):
   test_path = data.resolve_paths(config.data, workdir)["test"]
   test = data.load_pool(config.data, tok, workdir, path=test_path) if test_path else None
   root = jax.random.key(config.seed)
-  model_config, base = build.load_base(base_cache.resolve_model(config), config.lora,
-                                       build.base_key(config.seed))
+  model_config, base = build.load_base(
+      base_cache.resolve_model(config), config.lora, build.base_key(config.seed))
   tx, lr_fn = optim.make(config.optim)
-  state, shardings = build.init_state(model_config, base, tx, jax.random.fold_in(root, _LORA),
-                                      mesh, config.mesh.rules)
+  state, shardings = build.init_state(model_config, base, tx, jax.random.fold_in(root, _LORA), mesh,
+                                      config.mesh.rules)
   spec = train.spec_from_config(model_config, config.train, config.optim, config.seed)
   steps = train.compile(spec, tx, lr_fn, mesh, shardings)
   return mesh, pool, test, state, shardings, steps, jax.random.fold_in(root, _STEP)
@@ -93,8 +94,7 @@ def run(config, workdir: str) -> dict:
   b = config.train.batch_size
   total = config.train.epochs * math.ceil(len(pool) / b)
   total = min(total, config.train.max_steps) if config.train.max_steps else total
-  manager = checkpoint.Manager(checkpoint.directory(config.checkpoint, workdir),
-                               config.checkpoint)
+  manager = checkpoint.Manager(checkpoint.directory(config.checkpoint, workdir), config.checkpoint)
   host = _initial_host(config.seed, len(pool))
   if config.checkpoint.resume and manager.latest_step() is not None:
     state, host = manager.restore(checkpoint.abstract(state, shardings), base=state.base)
@@ -116,11 +116,12 @@ def run(config, workdir: str) -> dict:
       window = []
     manager.save(step + 1, state, host, force=step + 1 == total)
   manager.close()
-  final = {"train_steps": total, "epochs_started": host["epoch"] + 1,
-           "skipped_steps": host["skipped"], "test_loss_initial": host["test_loss_initial"],
-           "test_loss": (pool_loss(steps.score, state.params, test, b, mesh, "test loss")
-                         if test is not None else None),
-           "wall_seconds": time.time() - start_time}
+  final = {
+      "train_steps": total, "epochs_started": host["epoch"] + 1, "skipped_steps": host["skipped"],
+      "test_loss_initial": host["test_loss_initial"], "test_loss":
+          (pool_loss(steps.score, state.params, test, b, mesh, "test loss")
+           if test is not None else None), "wall_seconds": time.time() - start_time
+  }
   writer.write(total, {k: v for k, v in final.items() if v is not None}, split="final")
   writer.close()
   if jax.process_index() == 0:

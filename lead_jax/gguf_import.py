@@ -60,8 +60,8 @@ def unpermute(w_OxI: np.ndarray, n_heads: int) -> np.ndarray:
   interleaves the halves (rows 2j, 2j + 1). This puts them back.
   """
   rows = w_OxI.shape[0]
-  return (w_OxI.reshape(n_heads, rows // n_heads // 2, 2, *w_OxI.shape[1:])
-          .swapaxes(1, 2).reshape(w_OxI.shape))
+  return (w_OxI.reshape(n_heads, rows // n_heads // 2, 2,
+                        *w_OxI.shape[1:]).swapaxes(1, 2).reshape(w_OxI.shape))
 
 
 def read_config(reader: gguf.GGUFReader) -> ModelConfig:
@@ -81,16 +81,14 @@ def read_config(reader: gguf.GGUFReader) -> ModelConfig:
   eos = field(reader, "tokenizer.ggml.eos_token_id", None)
   return ModelConfig(
       vocab_size=int(get("vocab_size", len(field(reader, "tokenizer.ggml.tokens")))),
-      hidden_size=hidden, intermediate_size=int(get("feed_forward_length")),
-      num_layers=int(get("block_count")), num_heads=heads,
-      num_kv_heads=int(get("attention.head_count_kv", heads)), head_dim=head_dim,
-      rope_theta=_f32(get("rope.freq_base", 10000.0)),
-      rope_scaling=_rope_scaling(reader, names),
-      rms_norm_eps=_f32(get("attention.layer_norm_rms_epsilon")),
-      tie_embeddings="output.weight" not in names,
-      max_position_embeddings=int(get("context_length", 4096)),
-      bos_token_id=field(reader, "tokenizer.ggml.bos_token_id", None),
-      eos_token_ids=() if eos is None else (int(eos),))
+      hidden_size=hidden, intermediate_size=int(get("feed_forward_length")), num_layers=int(
+          get("block_count")), num_heads=heads, num_kv_heads=int(
+              get("attention.head_count_kv", heads)), head_dim=head_dim, rope_theta=_f32(
+                  get("rope.freq_base", 10000.0)), rope_scaling=_rope_scaling(reader, names),
+      rms_norm_eps=_f32(get("attention.layer_norm_rms_epsilon")), tie_embeddings="output.weight"
+      not in names, max_position_embeddings=int(get("context_length", 4096)), bos_token_id=field(
+          reader, "tokenizer.ggml.bos_token_id",
+          None), eos_token_ids=() if eos is None else (int(eos),))
 
 
 def _rope_scaling(reader: gguf.GGUFReader, names: set[str]) -> RopeScaling | None:
@@ -101,8 +99,7 @@ def _rope_scaling(reader: gguf.GGUFReader, names: set[str]) -> RopeScaling | Non
   if kind == "none":
     return None
   if kind == "linear":
-    return RopeScaling(factor=_f32(field(reader, "llama.rope.scaling.factor")),
-                       rope_type="linear")
+    return RopeScaling(factor=_f32(field(reader, "llama.rope.scaling.factor")), rope_type="linear")
   raise GgufError(f"{file_name(reader)}: rope scaling {kind!r} is not supported")
 
 
@@ -173,9 +170,11 @@ def convert(gguf_path: str, out_dir: str) -> str:
   config, params, tokenizer = load(gguf_path)
   hf.save_checkpoint(out_dir, config, params)
   tokenizer.save_pretrained(out_dir)
-  generation = {"bos_token_id": config.bos_token_id,
-                "eos_token_id": config.eos_token_ids[0] if config.eos_token_ids else None,
-                "pad_token_id": tokenizer.pad_token_id}
+  generation = {
+      "bos_token_id": config.bos_token_id,
+      "eos_token_id": config.eos_token_ids[0] if config.eos_token_ids else None,
+      "pad_token_id": tokenizer.pad_token_id
+  }
   with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
     json.dump(generation, f, indent=2)
   return out_dir

@@ -17,11 +17,15 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 # llama.cpp pre-tokenizer names -> the equivalent `tokenizers` pre-tokenizer.
 # "smollm" splits every digit off before the GPT-2 regex (SmolLM, SmolLM2).
 _PRE_TOKENIZERS = {
-    "default": lambda: pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    "gpt2": lambda: pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    "smollm": lambda: pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]),
+    "default":
+        lambda: pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    "gpt2":
+        lambda: pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    "smollm":
+        lambda: pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        ]),
 }
 _REQUIRED = object()
 _CONTROL, _USER_DEFINED = (int(gguf.TokenType.CONTROL), int(gguf.TokenType.USER_DEFINED))
@@ -49,11 +53,11 @@ def _bpe_model(reader: gguf.GGUFReader) -> Tokenizer:
   kind = field(reader, "tokenizer.ggml.model")
   if kind != "gpt2":
     raise GgufError(f"{file_name(reader)}: tokenizer model {kind!r}; only GPT-2 style "
-                     "byte-level BPE ('gpt2') is supported")
+                    "byte-level BPE ('gpt2') is supported")
   pre = field(reader, "tokenizer.ggml.pre", "default")
   if pre not in _PRE_TOKENIZERS:
     raise GgufError(f"{file_name(reader)}: pre-tokenizer {pre!r} is not supported; "
-                     f"supported: {sorted(_PRE_TOKENIZERS)}")
+                    f"supported: {sorted(_PRE_TOKENIZERS)}")
   tokens = field(reader, "tokenizer.ggml.tokens")
   merges = [tuple(m.split(" ", 1)) for m in field(reader, "tokenizer.ggml.merges", [])]
   vocab = {tok: i for i, tok in enumerate(tokens)}
@@ -68,8 +72,11 @@ def _bpe_model(reader: gguf.GGUFReader) -> Tokenizer:
 def _add_special_tokens(reader: gguf.GGUFReader, tok: Tokenizer) -> None:
   tokens = field(reader, "tokenizer.ggml.tokens")
   types = field(reader, "tokenizer.ggml.token_type", [])
-  added = [AddedToken(tokens[i], special=t == _CONTROL, normalized=False)
-           for i, t in enumerate(types) if t in (_CONTROL, _USER_DEFINED)]
+  added = [
+      AddedToken(tokens[i], special=t == _CONTROL, normalized=False)
+      for i, t in enumerate(types)
+      if t in (_CONTROL, _USER_DEFINED)
+  ]
   tok.add_tokens(added)  # already in the vocabulary: ids are kept
 
 
@@ -81,9 +88,10 @@ def _post_processor(reader: gguf.GGUFReader, bos: str | None, eos: str | None):
     ids = field(reader, "tokenizer.ggml.tokens")
     pre, post = ([bos] if add_bos else []), ([eos] if add_eos else [])
     specials = [(t, ids.index(t)) for t in pre + post]
-    steps.append(processors.TemplateProcessing(
-        single=pre + ["$A"] + post, pair=pre + ["$A"] + post + pre + ["$B:1"] + post,
-        special_tokens=specials))
+    steps.append(
+        processors.TemplateProcessing(single=pre + ["$A"] + post,
+                                      pair=pre + ["$A"] + post + pre + ["$B:1"] + post,
+                                      special_tokens=specials))
   return processors.Sequence(steps)
 
 

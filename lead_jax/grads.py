@@ -54,8 +54,7 @@ def split(tree_B, n: int):
 
 def merge(tree_nxm):
   """Inverse of `split`."""
-  return jax.tree.map(
-      lambda x: jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:]), tree_nxm)
+  return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:]), tree_nxm)
 
 
 # --------------------------------------------------------------------------- gradients
@@ -67,8 +66,8 @@ def per_example(loss_fn: LossFn, lora, examples_m, keys_m, batch_axes=None):
   """
   vg = jax.value_and_grad(loss_fn, has_aux=True)
   in_axes = (None, 0, None if keys_m is None else 0)
-  (loss_m, n_m), g = jax.vmap(vg, in_axes=in_axes, spmd_axis_name=batch_axes)(
-      lora, examples_m, keys_m)
+  (loss_m, n_m), g = jax.vmap(vg, in_axes=in_axes, spmd_axis_name=batch_axes)(lora, examples_m,
+                                                                              keys_m)
   keep_m = n_m > 0
   g = jax.tree.map(lambda x: jnp.where(_bcast(keep_m, x), x, 0.0), g)
   return loss_m, n_m, g
@@ -86,13 +85,13 @@ def dots(g, delta):
   """`<g_i, delta>` for every row i of a tree with a leading row axis."""
   out = 0.0
   for gi, d in zip(jax.tree.leaves(g), jax.tree.leaves(delta)):
-    out += jnp.einsum("mp,p->m", gi.reshape(gi.shape[0], -1).astype(jnp.float32),
+    out += jnp.einsum("mp,p->m",
+                      gi.reshape(gi.shape[0], -1).astype(jnp.float32),
                       d.reshape(-1).astype(jnp.float32))
   return out
 
 
-def jvp_dots(loss_fn: LossFn, lora, delta, examples_B, keys_B, micro_batch: int,
-             batch_axes=None):
+def jvp_dots(loss_fn: LossFn, lora, delta, examples_B, keys_B, micro_batch: int, batch_axes=None):
   """`<g_i, delta>` as the directional derivative of each loss (forward mode),
   micro-batched; costs about two forward passes and no per-example gradient."""
   n = num_micro(examples_B["is_pad_B"].shape[0], micro_batch)
@@ -102,8 +101,8 @@ def jvp_dots(loss_fn: LossFn, lora, delta, examples_B, keys_B, micro_batch: int,
 
   def chunk(xs):
     ex, keys = xs
-    return jax.vmap(one, in_axes=(0, None if keys is None else 0),
-                    spmd_axis_name=batch_axes)(ex, keys)
+    return jax.vmap(one, in_axes=(0, None if keys is None else 0), spmd_axis_name=batch_axes)(ex,
+                                                                                              keys)
 
   xs = (split(examples_B, n), None if keys_B is None else split(keys_B, n))
   return merge(jax.lax.map(chunk, xs))
@@ -170,8 +169,7 @@ def lead_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int,
   return LeadPass(loss_B, n_B, finite_B, g_BxK, total, g)
 
 
-def plain_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int,
-               batch_axes=None):
+def plain_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int, batch_axes=None):
   """`(loss_B, n_B, grad_sum)`: the LEAD pass without projections, flags or kept
   gradients, so its gradient sum is the LEAD step's, operation for operation.
 

@@ -31,12 +31,14 @@ import safetensors.numpy
 
 from lead_jax import lora as lora_lib
 from lead_jax import paths
-from lead_jax.hf_config import (ARCHITECTURES, CheckpointError, config_from_hf,
-                                config_to_hf, generation_eos_ids)
+from lead_jax.hf_config import (ARCHITECTURES, CheckpointError, config_from_hf, config_to_hf,
+                                generation_eos_ids)
 from lead_jax.model import ModelConfig, param_shapes
 
-__all__ = ["ARCHITECTURES", "CheckpointError", "config_from_hf", "config_to_hf",
-           "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "ARCHITECTURES", "CheckpointError", "config_from_hf", "config_to_hf", "load_checkpoint",
+    "save_checkpoint"
+]
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -87,12 +89,14 @@ def _tensor_plan(config: ModelConfig) -> list[_Entry]:
     if path.startswith("layers/"):
       suffix, transpose = by_path[path[len("layers/"):]]
       hf_shape = shape.shape[1:][::-1] if transpose else shape.shape[1:]
-      plan += [_Entry(f"model.layers.{i}.{suffix}", path, i, transpose, hf_shape)
-               for i in range(config.num_layers)]
+      plan += [
+          _Entry(f"model.layers.{i}.{suffix}", path, i, transpose, hf_shape)
+          for i in range(config.num_layers)
+      ]
     else:
       name, transpose = by_global[path]
-      plan.append(_Entry(name, path, None, transpose,
-                         shape.shape[::-1] if transpose else shape.shape))
+      plan.append(
+          _Entry(name, path, None, transpose, shape.shape[::-1] if transpose else shape.shape))
   return plan
 
 
@@ -115,8 +119,7 @@ def _weight_files(path: str) -> dict[str, str]:
       "read; convert .bin/.pth weights with transformers' save_pretrained first.")
 
 
-def _check_names(plan: list[_Entry], files: dict[str, str], config: ModelConfig,
-                 path: str) -> None:
+def _check_names(plan: list[_Entry], files: dict[str, str], config: ModelConfig, path: str) -> None:
   expected = {e.name for e in plan}
   for name in expected:
     if name not in files:
@@ -127,9 +130,8 @@ def _check_names(plan: list[_Entry], files: dict[str, str], config: ModelConfig,
   for name, file in files.items():
     tied_head = name == "lm_head.weight" and config.tie_embeddings
     if name not in expected and not tied_head and not _IGNORED.search(name):
-      raise CheckpointError(
-          f"{file}: unexpected tensor {name!r} for {config.architecture}; this "
-          "loader knows only the Llama/Mistral/Qwen2 decoder tensors.")
+      raise CheckpointError(f"{file}: unexpected tensor {name!r} for {config.architecture}; this "
+                            "loader knows only the Llama/Mistral/Qwen2 decoder tensors.")
 
 
 def _stored_param_dtype(files: dict[str, str]) -> str:
@@ -145,9 +147,8 @@ def _stored_param_dtype(files: dict[str, str]) -> str:
 def _read_tensor(handle, entry: _Entry, file: str) -> np.ndarray:
   x = handle.get_tensor(entry.name)
   if tuple(x.shape) != tuple(entry.hf_shape):
-    raise CheckpointError(
-        f"{file}: tensor {entry.name!r} has shape {tuple(x.shape)}, expected "
-        f"{tuple(entry.hf_shape)} from config.json")
+    raise CheckpointError(f"{file}: tensor {entry.name!r} has shape {tuple(x.shape)}, expected "
+                          f"{tuple(entry.hf_shape)} from config.json")
   return x.T if entry.transpose else x
 
 
@@ -193,8 +194,8 @@ def load_checkpoint(path: str, *, param_dtype: str | None = None,
   _check_names(_tensor_plan(config), files, config, path)
   param_dtype = param_dtype or _stored_param_dtype(files)
   eos = tuple(dict.fromkeys(config.eos_token_ids + generation_eos_ids(path)))
-  config = dataclasses.replace(config, param_dtype=param_dtype,
-                               dtype=dtype or param_dtype, eos_token_ids=eos)
+  config = dataclasses.replace(config, param_dtype=param_dtype, dtype=dtype or param_dtype,
+                               eos_token_ids=eos)
   return config, {"params": _read_params(_tensor_plan(config), files, config)}
 
 
@@ -225,8 +226,7 @@ def _shard(plan: list[_Entry], itemsize: int, max_bytes: int) -> list[list[_Entr
 def _remove_stale_weights(path: str) -> None:
   pattern = os.path.join(path, "model*.safetensors*")
   for file in glob.glob(pattern):
-    if re.fullmatch(r"model(-\d+-of-\d+)?\.safetensors(\.index\.json)?",
-                    os.path.basename(file)):
+    if re.fullmatch(r"model(-\d+-of-\d+)?\.safetensors(\.index\.json)?", os.path.basename(file)):
       os.remove(file)
 
 

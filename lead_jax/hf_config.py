@@ -29,12 +29,12 @@ class CheckpointError(ValueError):
 
 
 def _architecture(hf: Mapping[str, Any], source: str) -> str:
-  archs = hf.get("architectures") or [_BY_MODEL_TYPE.get(hf.get("model_type"),
-                                                         hf.get("model_type"))]
+  archs = hf.get("architectures") or [
+      _BY_MODEL_TYPE.get(hf.get("model_type"), hf.get("model_type"))
+  ]
   if archs[0] not in ARCHITECTURES:
-    raise CheckpointError(
-        f"{source}: architecture {archs[0]!r} is not supported; supported: "
-        f"{sorted(ARCHITECTURES)}")
+    raise CheckpointError(f"{source}: architecture {archs[0]!r} is not supported; supported: "
+                          f"{sorted(ARCHITECTURES)}")
   return archs[0]
 
 
@@ -66,7 +66,8 @@ def _sliding_window(hf: Mapping[str, Any], arch: str, source: str) -> int | None
   n = hf["num_hidden_layers"]
   kinds = hf.get("layer_types") or [
       "sliding_attention" if i >= hf.get("max_window_layers", 28) else "full_attention"
-      for i in range(n)]
+      for i in range(n)
+  ]
   if all(k == "full_attention" for k in kinds):
     return None
   if all(k == "sliding_attention" for k in kinds):
@@ -93,19 +94,16 @@ def config_from_hf(hf: Mapping[str, Any], *, source: str = "config.json") -> Mod
     heads = int(hf["num_attention_heads"])
     theta, scaling = _rope(hf, source)
     return ModelConfig(
-        vocab_size=int(hf["vocab_size"]), hidden_size=int(hf["hidden_size"]),
-        intermediate_size=int(hf["intermediate_size"]),
-        num_layers=int(hf["num_hidden_layers"]), num_heads=heads,
-        num_kv_heads=int(hf.get("num_key_value_heads") or heads),
-        head_dim=int(hf.get("head_dim") or hf["hidden_size"] // heads),
-        rope_theta=theta, rope_scaling=scaling,
-        rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
-        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-        qkv_bias=arch == "Qwen2ForCausalLM",
-        sliding_window=_sliding_window(hf, arch, source),
-        max_position_embeddings=int(hf.get("max_position_embeddings", 4096)),
-        architecture=arch, bos_token_id=hf.get("bos_token_id"),
-        eos_token_ids=_ids(hf.get("eos_token_id")))
+        vocab_size=int(hf["vocab_size"]), hidden_size=int(hf["hidden_size"]), intermediate_size=int(
+            hf["intermediate_size"]), num_layers=int(hf["num_hidden_layers"]), num_heads=heads,
+        num_kv_heads=int(hf.get("num_key_value_heads") or
+                         heads), head_dim=int(hf.get("head_dim") or
+                                              hf["hidden_size"] // heads), rope_theta=theta,
+        rope_scaling=scaling, rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)), tie_embeddings=bool(
+            hf.get("tie_word_embeddings", False)), qkv_bias=arch == "Qwen2ForCausalLM",
+        sliding_window=_sliding_window(hf, arch, source), max_position_embeddings=int(
+            hf.get("max_position_embeddings", 4096)), architecture=arch,
+        bos_token_id=hf.get("bos_token_id"), eos_token_ids=_ids(hf.get("eos_token_id")))
   except KeyError as e:
     raise CheckpointError(f"{source}: missing field {e.args[0]!r}") from None
 
@@ -144,8 +142,10 @@ def _attention_to_hf(config: ModelConfig) -> dict:
   if not config.qkv_bias:
     raise ValueError("Qwen2ForCausalLM always has q/k/v biases; set qkv_bias=True")
   kind = "full_attention" if window is None else "sliding_attention"
-  return {"use_sliding_window": window is not None, "sliding_window": window,
-          "max_window_layers": 0, "layer_types": [kind] * config.num_layers}
+  return {
+      "use_sliding_window": window is not None, "sliding_window": window, "max_window_layers": 0,
+      "layer_types": [kind] * config.num_layers
+  }
 
 
 def config_to_hf(config: ModelConfig) -> dict:
@@ -156,15 +156,20 @@ def config_to_hf(config: ModelConfig) -> dict:
   return {
       "architectures": [config.architecture],
       "model_type": ARCHITECTURES[config.architecture],
-      "vocab_size": config.vocab_size, "hidden_size": config.hidden_size,
+      "vocab_size": config.vocab_size,
+      "hidden_size": config.hidden_size,
       "intermediate_size": config.intermediate_size,
-      "num_hidden_layers": config.num_layers, "num_attention_heads": config.num_heads,
-      "num_key_value_heads": config.num_kv_heads, "head_dim": config.head_dim,
-      "hidden_act": "silu", "rms_norm_eps": config.rms_norm_eps,
+      "num_hidden_layers": config.num_layers,
+      "num_attention_heads": config.num_heads,
+      "num_key_value_heads": config.num_kv_heads,
+      "head_dim": config.head_dim,
+      "hidden_act": "silu",
+      "rms_norm_eps": config.rms_norm_eps,
       "max_position_embeddings": config.max_position_embeddings,
       "tie_word_embeddings": config.tie_embeddings,
       "bos_token_id": config.bos_token_id,
       "eos_token_id": eos[0] if len(eos) == 1 else (eos or None),
       "dtype": config.param_dtype,
-      **_rope_to_hf(config), **_attention_to_hf(config),
+      **_rope_to_hf(config),
+      **_attention_to_hf(config),
   }

@@ -59,9 +59,11 @@ class StepOutputs:
 
   @staticmethod
   def concatenate(parts) -> "StepOutputs":
+
     def cat(name):
       arrays = [getattr(p, name) for p in parts]
       return None if arrays[0] is None else np.concatenate(arrays)
+
     return StepOutputs(*(cat(f.name) for f in dataclasses.fields(StepOutputs)))
 
 
@@ -83,10 +85,9 @@ def init(idu0_N: np.ndarray, num_clusters: int, k: int) -> IduState:
   if idu0_N.ndim != 1 or not np.isfinite(idu0_N).all():
     raise ValueError("idu.init: IDU_0 must be a finite 1-D array (one base "
                      "loss per pool sample); rescore the non-finite samples.")
-  return IduState(idu_N=idu0_N.astype(np.float32),
-                  grad_last_CxK=np.zeros((num_clusters, k), np.float32),
-                  trained_C=np.zeros(num_clusters, bool),
-                  grad_prev_K=np.zeros(k, np.float32))
+  return IduState(
+      idu_N=idu0_N.astype(np.float32), grad_last_CxK=np.zeros((num_clusters, k), np.float32),
+      trained_C=np.zeros(num_clusters, bool), grad_prev_K=np.zeros(k, np.float32))
 
 
 def beta_star(d_k: float, d_p: float, cos_phi: float, eps: float) -> float:
@@ -104,8 +105,8 @@ def beta_star(d_k: float, d_p: float, cos_phi: float, eps: float) -> float:
 
 def cluster_delta(d_k, d_p, cos_phi, beta, lr) -> float:
   """The paper's per-cluster formula (docs/method.md), literally."""
-  return float(-lr * (beta**2 * d_k + (1 - beta)**2 * d_p
-                      + 2 * beta * (1 - beta) * np.sqrt(d_k * d_p) * cos_phi))
+  return float(-lr * (beta**2 * d_k + (1 - beta)**2 * d_p + 2 * beta *
+                      (1 - beta) * np.sqrt(d_k * d_p) * cos_phi))
 
 
 def _history_stats(state: IduState, cluster: int, eps: float):
@@ -162,9 +163,8 @@ def _last_occurrence(index_B, valid_B) -> np.ndarray:
   return rows[first_in_reversed]
 
 
-def update(state: IduState, cfg, out: StepOutputs, *, cluster: int,
-           lr: float, members_M: Optional[np.ndarray] = None
-           ) -> tuple[IduState, UpdateInfo]:
+def update(state: IduState, cfg, out: StepOutputs, *, cluster: int, lr: float,
+           members_M: Optional[np.ndarray] = None) -> tuple[IduState, UpdateInfo]:
   """Applies one iteration's outputs; `members_M`: the cluster's pool ids,
   needed only with `cfg.propagate_to_cluster`."""
   if cfg.grad_term not in GRAD_TERMS:
@@ -182,8 +182,8 @@ def update(state: IduState, cfg, out: StepOutputs, *, cluster: int,
   ids_S = index_B[rows_S].astype(np.int64)
   loss_S = np.asarray(out.loss_B, np.float64)[rows_S]
   before_S = state.idu_N[ids_S]
-  after_S = ((1.0 - cfg.b) * before_S.astype(np.float64)
-             + cfg.b * (loss_S + delta_B[rows_S])).astype(np.float32)
+  after_S = ((1.0 - cfg.b) * before_S.astype(np.float64) + cfg.b *
+             (loss_S + delta_B[rows_S])).astype(np.float32)
   idu_N = state.idu_N.copy()
   idu_N[ids_S] = after_S
   mean_dL = float(delta_B[rows_S].mean()) if ids_S.size else 0.0
@@ -191,11 +191,10 @@ def update(state: IduState, cfg, out: StepOutputs, *, cluster: int,
   if cfg.propagate_to_cluster:
     num_propagated = _propagate(idu_N, members_M, ids_S, cfg.b * mean_dL)
   new_state = _record_gradient(state, idu_N, out, valid_B, cluster)
-  info = UpdateInfo(ids_S=ids_S, idu_before_S=before_S, idu_after_S=after_S,
-                    loss_S=loss_S, dL_S=delta_B[rows_S],
-                    beta=stats[5] if cfg.grad_term in ("history", "cluster")
-                    else 0.0, mean_dL=mean_dL, num_invalid=num_invalid,
-                    num_propagated=num_propagated)
+  info = UpdateInfo(ids_S=ids_S, idu_before_S=before_S, idu_after_S=after_S, loss_S=loss_S,
+                    dL_S=delta_B[rows_S], beta=stats[5] if cfg.grad_term in ("history",
+                                                                             "cluster") else 0.0,
+                    mean_dL=mean_dL, num_invalid=num_invalid, num_propagated=num_propagated)
   return new_state, info
 
 
@@ -217,8 +216,7 @@ def _record_gradient(state, idu_N, out, valid_B, cluster) -> IduState:
 
   Without gradients (or without a valid row) the history is left unchanged.
   """
-  grad_last, trained, grad_prev = (state.grad_last_CxK, state.trained_C,
-                                   state.grad_prev_K)
+  grad_last, trained, grad_prev = (state.grad_last_CxK, state.trained_C, state.grad_prev_K)
   if out.g_BxK is not None and valid_B.any():
     mean_K = np.asarray(out.g_BxK, np.float64)[valid_B].mean(axis=0)
     grad_prev = mean_K.astype(np.float32)
@@ -226,8 +224,7 @@ def _record_gradient(state, idu_N, out, valid_B, cluster) -> IduState:
     grad_last[cluster] = grad_prev
     trained = trained.copy()
     trained[cluster] = True
-  return IduState(idu_N=idu_N, grad_last_CxK=grad_last, trained_C=trained,
-                  grad_prev_K=grad_prev)
+  return IduState(idu_N=idu_N, grad_last_CxK=grad_last, trained_C=trained, grad_prev_K=grad_prev)
 
 
 def reward(kind: str, info: UpdateInfo, dev_loss_before: Optional[float] = None,
@@ -247,8 +244,7 @@ def reward(kind: str, info: UpdateInfo, dev_loss_before: Optional[float] = None,
 
 
 def to_dict(state: IduState) -> dict[str, np.ndarray]:
-  return {f.name: np.array(getattr(state, f.name))
-          for f in dataclasses.fields(state)}
+  return {f.name: np.array(getattr(state, f.name)) for f in dataclasses.fields(state)}
 
 
 def from_dict(d) -> IduState:
@@ -256,7 +252,7 @@ def from_dict(d) -> IduState:
   if set(d) != names:
     raise ValueError(f"idu.from_dict: expected keys {sorted(names)}, got "
                      f"{sorted(d)}; the checkpoint is not an IDU state.")
-  return IduState(idu_N=np.array(d["idu_N"], np.float32),
-                  grad_last_CxK=np.array(d["grad_last_CxK"], np.float32),
-                  trained_C=np.array(d["trained_C"], bool),
-                  grad_prev_K=np.array(d["grad_prev_K"], np.float32))
+  return IduState(
+      idu_N=np.array(d["idu_N"], np.float32), grad_last_CxK=np.array(d["grad_last_CxK"],
+                                                                     np.float32),
+      trained_C=np.array(d["trained_C"], bool), grad_prev_K=np.array(d["grad_prev_K"], np.float32))

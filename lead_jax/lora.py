@@ -55,10 +55,9 @@ def init(lora_config: LoraConfig, base_params, key: jax.Array) -> dict:
     *lead, d_in, d_out = kernel.shape
     # PEFT: kaiming_uniform_(a=sqrt(5)) on A, i.e. U(-1/sqrt(in), 1/sqrt(in)).
     bound = 1.0 / math.sqrt(d_in)
-    module = path[: -len("/kernel")]
+    module = path[:-len("/kernel")]
     flat[f"{module}/a"] = jax.random.uniform(
-        jax.random.fold_in(key, i), (*lead, d_in, lora_config.rank),
-        jnp.float32, -bound, bound)
+        jax.random.fold_in(key, i), (*lead, d_in, lora_config.rank), jnp.float32, -bound, bound)
     flat[f"{module}/b"] = jnp.zeros((*lead, lora_config.rank, d_out), jnp.float32)
   return paths.unflatten(flat)
 
@@ -73,11 +72,11 @@ def merge(lora_config: LoraConfig, base_params, lora_params) -> dict:
   flat_lora = paths.flatten(lora_params)
   merged = {}
   for path, kernel in paths.flatten(base_params).items():
-    module = path[: -len("/kernel")] if path.endswith("/kernel") else None
+    module = path[:-len("/kernel")] if path.endswith("/kernel") else None
     if module is not None and f"{module}/a" in flat_lora:
       a, b = flat_lora[f"{module}/a"], flat_lora[f"{module}/b"]
-      delta = jnp.einsum("...ir,...ro->...io", a.astype(jnp.float32),
-                         b.astype(jnp.float32)) * lora_config.scale
+      delta = jnp.einsum("...ir,...ro->...io", a.astype(jnp.float32), b.astype(
+          jnp.float32)) * lora_config.scale
       kernel = (kernel.astype(jnp.float32) + delta).astype(kernel.dtype)
     merged[path] = kernel
   return paths.unflatten(merged)

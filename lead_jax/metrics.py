@@ -67,8 +67,7 @@ class Writer:
       return
     with open(self._path) as f:
       records = [(line, json.loads(line)) for line in f if line.strip()]
-    lines = [line for line, r in records
-             if r["step"] <= step and r["split"] not in drop_splits]
+    lines = [line for line, r in records if r["step"] <= step and r["split"] not in drop_splits]
     tmp = self._path + ".tmp"
     with open(tmp, "w") as f:
       f.writelines(lines)

@@ -86,7 +86,7 @@ class ModelConfig:
 def rope_frequencies(config: ModelConfig) -> jax.Array:
   """Inverse frequencies `[head_dim // 2]`, with Llama-3 scaling if configured."""
   dim = config.head_dim
-  inv_freq = 1.0 / (config.rope_theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+  inv_freq = 1.0 / (config.rope_theta**(jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
   s = config.rope_scaling
   if s is None:
     return inv_freq
@@ -145,8 +145,8 @@ class LoraDense(nn.Module):
   def __call__(self, x_NxD, deterministic: bool = True):
     dtype = _DTYPES[self.config.dtype]
     lead, d = x_NxD.shape[:-1], x_NxD.shape[-1]
-    kernel = self.param("kernel", nn.initializers.normal(0.02),
-                        (d, self.features), _DTYPES[self.config.param_dtype])
+    kernel = self.param("kernel", nn.initializers.normal(0.02), (d, self.features),
+                        _DTYPES[self.config.param_dtype])
     x_MxD = x_NxD.reshape(-1, d).astype(dtype)  # M = prod(leading axes)
     y_MxF = jnp.dot(x_MxD, kernel.astype(dtype))
     if self.use_bias:
@@ -202,8 +202,8 @@ class Mlp(nn.Module):
   def __call__(self, x, deterministic):
     c = self.config
     dense = lambda n, name, h: LoraDense(n, False, c, name=name)(h, deterministic)
-    h = nn.silu(dense(c.intermediate_size, "gate_proj", x)) * dense(
-        c.intermediate_size, "up_proj", x)
+    h = nn.silu(dense(c.intermediate_size, "gate_proj", x)) * dense(c.intermediate_size, "up_proj",
+                                                                    x)
     return dense(c.hidden_size, "down_proj", h)
 
 
@@ -221,9 +221,9 @@ class Block(nn.Module):
   def __call__(self, x, positions_BxT, mask_BxTxS, cache, index):
     c, dtype = self.config, _DTYPES[self.config.dtype]
     x = nn.with_logical_constraint(x, ACTIVATION_AXES)
-    h, cache = Attention(c, name="attn")(
-        RMSNorm(c.rms_norm_eps, dtype, name="attn_norm")(x), positions_BxT,
-        mask_BxTxS, cache, index, self.deterministic)
+    h, cache = Attention(c, name="attn")(RMSNorm(c.rms_norm_eps, dtype,
+                                                 name="attn_norm")(x), positions_BxT, mask_BxTxS,
+                                         cache, index, self.deterministic)
     x = x + h
     x = x + Mlp(c, name="mlp")(RMSNorm(c.rms_norm_eps, dtype, name="mlp_norm")(x),
                                self.deterministic)
@@ -242,22 +242,20 @@ class Decoder(nn.Module):
     x = embed(tokens_BxT).astype(dtype)
     block = Block
     if c.remat:
-      block = nn.remat(Block, prevent_cse=False,
-                       policy=jax.checkpoint_policies.nothing_saveable)
-    layers = nn.scan(
-        block, variable_axes={"params": 0, "lora": 0},
-        split_rngs={"params": True, "dropout": True},
-        in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast), length=c.num_layers)
-    x, cache = layers(c, self.deterministic, name="layers")(
-        x, positions_BxT, mask_BxTxS, cache, index)
+      block = nn.remat(Block, prevent_cse=False, policy=jax.checkpoint_policies.nothing_saveable)
+    layers = nn.scan(block, variable_axes={"params": 0,
+                                           "lora": 0}, split_rngs={"params": True, "dropout": True},
+                     in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast), length=c.num_layers)
+    x, cache = layers(c, self.deterministic, name="layers")(x, positions_BxT, mask_BxTxS, cache,
+                                                            index)
     x = RMSNorm(c.rms_norm_eps, dtype, name="final_norm")(x)
     if c.tie_embeddings:
       logits = embed.attend(x)
     else:
       # Tokens flattened as in LoraDense (one contracting axis per dot).
       logits = nn.Dense(c.vocab_size, use_bias=False, dtype=dtype,
-                        param_dtype=_DTYPES[c.param_dtype], name="lm_head")(
-                            x.reshape(-1, x.shape[-1])).reshape(x.shape[:-1] + (-1,))
+                        param_dtype=_DTYPES[c.param_dtype],
+                        name="lm_head")(x.reshape(-1, x.shape[-1])).reshape(x.shape[:-1] + (-1,))
     return logits.astype(jnp.float32), cache
 
 
@@ -290,8 +288,9 @@ def positions_from_segments(segment_BxL):
   """Positions restarting at 0 at the first slot of every segment (a run of
   equal ids); the padding after the last segment counts on from its start."""
   slot = jnp.arange(segment_BxL.shape[1])
-  first = jnp.concatenate([jnp.ones_like(segment_BxL[:, :1], jnp.bool_),
-                           segment_BxL[:, 1:] != segment_BxL[:, :-1]], axis=1)
+  first = jnp.concatenate(
+      [jnp.ones_like(segment_BxL[:, :1], jnp.bool_), segment_BxL[:, 1:] != segment_BxL[:, :-1]],
+      axis=1)
   start = jax.lax.cummax(jnp.where(first, slot[None, :], 0), axis=1)
   return slot[None, :] - start
 
@@ -312,12 +311,11 @@ def _inputs(config: ModelConfig, tokens_BxL, attention_mask_BxL, segment_BxL, po
   segment_BxL = jnp.asarray(segment_BxL).astype(jnp.int32)
   if positions_BxL is None:
     positions_BxL = positions_from_segments(segment_BxL)
-  return tokens_BxL, jnp.asarray(positions_BxL), _segment_mask(segment_BxL,
-                                                               config.sliding_window)
+  return tokens_BxL, jnp.asarray(positions_BxL), _segment_mask(segment_BxL, config.sliding_window)
 
 
-def forward(config: ModelConfig, params, tokens_BxL, attention_mask_BxL=None, *,
-            segment_BxL=None, positions_BxL=None, dropout_key: Optional[jax.Array] = None):
+def forward(config: ModelConfig, params, tokens_BxL, attention_mask_BxL=None, *, segment_BxL=None,
+            positions_BxL=None, dropout_key: Optional[jax.Array] = None):
   """Logits `BxLxV` (float32). `params` is `{"params": base[, "lora": adapters]}`.
 
   Padded rows: `attention_mask_BxL` (default all real). Packed rows: instead,
@@ -327,11 +325,11 @@ def forward(config: ModelConfig, params, tokens_BxL, attention_mask_BxL=None, *,
   those of its sample alone. A `dropout_key` enables LoRA dropout (training);
   without it the pass is deterministic.
   """
-  tokens_BxL, positions_BxL, mask = _inputs(config, tokens_BxL, attention_mask_BxL,
-                                            segment_BxL, positions_BxL)
+  tokens_BxL, positions_BxL, mask = _inputs(config, tokens_BxL, attention_mask_BxL, segment_BxL,
+                                            positions_BxL)
   rngs = None if dropout_key is None else {"dropout": dropout_key}
-  logits, _ = Decoder(config, deterministic=dropout_key is None).apply(
-      params, tokens_BxL, positions_BxL, mask, rngs=rngs)
+  logits, _ = Decoder(config, deterministic=dropout_key
+                      is None).apply(params, tokens_BxL, positions_BxL, mask, rngs=rngs)
   return logits
 
 
@@ -340,8 +338,8 @@ def final_hidden(config: ModelConfig, params, tokens_BxL, attention_mask_BxL=Non
   """The last hidden states `BxLxD` (float32): the final norm's output, i.e. the
   input of the output projection (sample features for clustering). Padded or
   packed rows as in `forward`."""
-  tokens_BxL, positions_BxL, mask = _inputs(config, tokens_BxL, attention_mask_BxL,
-                                            segment_BxL, positions_BxL)
+  tokens_BxL, positions_BxL, mask = _inputs(config, tokens_BxL, attention_mask_BxL, segment_BxL,
+                                            positions_BxL)
   _, state = Decoder(config).apply(
       params, tokens_BxL, positions_BxL, mask,
       capture_intermediates=lambda module, method: module.name == "final_norm",
@@ -355,8 +353,8 @@ def init_cache(config: ModelConfig, batch: int, max_len: int):
   return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
 
 
-def forward_cached(config: ModelConfig, params, tokens_BxT, positions_BxT,
-                   kv_valid_BxS, cache, index):
+def forward_cached(config: ModelConfig, params, tokens_BxT, positions_BxT, kv_valid_BxS, cache,
+                   index):
   """Runs `T` new tokens written to cache slots `[index, index + T)`.
 
   `kv_valid_BxS` marks the cache slots holding real tokens (including the new

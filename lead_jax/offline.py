@@ -37,8 +37,8 @@ import jax
 import numpy as np
 import tqdm
 
-from lead_jax import (accounting, baseline_scores, build, clustering, data, optim, paths,
-                      scoring, sharding, train)
+from lead_jax import (accounting, baseline_scores, build, clustering, data, optim, paths, scoring,
+                      sharding, train)
 from lead_jax import lora as lora_lib
 
 log = logging.getLogger(__name__)
@@ -169,10 +169,11 @@ class _Stage:
   def warmup_fp(self, base_fp: Optional[str] = None) -> str:
     c, t = self.cfg, self.env.train_cfg
     return fingerprint({
-        "base": base_fp or self.base_fp, "fraction": c.warmup_fraction,
-        "epochs": c.warmup_epochs, "rank": c.warmup_rank, "alpha": c.warmup_alpha,
-        "seed": self.env.seed, "optim": self.env.optim_cfg.to_dict(), "batch": t.batch_size,
-        "micro": t.micro_batch, "lora": repr(self.env.model_config.lora)})
+        "base": base_fp or self.base_fp, "fraction": c.warmup_fraction, "epochs": c.warmup_epochs,
+        "rank": c.warmup_rank, "alpha": c.warmup_alpha, "seed": self.env.seed,
+        "optim": self.env.optim_cfg.to_dict(), "batch": t.batch_size, "micro": t.micro_batch,
+        "lora": repr(self.env.model_config.lora)
+    })
 
   def warmup(self, base):
     """`(warmup steps, warmup params, base)` of the run's model; trains unless cached."""
@@ -190,10 +191,10 @@ class _Stage:
     _, shardings = build.abstract_state(mc_w, tx, self.env.mesh, self.env.rules)
     steps = train.compile(spec, tx, lr_fn, self.env.mesh, shardings)
     box = {"base": base}
-    arrays, meta = self.artifact(name, fp,
-                                  lambda: self._train_warmup(box, mc_w, tx, steps, name))
-    lora = paths.unflatten({k[len("lora/"):]: v for k, v in arrays.items()
-                            if k.startswith("lora/")})
+    arrays, meta = self.artifact(name, fp, lambda: self._train_warmup(box, mc_w, tx, steps, name))
+    lora = paths.unflatten({
+        k[len("lora/"):]: v for k, v in arrays.items() if k.startswith("lora/")
+    })
     self._warm_loss[name] = meta.get("loss_per_epoch")
     self._warm[name] = (steps, {"params": box["base"], "lora": lora}, box["base"])
     return self._warm[name]
@@ -218,10 +219,9 @@ class _Stage:
         k += 1
       losses.append(float(np.mean(epoch)))
     box["base"] = state.base  # the steps donated the state: the live base is its copy
-    flat = {f"lora/{p}": np.asarray(x) for p, x in paths.flatten(
-        jax.device_get(state.lora)).items()}
-    log.info("%s: %d samples x %d epochs (%d steps), loss per epoch %s", name, n,
-             c.warmup_epochs, k, [round(x, 3) for x in losses])
+    flat = {f"lora/{p}": np.asarray(x) for p, x in paths.flatten(jax.device_get(state.lora)).items()}
+    log.info("%s: %d samples x %d epochs (%d steps), loss per epoch %s", name, n, c.warmup_epochs,
+             k, [round(x, 3) for x in losses])
     return dict(flat, ids=ids), {f"{name}_train": counts}, {"loss_per_epoch": losses}
 
   # ------------------------------------------------------------------ scores
@@ -246,8 +246,8 @@ class _Stage:
     fp = fingerprint({"base": self.base_fp, "batch": self.cfg.score_batch_size})
 
     def compute():
-      out, counts = scoring.losses(self.env.score, {"params": base}, self.pool,
-                                   self._all(), self.cfg.score_batch_size, self.env.mesh,
+      out, counts = scoring.losses(self.env.score, {"params": base}, self.pool, self._all(),
+                                   self.cfg.score_batch_size, self.env.mesh,
                                    desc="IDU_0 (base model)")
       return {"loss": out["loss"]}, {"base_loss": counts}, {}
 
@@ -256,9 +256,10 @@ class _Stage:
   def features(self, kind: str, base):
     steps, params, base = self.warmup(base)
     t = self.env.train_cfg
-    fp = fingerprint({"warmup": self.warmup_fp(), "kind": kind,
-                      "batch": self.cfg.score_batch_size,
-                      "projection": [t.projection_dim, list(t.projection_targets)]})
+    fp = fingerprint({
+        "warmup": self.warmup_fp(), "kind": kind, "batch": self.cfg.score_batch_size,
+        "projection": [t.projection_dim, list(t.projection_targets)]
+    })
 
     def compute():
       if kind == "hidden":
@@ -274,8 +275,9 @@ class _Stage:
     return self.artifact(f"features_{kind}", fp, compute)[0]["features"], fp, base
 
   def clusters(self, feats_NxD: np.ndarray, source_fp: str) -> np.ndarray:
-    fp = fingerprint({"source": source_fp, "k": self.k, "seed": self.env.seed,
-                      "n_init": self.cfg.kmeans_n_init})
+    fp = fingerprint({
+        "source": source_fp, "k": self.k, "seed": self.env.seed, "n_init": self.cfg.kmeans_n_init
+    })
 
     def compute():
       x = feats_NxD
@@ -287,8 +289,7 @@ class _Stage:
     return self.artifact("clusters", fp, compute)[0]["cluster"]
 
 
-def run(cfg, env: Env, pool: data.Pool, workdir: str, wants: set[str], num_clusters: int,
-        base):
+def run(cfg, env: Env, pool: data.Pool, workdir: str, wants: set[str], num_clusters: int, base):
   """`(Result, base)`: the artifacts in `wants` (ifd, base_loss, clusters, and
   the baselines' proxy_ifd and less, `lead_jax.baseline_scores`).
 
@@ -317,8 +318,7 @@ def run(cfg, env: Env, pool: data.Pool, workdir: str, wants: set[str], num_clust
   if "less" in wants:
     less, base = baseline_scores.less(stage, base)
   k = int(cluster.max()) + 1 if cluster is not None else 1
-  result = Result(ifd_raw_N=ifd_raw, ifd_N=ifd, idu0_N=idu0, cluster_N=cluster,
-                  num_clusters=k, ledger=stage.ledger, computed=tuple(stage.computed),
-                  warmup_loss=getattr(stage, "warmup_loss", None), proxy_ifd_N=proxy_ifd,
-                  less_N=less)
+  result = Result(ifd_raw_N=ifd_raw, ifd_N=ifd, idu0_N=idu0, cluster_N=cluster, num_clusters=k,
+                  ledger=stage.ledger, computed=tuple(stage.computed), warmup_loss=getattr(
+                      stage, "warmup_loss", None), proxy_ifd_N=proxy_ifd, less_N=less)
   return result, base

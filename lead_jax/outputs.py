@@ -98,8 +98,9 @@ def selected_records(ids_S, pool, iteration: int, cluster_N, scores_S, use_count
   """The selected.jsonl lines of one iteration's selection."""
   for k, i in enumerate(np.asarray(ids_S)):
     i = int(i)
-    yield {"id": i, "source_id": str(pool.source_ids[i]), "iteration": iteration,
-           "cluster": None if cluster_N is None else int(cluster_N[i]),
-           "task": pool.task_names[int(pool.task_N[i])],
-           "idu": None if scores_S is None else float(scores_S[k]),
-           "use_count": int(use_count_S[k])}
+    yield {
+        "id": i, "source_id": str(pool.source_ids[i]), "iteration": iteration,
+        "cluster": None if cluster_N is None else int(cluster_N[i]),
+        "task": pool.task_names[int(pool.task_N[i])],
+        "idu": None if scores_S is None else float(scores_S[k]), "use_count": int(use_count_S[k])
+    }

@@ -60,9 +60,8 @@ def select(patterns: Sequence[str], paths: Sequence[str], what: str) -> list[str
   """Paths matched by any pattern; raises if a pattern matches nothing."""
   unused = [p for p in patterns if not any(re.search(p, x) for x in paths)]
   if unused:
-    raise ValueError(
-        f"{what}: pattern(s) {unused} match no parameter path. Known paths "
-        f"look like {list(paths)[:6]}; fix the regex list in the config.")
+    raise ValueError(f"{what}: pattern(s) {unused} match no parameter path. Known paths "
+                     f"look like {list(paths)[:6]}; fix the regex list in the config.")
   return [x for x in paths if any(re.search(p, x) for p in patterns)]
 
 

@@ -51,8 +51,8 @@ def model_config(model_cfg) -> model_lib.ModelConfig:
     raise ValueError(f"pretrain.model.checkpoint={model_cfg.checkpoint!r}: pretraining "
                      "starts from a random init; leave it empty")
   eos = tokenizer.byte_level().eos_token_id
-  return dataclasses.replace(build.model_config(model_cfg, _NO_LORA), lora=None,
-                             eos_token_ids=(eos,))
+  return dataclasses.replace(
+      build.model_config(model_cfg, _NO_LORA), lora=None, eos_token_ids=(eos,))
 
 
 def tokenize(documents: Sequence[str], tok) -> list[np.ndarray]:
@@ -95,8 +95,8 @@ def make_optimizer(optim_cfg, steps: int):
   c = optim_cfg
   if not 0 <= c.warmup_steps < steps:
     raise ValueError(f"optim.warmup_steps={c.warmup_steps} must be in [0, steps={steps})")
-  lr_fn = optax.warmup_cosine_decay_schedule(
-      0.0, c.lr, c.warmup_steps, steps, end_value=c.lr * c.final_lr_fraction)
+  lr_fn = optax.warmup_cosine_decay_schedule(0.0, c.lr, c.warmup_steps, steps,
+                                             end_value=c.lr * c.final_lr_fraction)
   chain = [optax.clip_by_global_norm(c.clip_norm)] if c.clip_norm > 0 else []
   chain.append(optax.adamw(lr_fn, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=c.weight_decay))
   return optax.chain(*chain), lr_fn
@@ -153,20 +153,20 @@ def _new_epoch(host: dict, num_docs: int) -> dict:
   rng = np.random.default_rng()
   rng.bit_generator.state = host["rng"]
   order = rng.permutation(num_docs)
-  return dict(host, order=order, cursor=0, epoch=host["epoch"] + 1,
-              rng=rng.bit_generator.state)
+  return dict(host, order=order, cursor=0, epoch=host["epoch"] + 1, rng=rng.bit_generator.state)
 
 
 def _initial_host(seed: int, num_docs: int) -> dict:
   rng = np.random.default_rng(seed)
   order = rng.permutation(num_docs)
-  return {"order": order, "cursor": 0, "epoch": 0, "step": 0, "seconds": 0.0,
-          "rng": rng.bit_generator.state, "heldout_initial": None}
+  return {
+      "order": order, "cursor": 0, "epoch": 0, "step": 0, "seconds": 0.0,
+      "rng": rng.bit_generator.state, "heldout_initial": None
+  }
 
 
 def _manager(workdir: str, cfg) -> checkpoint.Manager:
-  ckpt = types.SimpleNamespace(every_steps=cfg.checkpoint_every, keep=cfg.keep,
-                               async_save=False)
+  ckpt = types.SimpleNamespace(every_steps=cfg.checkpoint_every, keep=cfg.keep, async_save=False)
   return checkpoint.Manager(os.path.join(workdir, CHECKPOINTS), ckpt)
 
 
@@ -189,8 +189,7 @@ def _setup(cfg, documents, workdir):
   host = _initial_host(cfg.seed, len(documents))
   manager = _manager(workdir, cfg)
   if manager.latest_step() is not None:
-    state, host = manager.restore(checkpoint.abstract({"params": params,
-                                                       "opt_state": opt_state}))
+    state, host = manager.restore(checkpoint.abstract({"params": params, "opt_state": opt_state}))
     params, opt_state = state["params"], state["opt_state"]
   return config, tok, params, opt_state, step, score, lr_fn, host, manager
 
@@ -210,13 +209,12 @@ def train(cfg, documents: Sequence[str], heldout: Mapping[str, Sequence[tuple[st
   writer = metrics.Writer(workdir, tensorboard=False)
   writer.truncate_after(host["step"])
   if host["heldout_initial"] is None:
-    host["heldout_initial"] = heldout_loss(score, params, heldout, tok, cfg.batch_size,
-                                           cfg.seq_len)
+    host["heldout_initial"] = heldout_loss(score, params, heldout, tok, cfg.batch_size, cfg.seq_len)
   stop = cfg.steps if max_steps is None else min(max_steps, cfg.steps)
   per_step = cfg.batch_size * cfg.seq_len
   window, window_start = [], time.time()
-  bar = tqdm.trange(host["step"], stop, initial=host["step"], total=cfg.steps,
-                    desc="pretrain", disable=None)
+  bar = tqdm.trange(host["step"], stop, initial=host["step"], total=cfg.steps, desc="pretrain",
+                    disable=None)
   windows_WxBxL = epoch_windows(doc_tokens, host["order"], cfg.batch_size, cfg.seq_len)
   for step in bar:
     if host["cursor"] == len(windows_WxBxL):
@@ -228,9 +226,11 @@ def train(cfg, documents: Sequence[str], heldout: Mapping[str, Sequence[tuple[st
     if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
       fetched = jax.device_get(window)
       rate = len(window) * per_step / (time.time() - window_start)
-      record = {"loss": float(np.mean([m["loss"] for m in fetched])),
-                "grad_norm": float(np.mean([m["grad_norm"] for m in fetched])),
-                "lr": float(lr_fn(step)), "tokens": (step + 1) * per_step, "tokens_per_s": rate}
+      record = {
+          "loss": float(np.mean([m["loss"] for m in fetched])),
+          "grad_norm": float(np.mean([m["grad_norm"] for m in fetched])), "lr": float(lr_fn(step)),
+          "tokens": (step + 1) * per_step, "tokens_per_s": rate
+      }
       writer.write(step + 1, record)
       bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{rate:,.0f}")
       window, window_start = [], time.time()
@@ -255,10 +255,11 @@ def _finish(cfg, config, tok, params, score, heldout, host, workdir) -> dict:
   hf.save_checkpoint(workdir, config, {"params": params})
   tok.save_pretrained(workdir)
   shutil.rmtree(os.path.join(workdir, CHECKPOINTS))
-  return {"tokens": host["step"] * cfg.batch_size * cfg.seq_len,
-          "seconds": host["seconds"] + time.time() - start, "final_loss": records[-1]["loss"],
-          "heldout_initial": host["heldout_initial"],
-          "heldout_final": final}
+  return {
+      "tokens": host["step"] * cfg.batch_size * cfg.seq_len,
+      "seconds": host["seconds"] + time.time() - start, "final_loss": records[-1]["loss"],
+      "heldout_initial": host["heldout_initial"], "heldout_final": final
+  }
 
 
 def plot_loss_curve(records: Sequence[dict], path: str) -> str:

@@ -68,8 +68,7 @@ def sign_rows(seed: int, rows_R, dim: int):
 
 def sign_block(seed: int, row0, rows: int, dim: int):
   """Rows `[row0, row0 + rows)` of R."""
-  return sign_rows(seed, jnp.asarray(row0, jnp.uint32) + jnp.arange(rows, dtype=jnp.uint32),
-                   dim)
+  return sign_rows(seed, jnp.asarray(row0, jnp.uint32) + jnp.arange(rows, dtype=jnp.uint32), dim)
 
 
 def subset(proj: Projection, lora) -> list[str]:
@@ -94,8 +93,7 @@ def _project_flat(proj: Projection, x_mxN, row_of: Callable):
 
 
 def _axes(entry) -> tuple[str, ...]:
-  return () if entry is None else (tuple(entry) if isinstance(entry, (tuple, list))
-                                   else (entry,))
+  return () if entry is None else (tuple(entry) if isinstance(entry, (tuple, list)) else (entry,))
 
 
 def _project_sharded(proj: Projection, x, row0: int, sharding: NamedSharding):
@@ -126,7 +124,8 @@ def _project_sharded(proj: Projection, x, row0: int, sharding: NamedSharding):
     return jax.lax.psum(acc, used) if used else acc
 
   return jax.shard_map(local, mesh=mesh, in_specs=PartitionSpec(None, *spec),
-                       out_specs=PartitionSpec())(x)
+                       out_specs=PartitionSpec())(
+                           x)
 
 
 def project(proj: Projection, g, shardings: Optional[dict] = None):

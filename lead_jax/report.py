@@ -85,11 +85,11 @@ def _fmt(v) -> str:
 
 ROWS = (("exact match (overall)", "exact_match"), ("exact match (macro)", "exact_match_macro"),
         ("held-out loss", "test_loss"), ("samples selected (distinct)", "samples_selected"),
-        ("samples trained on (distinct)", "samples_trained"),
-        ("iterations", "iterations"), ("training steps", "train_steps"),
-        ("training sample-passes", "train_sample_passes"),
-        ("training token-passes", "train_token_passes"), ("wall seconds", "wall_seconds"),
-        ("forward passes over the pool", "forward_sample_passes"))
+        ("samples trained on (distinct)", "samples_trained"), ("iterations", "iterations"),
+        ("training steps", "train_steps"), ("training sample-passes", "train_sample_passes"),
+        ("training token-passes",
+         "train_token_passes"), ("wall seconds", "wall_seconds"), ("forward passes over the pool",
+                                                                   "forward_sample_passes"))
 
 
 def table(runs: Mapping[str, Mapping], tasks: Optional[Sequence[str]] = None) -> str:
@@ -100,6 +100,7 @@ def table(runs: Mapping[str, Mapping], tasks: Optional[Sequence[str]] = None) ->
   for label, key in ROWS:
     lines.append(f"| {label} | " + " | ".join(_fmt(runs[n].get(key)) for n in names) + " |")
   for t in tasks:
-    lines.append(f"| exact match: {t} | " + " | ".join(
-        _fmt(runs[n].get("per_task_exact_match", {}).get(t)) for n in names) + " |")
+    lines.append(f"| exact match: {t} | " +
+                 " | ".join(_fmt(runs[n].get("per_task_exact_match", {}).get(t)) for n in names) +
+                 " |")
   return "\n".join(lines)

@@ -55,8 +55,7 @@ def scorer(score) -> Scorer:
   if isinstance(score, Scorer):
     return score
   fn = getattr(getattr(score, "_jitted", score), "__wrapped__", None)
-  if (isinstance(fn, functools.partial) and fn.func is train.score_step
-      and len(fn.args) == 2):
+  if (isinstance(fn, functools.partial) and fn.func is train.score_step and len(fn.args) == 2):
     return Scorer(*fn.args)
   raise TypeError(f"scoring: {score!r} is neither a scoring.Scorer nor a Steps.score "
                   "compiled by train.compile; pass scoring.Scorer(model_config, micro_batch)")
@@ -64,8 +63,7 @@ def scorer(score) -> Scorer:
 
 def _chunks(pool, ids_N, batch_size: int, desc: str):
   order = np.argsort(pool.length_N[ids_N], kind="stable")  # shortest first: small buckets
-  for start in tqdm.trange(0, len(order), batch_size, desc=desc, leave=False,
-                           disable=None):
+  for start in tqdm.trange(0, len(order), batch_size, desc=desc, leave=False, disable=None):
     pos = order[start:start + batch_size]
     yield pos, ids_N[pos]
 
@@ -78,8 +76,10 @@ def _book(counts: dict, batch: dict, backward: bool = False) -> None:
 def _book_packed(counts: dict, batch: dict, slots: dict) -> None:
   """Forward passes of a packed batch: its samples and their real tokens."""
   real = int(np.count_nonzero(batch["segment_BxL"]))
-  got = {"forward_samples": int(np.count_nonzero(batch["sample_BxG"] >= 0)),
-         "forward_tokens": real, "backward_samples": 0, "backward_tokens": 0}
+  got = {
+      "forward_samples": int(np.count_nonzero(batch["sample_BxG"] >= 0)), "forward_tokens": real,
+      "backward_samples": 0, "backward_tokens": 0
+  }
   for name, value in got.items():
     counts[name] = counts.get(name, 0) + value
   slots["real"] = slots.get("real", 0) + real
@@ -90,8 +90,7 @@ def _packed(pool: data.Pool, ids_N, batch_size: int, view: str, desc: str):
   """The packed batches of `ids_N` in `view`, behind a progress bar."""
   plan = packing.pack(pool, ids_N, view, max_segments=MAX_SEGMENTS)
   it = packing.batches(pool, ids_N, plan, batch_size, view)
-  return tqdm.tqdm(it, total=plan.num_batches(batch_size), desc=desc, leave=False,
-                   disable=None)
+  return tqdm.tqdm(it, total=plan.num_batches(batch_size), desc=desc, leave=False, disable=None)
 
 
 def _log_padding(desc: str, n: int, slots: dict) -> None:
@@ -121,8 +120,8 @@ def _row_losses(model_config, params, row, num_segments: int, mesh):
   """`(target nll sum_G, targets n_G)` of one packed row: the target at t is
   token t, predicted at t - 1, when it is a response token of the same segment."""
   seg_L = row["segment_BxL"]
-  logits = model_lib.forward(model_config, params, row["tokens_BxL"][None],
-                             segment_BxL=seg_L[None], positions_BxL=row["positions_BxL"][None])[0]
+  logits = model_lib.forward(model_config, params, row["tokens_BxL"][None], segment_BxL=seg_L[None],
+                             positions_BxL=row["positions_BxL"][None])[0]
   if mesh is not None:  # the row's logits stay on its devices (as losses.example_loss)
     logits = jax.lax.with_sharding_constraint(logits, NamedSharding(mesh, PartitionSpec()))
   logits = logits[:-1].astype(jnp.float32)
@@ -152,8 +151,8 @@ def _packed_losses(scorer_: Scorer, num_segments: int, mesh, batch_axes, params,
   return out
 
 
-def losses(score, params, pool: data.Pool, ids_N, batch_size: int, mesh, *,
-           response: bool = False, desc: str = "score"):
+def losses(score, params, pool: data.Pool, ids_N, batch_size: int, mesh, *, response: bool = False,
+           desc: str = "score"):
   """`({"loss": [n], ["response_loss": [n]]}, counts)` for the samples `ids_N`.
 
   `score` is a `Scorer` or the run's jitted `train.score_step` (`Steps.score`,
@@ -169,8 +168,8 @@ def losses(score, params, pool: data.Pool, ids_N, batch_size: int, mesh, *,
       _book_packed(counts, batch, slots)
       rows = sharding.shard_batch(mesh, {k: batch[k] for k in _DEVICE_KEYS})
       with _in_mesh(mesh):
-        got = train.fetch(_packed_losses(sc, batch["sample_BxG"].shape[1], mesh, batch_axes,
-                                         params, rows))
+        got = train.fetch(
+            _packed_losses(sc, batch["sample_BxG"].shape[1], mesh, batch_axes, params, rows))
       take = batch["sample_BxG"] >= 0
       out[key][batch["sample_BxG"][take]] = got["loss_BxG"][take]
   _log_padding(desc, len(ids_N), slots)
@@ -181,11 +180,11 @@ def losses(score, params, pool: data.Pool, ids_N, batch_size: int, mesh, *,
 def _packed_mean_hidden(model_config, num_segments: int, mesh, params, rows):
   """`[B, G, D]`: the mean final hidden state over every segment's tokens."""
   seg_BxL = rows["segment_BxL"]
-  h_BxLxD = model_lib.final_hidden(model_config, params, rows["tokens_BxL"],
-                                   segment_BxL=seg_BxL, positions_BxL=rows["positions_BxL"])
+  h_BxLxD = model_lib.final_hidden(model_config, params, rows["tokens_BxL"], segment_BxL=seg_BxL,
+                                   positions_BxL=rows["positions_BxL"])
   ones_BxLx1 = jnp.ones(seg_BxL.shape + (1,), jnp.float32)
-  sums = jax.vmap(lambda x, s: _segment_sums(x, s, num_segments))(
-      jnp.concatenate([h_BxLxD, ones_BxLx1], axis=-1), seg_BxL)
+  sums = jax.vmap(lambda x, s: _segment_sums(x, s, num_segments))(jnp.concatenate(
+      [h_BxLxD, ones_BxLx1], axis=-1), seg_BxL)
   mean_BxGxD = sums[..., :-1] / jnp.maximum(sums[..., -1:], 1.0)
   if mesh is not None:
     mean_BxGxD = jax.lax.with_sharding_constraint(mean_BxGxD, sharding.replicated(mesh))
@@ -201,16 +200,17 @@ def mean_hidden(model_config, params, pool: data.Pool, ids_N, batch_size: int, m
   for batch in _packed(pool, ids_N, batch_size, "full", desc):
     _book_packed(counts, batch, slots)
     rows = sharding.shard_batch(mesh, {k: batch[k] for k in _DEVICE_KEYS})
-    h = np.asarray(jax.device_get(_packed_mean_hidden(
-        model_config, batch["sample_BxG"].shape[1], mesh, params, rows)))
+    h = np.asarray(
+        jax.device_get(
+            _packed_mean_hidden(model_config, batch["sample_BxG"].shape[1], mesh, params, rows)))
     take = batch["sample_BxG"] >= 0
     feats[batch["sample_BxG"][take]] = h[take]
   _log_padding(desc, len(ids_N), slots)
   return feats, counts
 
 
-def projected_grads(project: Callable, params, pool: data.Pool, ids_N, batch_size: int,
-                    mesh, *, desc: str = "gradient features"):
+def projected_grads(project: Callable, params, pool: data.Pool, ids_N, batch_size: int, mesh, *,
+                    desc: str = "gradient features"):
   """`(g [n, K] float32, counts)`: projected per-example gradients at `params`
   (`Steps.project`): a forward and a backward per sample."""
   ids_N = np.asarray(ids_N, np.int64)

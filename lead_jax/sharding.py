@@ -124,6 +124,7 @@ def shard_batch(mesh: Mesh | None, batch_np: dict) -> dict:
   if rows % batch_divisor(mesh):
     raise ValueError(f"batch of {rows} rows does not split over data x fsdp = "
                      f"{batch_divisor(mesh)} devices; make train.batch_size a multiple")
-  return {k: jax.make_array_from_callback(np.shape(v), sharding,
-                                          lambda idx, v=v: np.asarray(v)[idx])
-          for k, v in batch_np.items()}
+  return {
+      k: jax.make_array_from_callback(np.shape(v), sharding, lambda idx, v=v: np.asarray(v)[idx])
+      for k, v in batch_np.items()
+  }

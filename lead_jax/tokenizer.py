@@ -26,17 +26,20 @@ def byte_level() -> transformers.PreTrainedTokenizerFast:
   tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
   tok.decoder = decoders.ByteLevel()
-  fast = transformers.PreTrainedTokenizerFast(
-      tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>",
-      additional_special_tokens=list(SPECIAL_TOKENS[2:]))
+  fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
+                                              pad_token="<|pad|>",
+                                              additional_special_tokens=list(SPECIAL_TOKENS[2:]))
   fast.model_max_length = 1 << 30
   return fast
 
 
 def _byte_map() -> dict[str, int]:
   # GPT-2's reversible byte <-> unicode table, the one ByteLevel uses.
-  printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-               + list(range(ord("®"), ord("ÿ") + 1)))
+  printable = (
+      list(range(ord("!"),
+                 ord("~") + 1)) + list(range(ord("¡"),
+                                             ord("¬") + 1)) + list(range(ord("®"),
+                                                                         ord("ÿ") + 1)))
   chars, n = list(printable), 0
   for b in range(256):
     if b not in printable:

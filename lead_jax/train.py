@@ -120,9 +120,8 @@ def projection_seed(seed: int) -> int:
 def spec_from_config(model_config, train_cfg, optim_cfg, seed: int) -> StepSpec:
   proj = None
   if train_cfg.projection_dim:
-    proj = projection_lib.Projection(
-        train_cfg.projection_dim, tuple(train_cfg.projection_targets),
-        train_cfg.projection_block_rows, projection_seed(seed))
+    proj = projection_lib.Projection(train_cfg.projection_dim, tuple(train_cfg.projection_targets),
+                                     train_cfg.projection_block_rows, projection_seed(seed))
   return StepSpec(model_config, train_cfg.micro_batch or train_cfg.batch_size, proj,
                   train_cfg.dl_method, optim_cfg.accum_steps)
 
@@ -146,16 +145,17 @@ def _apply(spec: StepSpec, tx, lr_fn, state: TrainState, grad, finite):
   """Optimiser update, applied only when `finite`; returns the applied delta."""
   updates, opt_state = tx.update(grad, state.opt_state, state.lora)
   keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-  new_state = state.replace(
-      step=state.step + finite.astype(jnp.int32),
-      lora=keep(optax.apply_updates(state.lora, updates), state.lora),
-      opt_state=keep(opt_state, state.opt_state))
+  new_state = state.replace(step=state.step + finite.astype(jnp.int32),
+                            lora=keep(optax.apply_updates(state.lora, updates),
+                                      state.lora), opt_state=keep(opt_state, state.opt_state))
   delta = jax.tree.map(lambda u: jnp.where(finite, u, 0.0).astype(jnp.float32), updates)
   a = spec.accum_steps
-  metrics = {"grad_norm": optax.tree.norm(grad), "update_norm": optax.tree.norm(delta),
-             "lr": jnp.asarray(lr_fn(state.step // a), jnp.float32),
-             "skipped": 1 - finite.astype(jnp.int32),
-             "boundary": (finite & (state.step % a == a - 1)).astype(jnp.int32)}
+  metrics = {
+      "grad_norm": optax.tree.norm(grad), "update_norm": optax.tree.norm(delta),
+      "lr": jnp.asarray(lr_fn(state.step // a),
+                        jnp.float32), "skipped": 1 - finite.astype(jnp.int32), "boundary":
+                            (finite & (state.step % a == a - 1)).astype(jnp.int32)
+  }
   return new_state, delta, metrics
 
 
@@ -163,8 +163,10 @@ def _finish(w_B, finite_B, finite, loss, loss_B, n_B, metrics):
   valid_B = w_B & finite_B & finite
   metrics = dict(metrics, loss=jnp.where(finite, loss, 0.0),
                  examples=jnp.sum(w_B).astype(jnp.int32), tokens=jnp.sum(n_B).astype(jnp.int32))
-  return valid_B, {"loss_B": jnp.where(finite_B, loss_B, 0.0), "finite_B": finite_B,
-                   "valid_B": valid_B, "finite": finite, "metrics": metrics}
+  return valid_B, {
+      "loss_B": jnp.where(finite_B, loss_B, 0.0), "finite_B": finite_B, "valid_B": valid_B,
+      "finite": finite, "metrics": metrics
+  }
 
 
 def train_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
@@ -172,8 +174,8 @@ def train_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
   examples, keys = _inputs(spec, batch, key)
   loss_fn = spec.loss_fn(state.base)
   keep = keeps_grads(spec, state.lora, examples["is_pad_B"].shape[0])
-  p = grads.lead_pass(loss_fn, state.lora, examples, keys, spec.micro_batch, spec.projection,
-                      keep, spec.batch_axes, spec.proj_shardings)
+  p = grads.lead_pass(loss_fn, state.lora, examples, keys, spec.micro_batch, spec.projection, keep,
+                      spec.batch_axes, spec.proj_shardings)
   w_B, loss, grad = _batch_mean(p.loss_B, p.n_B, p.grad_sum)
   finite = jnp.all(p.finite_B) & jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grad))
   new_state, delta, metrics = _apply(spec, tx, lr_fn, state, grad, finite)
@@ -197,8 +199,8 @@ def plain_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
   only. Its gradient is the LEAD pass's sum of per-example gradients
   (`grads.plain_pass`), so both steps apply the same update."""
   examples, keys = _inputs(spec, batch, key)
-  loss_B, n_B, grad_sum = grads.plain_pass(spec.loss_fn(state.base), state.lora, examples,
-                                           keys, spec.micro_batch, spec.batch_axes)
+  loss_B, n_B, grad_sum = grads.plain_pass(
+      spec.loss_fn(state.base), state.lora, examples, keys, spec.micro_batch, spec.batch_axes)
   w_B, loss, grad = _batch_mean(loss_B, n_B, grad_sum)
   finite_B = jnp.isfinite(loss_B)
   finite = jnp.all(finite_B) & jnp.isfinite(optax.tree.norm(grad))
@@ -218,8 +220,7 @@ def _forward_losses(model_config, micro_batch: int, params, batch, mesh):
   return grads.merge(jax.lax.map(per_row, grads.split(examples, n)))
 
 
-def score_step(model_config, micro_batch: int, params, batch, response_batch=None, *,
-               mesh=None):
+def score_step(model_config, micro_batch: int, params, batch, response_batch=None, *, mesh=None):
   """Forward only. `loss_B`/`tokens_B` of `batch`; with the response-only view
   of the same rows, also `response_loss_B`/`response_tokens_B` (IFD's ratio)."""
   loss_B, n_B = _forward_losses(model_config, micro_batch, params, batch, mesh)
@@ -236,12 +237,14 @@ def project_step(spec: StepSpec, params, batch):
   if spec.projection is None:
     raise ValueError("project_step needs train.projection_dim > 0")
   examples, keys = _inputs(spec, batch, None)
-  p = grads.lead_pass(spec.loss_fn(params["params"]), params["lora"], examples, keys,
-                      spec.micro_batch, spec.projection, False, spec.batch_axes,
-                      spec.proj_shardings)
+  p = grads.lead_pass(
+      spec.loss_fn(params["params"]), params["lora"], examples, keys, spec.micro_batch,
+      spec.projection, False, spec.batch_axes, spec.proj_shardings)
   valid_B = (p.n_B > 0) & p.finite_B
-  return {"loss_B": jnp.where(p.finite_B, p.loss_B, 0.0), "valid_B": valid_B,
-          "g_BxK": jnp.where(valid_B[:, None], p.g_BxK, 0.0)}
+  return {
+      "loss_B": jnp.where(p.finite_B, p.loss_B, 0.0), "valid_B": valid_B,
+      "g_BxK": jnp.where(valid_B[:, None], p.g_BxK, 0.0)
+  }
 
 
 # Inside a per-example vmap every activation belongs to one row; vmap's
@@ -296,14 +299,16 @@ def compile(spec: StepSpec, tx, lr_fn, mesh=None, state_sharding=None) -> Steps:
   out = None if mesh is None else sharding_lib.replicated(mesh)
   state_out = None if mesh is None else (state_sharding, out)
   if mesh is not None:
-    spec = dataclasses.replace(spec, mesh=mesh, lora_shardings=tuple(
-        paths.flatten(state_sharding.lora).items()))
+    spec = dataclasses.replace(spec, mesh=mesh,
+                               lora_shardings=tuple(paths.flatten(state_sharding.lora).items()))
   bind = lambda f: functools.partial(f, spec, tx, lr_fn)
   return Steps(
       train=_InMesh(jax.jit(bind(train_step), out_shardings=state_out, donate_argnums=0), mesh),
-      plain=_InMesh(jax.jit(bind(plain_step), out_shardings=state_out, donate_argnums=0), mesh),
-      score=_InMesh(jax.jit(functools.partial(score_step, spec.model, spec.micro_batch,
-                                              mesh=mesh), out_shardings=out), mesh),
+      plain=_InMesh(jax.jit(bind(plain_step), out_shardings=state_out, donate_argnums=0),
+                    mesh), score=_InMesh(
+                        jax.jit(
+                            functools.partial(score_step, spec.model, spec.micro_batch, mesh=mesh),
+                            out_shardings=out), mesh),
       project=_InMesh(jax.jit(functools.partial(project_step, spec), out_shardings=out), mesh))
 
 

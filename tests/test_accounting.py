@@ -7,13 +7,16 @@ from lead_jax import accounting
 
 
 def _batch():
-  return {"is_pad_B": np.array([False, False, True]),
-          "attention_mask_BxL": np.array([[1, 1, 0], [1, 1, 1], [0, 0, 0]], bool)}
+  return {
+      "is_pad_B": np.array([False, False, True]),
+      "attention_mask_BxL": np.array([[1, 1, 0], [1, 1, 1], [0, 0, 0]], bool)
+  }
 
 
 def test_passes_of_a_batch_count_real_rows_and_tokens():
   assert accounting.passes_of_batch(_batch(), backward=False) == {
-      "forward_samples": 2, "forward_tokens": 5, "backward_samples": 0, "backward_tokens": 0}
+      "forward_samples": 2, "forward_tokens": 5, "backward_samples": 0, "backward_tokens": 0
+  }
   assert accounting.passes_of_batch(_batch(), backward=True)["backward_tokens"] == 5
 
 

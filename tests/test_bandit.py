@@ -26,8 +26,7 @@ def test_exp3_hand_computed_updates():
   s = bandit.update(s, cfg, 0, 7.0)
   np.testing.assert_allclose(s.log_w_C, [0.1, 0.0, 0.0])
   e = math.exp(0.1)
-  p_expected = [0.9 * e / (e + 2) + 0.1 / 3, 0.9 / (e + 2) + 0.1 / 3,
-                0.9 / (e + 2) + 0.1 / 3]
+  p_expected = [0.9 * e / (e + 2) + 0.1 / 3, 0.9 / (e + 2) + 0.1 / 3, 0.9 / (e + 2) + 0.1 / 3]
   np.testing.assert_allclose(bandit.probabilities(s, cfg), p_expected)
   # H = [5, 7, 6]: r~ = 2 * (6 - 5) / 2 - 1 = 0; then 5 gives r~ = -1.
   s = bandit.update(s, cfg, 2, 6.0)
@@ -40,9 +39,9 @@ def test_exp3_hand_computed_updates():
 
 def test_exp3s_hand_computed_update():
   cfg = _cfg("exp3s", gamma=0.2, alpha=0.1)
-  s = bandit.BanditState(log_w_C=np.log([1.0, 2.0, 3.0, 4.0]),
-                         rewards_H=np.array([0.0, 2.0]),
-                         pulls_C=np.zeros(4, np.int64))
+  s = bandit.BanditState(
+      log_w_C=np.log([1.0, 2.0, 3.0, 4.0]), rewards_H=np.array([0.0, 2.0]),
+      pulls_C=np.zeros(4, np.int64))
   w = np.array([1.0, 2.0, 3.0, 4.0])
   p = 0.8 * w / 10 + 0.2 / 4
   np.testing.assert_allclose(bandit.probabilities(s, cfg), p)
@@ -54,9 +53,9 @@ def test_exp3s_hand_computed_update():
 
 def test_exp3s_is_stable_for_huge_log_weights():
   cfg = _cfg("exp3s", alpha=0.01)
-  s = bandit.BanditState(log_w_C=np.array([5000.0, 0.0, -5000.0]),
-                         rewards_H=np.array([0.0]),
-                         pulls_C=np.zeros(3, np.int64))
+  s = bandit.BanditState(
+      log_w_C=np.array([5000.0, 0.0, -5000.0]), rewards_H=np.array([0.0]),
+      pulls_C=np.zeros(3, np.int64))
   s2 = bandit.update(s, cfg, 2, 1.0)
   assert np.all(np.isfinite(s2.log_w_C))
   p = bandit.probabilities(s2, cfg)
@@ -66,8 +65,9 @@ def test_exp3s_is_stable_for_huge_log_weights():
 @pytest.mark.parametrize("algo", ["exp3", "exp3s"])
 def test_gamma_over_k_floor(algo):
   cfg = _cfg(algo, gamma=0.1, alpha=0.0)
-  s = bandit.BanditState(log_w_C=np.array([800.0, 0.0, 0.0, 0.0, 0.0]),
-                         rewards_H=np.zeros(0), pulls_C=np.zeros(5, np.int64))
+  s = bandit.BanditState(
+      log_w_C=np.array([800.0, 0.0, 0.0, 0.0, 0.0]), rewards_H=np.zeros(0),
+      pulls_C=np.zeros(5, np.int64))
   p = bandit.probabilities(s, cfg)
   np.testing.assert_allclose(p[1:], 0.1 / 5)
   np.testing.assert_allclose(p[0], 0.9 + 0.1 / 5)
@@ -146,9 +146,11 @@ def test_stationary_best_arm_probability_rises(algo):
 
 def test_exp3s_follows_switch_of_best_arm_faster_than_exp3():
   means = lambda t: [0.9, 0.5, 0.1] if t < 600 else [0.1, 0.5, 0.9]
-  runs = {algo: np.mean([_simulate(_cfg(algo, alpha=1 / 1200), means, 900, s)
-                         for s in range(3)], axis=0)
-          for algo in ["exp3", "exp3s"]}
+  runs = {
+      algo:
+          np.mean([_simulate(_cfg(algo, alpha=1 / 1200), means, 900, s) for s in range(3)], axis=0)
+      for algo in ["exp3", "exp3s"]
+  }
   for p in runs.values():  # both learned the first best arm
     assert p[590, 0] > 0.8
   assert runs["exp3s"][-1, 2] > 0.7  # followed the switch within 300 steps

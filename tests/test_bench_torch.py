@@ -40,11 +40,15 @@ def test_peft_names_cover_our_adapters(exported):
   _, model_config, base, lora, directory = exported
   model = bench_torch.torch_peft(directory, model_config, base, "eager")
   trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-  ours = {bench_torch.torch_name(path, layer) for path, x in paths.flatten(lora).items()
-          for layer in range(x.shape[0])}
+  ours = {
+      bench_torch.torch_name(path, layer)
+      for path, x in paths.flatten(lora).items()
+      for layer in range(x.shape[0])
+  }
   assert ours == trainable
   assert bench_torch.lora_module_names(model_config, base) == [
-      "down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+      "down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"
+  ]
 
 
 def test_torch_per_example_losses_equal_ours(exported):
@@ -63,8 +67,7 @@ def test_torch_per_example_losses_equal_ours(exported):
 
 def test_bench_model_agrees_and_returns_every_row(exported):
   config, _, _, _, directory = exported
-  out = bench_torch.bench_model("t", config, directory, ROWS, LENGTH, reps=0,
-                                compiled_memory=False)
+  out = bench_torch.bench_model("t", config, directory, ROWS, LENGTH, reps=0, compiled_memory=False)
   check = out["t_agreement"]  # logits and loss_B with sdpa, per-example grads with eager
   assert check["logits_max_abs"] > 1.0 and check["grads_max_abs"] > 1e-3
   assert check["logits_max_abs_diff"] < 1e-4 and check["loss_max_abs_diff"] < 1e-5
@@ -81,8 +84,10 @@ def test_bench_model_agrees_and_returns_every_row(exported):
 
 
 def test_peak_rss_delta_sees_an_allocation():
+
   def allocate():
     x = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
     return float(x.sum())
+
   bench_torch.release_freed_memory()
   assert bench_torch.peak_rss_delta(allocate) >= 48 * 2**20

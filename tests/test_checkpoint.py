@@ -27,10 +27,12 @@ def _ckpt_cfg(every=1, keep=3):
 def _host(seed=0):
   rng = np.random.default_rng(seed)
   rng.random(3)
-  return {"rng": rng.bit_generator.state, "iteration": 3, "name": "lead",
-          "idu": {"table_N": rng.random(5), "uses_N": np.arange(5, dtype=np.uint8)},
-          "history": [[1, 2], [0.5]], "beta": np.float32(0.25), "flag_N": np.array([True]),
-          "empty": {}, "none": None}
+  return {
+      "rng": rng.bit_generator.state, "iteration": 3, "name": "lead",
+      "idu": {"table_N": rng.random(5), "uses_N": np.arange(5, dtype=np.uint8)}, "history": [[1, 2],
+                                                                                             [0.5]],
+      "beta": np.float32(0.25), "flag_N": np.array([True]), "empty": {}, "none": None
+  }
 
 
 def test_host_state_round_trip(tmp_path):
@@ -105,11 +107,12 @@ _WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_killed_writer_never_leaves_a_restorable_partial_checkpoint(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], cwd=root,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          env=dict(os.environ, PYTHONPATH=root))
+  proc = subprocess.Popen([sys.executable, "-c", _WRITER,
+                           str(tmp_path)], cwd=root, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=root))
   deadline = time.time() + 60
   while time.time() < deadline and len([p for p in os.listdir(tmp_path) if p.isdigit()]) < 3:
     time.sleep(0.05)

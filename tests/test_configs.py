@@ -16,7 +16,8 @@ from lead_jax import build, optim, sharding, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(
-    os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
+    os.path.basename(p)[:-3]
+    for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
     if "def get_config(" in open(p).read() and not os.path.basename(p).startswith("base"))
 
 
@@ -66,9 +67,10 @@ def test_paper_config_is_llama31_8b_with_the_paper_lora():
   assert config.train.batch_size == 8 and config.data.max_length == 3080
 
 
+@pytest.mark.slow
 def test_command_line_override_of_an_unknown_field_fails():
-  proc = subprocess.run(
-      [sys.executable, "-m", "experiments.run", "--config", "configs/tiny.py",
-       "--workdir", "/nonexistent", "--config.train.batch_sise=4"],
-      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  proc = subprocess.run([
+      sys.executable, "-m", "experiments.run", "--config", "configs/tiny.py", "--workdir",
+      "/nonexistent", "--config.train.batch_sise=4"
+  ], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0 and "batch_sise" in proc.stderr

@@ -13,9 +13,12 @@ from lead_jax.data import choose_length, gather, length_buckets, load_pool
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
   path = tmp_path_factory.mktemp("pool") / "p.jsonl"
-  rows = [{"dataset": "t", "id": str(i), "messages": [
-      {"role": "user", "content": "q" * (3 + 7 * i)},
-      {"role": "assistant", "content": "a" * (1 + i)}]} for i in range(6)]
+  rows = [{
+      "dataset":
+          "t", "id":
+              str(i), "messages": [{"role": "user", "content": "q" * (3 + 7 * i)},
+                                   {"role": "assistant", "content": "a" * (1 + i)}]
+  } for i in range(6)]
   path.write_text("".join(json.dumps(r) + "\n" for r in rows))
   c = base_data.get()
   c.max_length, c.buckets = 64, (16, 32)
@@ -24,11 +27,12 @@ def pool(tmp_path_factory):
 
 def test_batch_contract(pool):
   batch = gather(pool, [2, 0, 1], batch_size=5)
-  assert set(batch) == {"tokens_BxL", "attention_mask_BxL", "loss_mask_BxL", "is_pad_B",
-                        "index_B"}
+  assert set(batch) == {"tokens_BxL", "attention_mask_BxL", "loss_mask_BxL", "is_pad_B", "index_B"}
   dtypes = {k: v.dtype for k, v in batch.items()}
-  assert dtypes == {"tokens_BxL": np.int32, "attention_mask_BxL": bool,
-                    "loss_mask_BxL": bool, "is_pad_B": bool, "index_B": np.int32}
+  assert dtypes == {
+      "tokens_BxL": np.int32, "attention_mask_BxL": bool, "loss_mask_BxL": bool, "is_pad_B": bool,
+      "index_B": np.int32
+  }
   assert batch["tokens_BxL"].shape == (5, 32)  # longest row 29 -> bucket 32
   assert list(batch["is_pad_B"]) == [False, False, False, True, True]
   assert list(batch["index_B"]) == [2, 0, 1, -1, -1]

@@ -26,8 +26,10 @@ def test_documents_are_plain_prose_without_chat_markers_or_prompts():
 def test_coverage_is_uneven_and_two_skills_are_never_stated():
   docs = corpus.documents(0, 2000)
   # each opening's longest literal piece identifies its task's sentences
-  marks = {name: [max(re.split(r"\{\w+\}", o), key=len) for o in opts]
-           for name, opts in corpus.PROSE.items()}
+  marks = {
+      name: [max(re.split(r"\{\w+\}", o), key=len) for o in opts]
+      for name, opts in corpus.PROSE.items()
+  }
   counts = collections.Counter()
   for d in docs:
     for name, pieces in marks.items():
@@ -43,11 +45,14 @@ def test_the_corpus_states_facts_of_held_out_people_but_the_pool_never_asks():
   text = " ".join(corpus.documents(0, 3000))
   assert sum(f"{p} lives in" in text or f"home of {p} is" in text for p in held_out) > 40
   train, test, _, _ = synthetic.generate(seed=0, size=1600, test_per_task=20, dev_per_task=5)
-  asked = {synthetic_world.person_of(r["input"]) for r in train
-           if r["dataset"] in synthetic_tasks.KNOWLEDGE}
+  asked = {
+      synthetic_world.person_of(r["input"])
+      for r in train
+      if r["dataset"] in synthetic_tasks.KNOWLEDGE
+  }
   assert not asked & set(held_out)
-  assert {synthetic_world.person_of(r["input"]) for r in test if r["dataset"] == "city"} <= set(
-      held_out)
+  assert {synthetic_world.person_of(r["input"]) for r in test if r["dataset"] == "city"
+         } <= set(held_out)
 
 
 def test_heldout_pairs_split_at_the_answer_and_cover_every_task():

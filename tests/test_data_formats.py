@@ -10,8 +10,10 @@ from lead_jax.data import formats, jsonio
 from lead_jax.data.errors import DataError
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "data")
-GOOD = {"dataset": "t", "id": "a", "messages": [{"role": "user", "content": "q"},
-                                                 {"role": "assistant", "content": "r"}]}
+GOOD = {
+    "dataset": "t", "id": "a", "messages": [{"role": "user", "content": "q"},
+                                            {"role": "assistant", "content": "r"}]
+}
 
 
 def fixture(name):
@@ -54,8 +56,7 @@ def test_sharegpt():
   recs = formats.read(fixture("sharegpt.json"), task_name="sharegpt").records
   assert recs[0].messages == (("user", "Summarise: cats sleep a lot."),
                               ("assistant", "Cats sleep much of the day."))
-  assert [r for r, _ in recs[1].messages] == ["system", "user", "assistant", "user",
-                                              "assistant"]
+  assert [r for r, _ in recs[1].messages] == ["system", "user", "assistant", "user", "assistant"]
   assert {r.task for r in recs} == {"sharegpt"}
 
 
@@ -86,19 +87,21 @@ BAD_RECORDS = [
      "'messages' is empty"),
     ("unknown_role", line(id="b", messages=[{"role": "bot", "content": "x"}]).encode() + b"\n",
      "unknown_role", "unknown role 'bot'"),
-    ("non_string_content", line(id="b", messages=[{"role": "user", "content": "q"}, {
-        "role": "assistant", "content": 5}]).encode() + b"\n", "bad_content",
-     "content is a int, not a string"),
-    ("no_assistant", line(id="b", messages=[{"role": "user", "content": "q"}]).encode()
-     + b"\n", "no_assistant", "no assistant turn"),
-    ("empty_assistant", line(id="b", messages=[{"role": "user", "content": "q"}, {
-        "role": "assistant", "content": "  "}]).encode() + b"\n", "empty_assistant",
-     "assistant turn has empty content"),
+    ("non_string_content",
+     line(id="b", messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": 5}
+                           ]).encode() + b"\n", "bad_content", "content is a int, not a string"),
+    ("no_assistant", line(id="b", messages=[{"role": "user", "content": "q"}]).encode() + b"\n",
+     "no_assistant", "no assistant turn"),
+    ("empty_assistant",
+     line(id="b", messages=[{"role": "user", "content": "q"},
+                            {"role": "assistant", "content": "  "}]).encode() + b"\n",
+     "empty_assistant", "assistant turn has empty content"),
     ("duplicate_id", line().encode() + b"\n", "duplicate_id", "duplicate id 'a'"),
     ("invalid_utf8", b'{"dataset": "t", "id": "b", "messages": "\xff\xfe"}\n', "invalid_utf8",
      "invalid UTF-8 (byte 0xff"),
-    ("over_size_limit", line(id="b", messages=[{"role": "user", "content": "q" * 5000}, {
-        "role": "assistant", "content": "r"}]).encode() + b"\n", "too_large",
+    ("over_size_limit",
+     line(id="b", messages=[{"role": "user", "content": "q" * 5000},
+                            {"role": "assistant", "content": "r"}]).encode() + b"\n", "too_large",
      "over the 4096-byte limit"),
 ]
 
@@ -123,8 +126,8 @@ def test_bad_record_raises_one_line(tmp_path, name, bad, reason, what):
 
 @pytest.mark.parametrize("name,bad,reason,what", BAD_RECORDS, ids=[c[0] for c in BAD_RECORDS])
 def test_bad_record_skipped_and_counted(tmp_path, name, bad, reason, what):
-  path = _write_bad(tmp_path, name, bad + (b"" if name == "truncated" else
-                                           line(id="c").encode() + b"\n"))
+  path = _write_bad(tmp_path, name,
+                    bad + (b"" if name == "truncated" else line(id="c").encode() + b"\n"))
   result = formats.read(path, on_error="skip", max_record_bytes=4096)
   assert [r.id for r in result.records] == (["a"] if name == "truncated" else ["a", "c"])
   assert [r.reason for r in result.rejects] == [reason]
@@ -132,8 +135,10 @@ def test_bad_record_skipped_and_counted(tmp_path, name, bad, reason, what):
 
 
 def test_json_path_in_message(tmp_path):
-  path = _write_bad(tmp_path, "x", line(id="b", messages=[
-      {"role": "user", "content": "q"}, {"role": "robot", "content": "r"}]).encode())
+  path = _write_bad(
+      tmp_path, "x",
+      line(id="b", messages=[{"role": "user", "content": "q"}, {"role": "robot",
+                                                                "content": "r"}]).encode())
   with pytest.raises(DataError, match=r":2 \(messages\[1\]\.role\): unknown role 'robot'"):
     formats.read(path)
 
@@ -147,8 +152,10 @@ def test_bad_files_raise_in_both_modes(tmp_path, kind):
     path.write_bytes(b"")
   elif kind == "whitespace":
     path.write_bytes(b"\n  \n")
-  what = {"missing": "file not found", "directory": "is a directory", "empty": "file is empty",
-          "whitespace": "file is empty"}[kind]
+  what = {
+      "missing": "file not found", "directory": "is a directory", "empty": "file is empty",
+      "whitespace": "file is empty"
+  }[kind]
   for mode in ("raise", "skip"):
     with pytest.raises(DataError, match=f"^{re.escape(str(path))}: {what}"):
       formats.read(str(path), on_error=mode)

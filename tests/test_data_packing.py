@@ -13,9 +13,12 @@ from lead_jax.data import load_pool, packing
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
   path = tmp_path_factory.mktemp("pool") / "p.jsonl"
-  rows = [{"dataset": "t", "id": str(i), "messages": [
-      {"role": "user", "content": "q" * (3 + (7 * i) % 23)},
-      {"role": "assistant", "content": "a" * (1 + i % 5)}]} for i in range(13)]
+  rows = [{
+      "dataset":
+          "t", "id":
+              str(i), "messages": [{"role": "user", "content": "q" * (3 + (7 * i) % 23)},
+                                   {"role": "assistant", "content": "a" * (1 + i % 5)}]
+  } for i in range(13)]
   path.write_text("".join(json.dumps(r) + "\n" for r in rows))
   c = base_data.get()
   c.max_length, c.buckets = 64, (32, 48)
@@ -43,8 +46,8 @@ def test_first_fit_places_every_sample_once_within_the_row():
   length_N = rng.integers(1, 21, 500)
   p = packing.first_fit(length_N, length=40, max_segments=6)
   again = packing.first_fit(length_N, length=40, max_segments=6)
-  for a, b in zip((p.row_N, p.offset_N, p.segment_N), (again.row_N, again.offset_N,
-                                                         again.segment_N)):
+  for a, b in zip((p.row_N, p.offset_N, p.segment_N),
+                  (again.row_N, again.offset_N, again.segment_N)):
     np.testing.assert_array_equal(a, b)  # deterministic
   assert (p.offset_N + length_N <= 40).all()
   for r in range(p.num_rows):

@@ -28,8 +28,10 @@ def config(**overrides):
 
 
 def record(i, prompt, response, task="t"):
-  return json.dumps({"dataset": task, "id": f"r{i}", "messages": [
-      {"role": "user", "content": prompt}, {"role": "assistant", "content": response}]})
+  return json.dumps({
+      "dataset": task, "id": f"r{i}", "messages": [{"role": "user", "content": prompt},
+                                                   {"role": "assistant", "content": response}]
+  })
 
 
 def write(path, lines):
@@ -56,8 +58,8 @@ def test_pool_arrays_and_masks(tok, tmp_path):
   assert list(pool.source_ids) == ["flan_v2_0", "oasst1_7", "messages:2", "42"]
   assert [pool.task_names[t] for t in pool.task_N] == ["flan_v2", "oasst1", "cot", "messages"]
   tokens, loss = pool.row(1)
-  assert tok.decode(tokens[loss], skip_special_tokens=False) == (
-      "Blue.<|endoftext|>Green.<|endoftext|>")
+  assert tok.decode(tokens[loss],
+                    skip_special_tokens=False) == ("Blue.<|endoftext|>Green.<|endoftext|>")
   view, view_loss = pool.row(1, "response")
   assert tok.decode(view, skip_special_tokens=False) == (
       "<|assistant|>\nBlue.<|endoftext|><|assistant|>\nGreen.<|endoftext|>")
@@ -66,10 +68,13 @@ def test_pool_arrays_and_masks(tok, tmp_path):
 
 
 def test_truncation_and_exclusion_are_counted(tok, tmp_path):
-  path = write(tmp_path / "p.jsonl", [
-      record(0, "short", "ok"),  # 8 prompt + 2 header + 3 response tokens: fits in 40
-      record(1, "p" * 60, "r" * 60),  # 63 + 63 tokens: prompt tail 20 + response head 20
-      record(2, "q" * 10, "s" * 10, task="tight")])  # fits 40, not its task limit 12
+  path = write(
+      tmp_path / "p.jsonl",
+      [
+          record(0, "short", "ok"),  # 8 prompt + 2 header + 3 response tokens: fits in 40
+          record(1, "p" * 60, "r" * 60),  # 63 + 63 tokens: prompt tail 20 + response head 20
+          record(2, "q" * 10, "s" * 10, task="tight")
+      ])  # fits 40, not its task limit 12
   c = config(max_length=40, max_length_per_task="tight=12")
   pool = load_pool(c, tok, workdir=str(tmp_path / "wd"), path=path)
   assert list(pool.length_N) == [13, 40, 12] and list(pool.truncated_N) == [False, True, True]
@@ -89,8 +94,8 @@ def test_truncation_and_exclusion_are_counted(tok, tmp_path):
 def test_bad_task_lengths(tok):
   for spec in ("t=0", "t=999", "t"):
     with pytest.raises(DataError, match="max_length_per_task"):
-      load_pool(config(max_length_per_task=spec), tok,
-                path=os.path.join(FIXTURES, "messages.jsonl"))
+      load_pool(
+          config(max_length_per_task=spec), tok, path=os.path.join(FIXTURES, "messages.jsonl"))
 
 
 def test_cache_hit_and_miss(tok, tmp_path):
@@ -117,8 +122,10 @@ def test_cache_hit_and_miss(tok, tmp_path):
 
 
 def test_raise_writes_nothing_and_skip_writes_a_report(tok, tmp_path):
-  path = write(tmp_path / "p.jsonl", [record(0, "q", "a"), "{broken", record(0, "q", "a"),
-                                      record(1, "q", "a")])
+  path = write(tmp_path / "p.jsonl",
+               [record(0, "q", "a"), "{broken",
+                record(0, "q", "a"),
+                record(1, "q", "a")])
   wd = tmp_path / "wd"
   with pytest.raises(DataError, match=r"p.jsonl:2: invalid JSON"):
     load_pool(config(), tok, str(wd), path)
@@ -138,5 +145,6 @@ def test_config_builds_and_locks():
   with pytest.raises(AttributeError):
     c.trian_path = "typo"
   with pytest.raises(DataError, match="data.buckets"):
-    load_pool(config(buckets=(500,)), tokenizer_lib.byte_level(),
-              path=os.path.join(FIXTURES, "messages.jsonl"))
+    load_pool(
+        config(buckets=(500,)), tokenizer_lib.byte_level(),
+        path=os.path.join(FIXTURES, "messages.jsonl"))

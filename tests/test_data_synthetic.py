@@ -15,8 +15,8 @@ SIZE = 1200
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory):
-  return synthetic.write_lake(str(tmp_path_factory.mktemp("lake")), seed=3, size=SIZE,
-                              test_per_task=20, dev_per_task=5)
+  return synthetic.write_lake(
+      str(tmp_path_factory.mktemp("lake")), seed=3, size=SIZE, test_per_task=20, dev_per_task=5)
 
 
 def rows(path):
@@ -25,12 +25,12 @@ def rows(path):
 
 
 def test_deterministic_for_a_seed(lake, tmp_path):
-  again = synthetic.write_lake(str(tmp_path / "a"), seed=3, size=SIZE, test_per_task=20,
-                               dev_per_task=5)
+  again = synthetic.write_lake(
+      str(tmp_path / "a"), seed=3, size=SIZE, test_per_task=20, dev_per_task=5)
   for key in ("train", "test", "dev", "manifest"):
     assert filecmp.cmp(lake[key], again[key], shallow=False), key
-  other = synthetic.write_lake(str(tmp_path / "b"), seed=4, size=SIZE, test_per_task=20,
-                               dev_per_task=5)
+  other = synthetic.write_lake(
+      str(tmp_path / "b"), seed=4, size=SIZE, test_per_task=20, dev_per_task=5)
   assert not filecmp.cmp(lake["train"], other["train"], shallow=False)
 
 
@@ -63,8 +63,8 @@ def test_tasks_tiers_and_sizes(lake):
 
 def test_task_subset(tmp_path):
   names = "size,parity,city"
-  train, test, _, counts = synthetic.generate(seed=0, size=300, test_per_task=10,
-                                              dev_per_task=2, tasks=names)
+  train, test, _, counts = synthetic.generate(seed=0, size=300, test_per_task=10, dev_per_task=2,
+                                              tasks=names)
   assert {r["dataset"] for r in train} == {r["dataset"] for r in test} == set(names.split(","))
   assert list(counts) == ["parity", "size", "city"]  # TASKS order, whatever the list's
   assert len(train) == 300
@@ -80,23 +80,26 @@ def test_label_tasks_follow_their_rules():
   names = "vowel,last_digit,size"
   train, test, _, _ = synthetic.generate(seed=2, size=900, test_per_task=40, dev_per_task=2,
                                          tasks=names)
-  rules = {"vowel": lambda x: "vowel" if x[-1] in "aeiou" else "consonant",
-           "last_digit": lambda x: synthetic_tasks.DIGITS[int(x[-1])],
-           "size": lambda x: "big" if int(x) >= 5000 else "small"}
+  rules = {
+      "vowel": lambda x: "vowel" if x[-1] in "aeiou" else "consonant",
+      "last_digit": lambda x: synthetic_tasks.DIGITS[int(x[-1])],
+      "size": lambda x: "big" if int(x) >= 5000 else "small"
+  }
   for r in train + test:
     if r.get("tier", "clean") in ("clean", "duplicate", "trivial"):
       x = synthetic_tasks.instance_key(r["input"])
       assert r["messages"][1]["content"] == rules[r["dataset"]](x), r
   for task in ("vowel", "size"):  # both labels common in the test set
-    labels = collections.Counter(r["messages"][1]["content"] for r in test
-                                 if r["dataset"] == task)
+    labels = collections.Counter(r["messages"][1]["content"] for r in test if r["dataset"] == task)
     assert min(labels.values()) >= 10, labels
 
 
 def test_answers_are_right_except_noisy():
   train, test, _, _ = synthetic.generate(seed=1, size=600, test_per_task=10, dev_per_task=2)
-  fns = {"copy": lambda s: s, "uppercase": str.upper, "reverse": lambda s: s[::-1],
-         "sort": lambda s: "".join(sorted(s))}
+  fns = {
+      "copy": lambda s: s, "uppercase": str.upper, "reverse": lambda s: s[::-1],
+      "sort": lambda s: "".join(sorted(s))
+  }
   checked = 0
   for r in train + test:
     if r["dataset"] in fns and r.get("tier") != "overlong":
@@ -118,8 +121,8 @@ def test_held_out_sets_are_disjoint_from_the_pool():
   held = [(r["dataset"], r["input"]) for r in test + dev]
   assert len(set(held)) == len(held)
   assert not pool_inputs & set(held)
-  assert not {r["messages"][0]["content"] for r in train} & {
-      r["messages"][0]["content"] for r in test + dev}
+  assert not {r["messages"][0]["content"]
+              for r in train} & {r["messages"][0]["content"] for r in test + dev}
 
 
 def test_overlong_tier_exceeds_the_default_length(lake):

@@ -61,8 +61,8 @@ def test_own_template_is_used_and_masks_per_turn(chatml_tok):
   ids, kinds = templates.encode(template, chatml_tok, MULTI[1:])
   kinds = np.array(kinds)
   text = decode(chatml_tok, ids)
-  assert text == chatml_tok.apply_chat_template(
-      [{"role": r, "content": c} for r, c in MULTI[1:]], tokenize=False)
+  assert text == chatml_tok.apply_chat_template([{"role": r, "content": c} for r, c in MULTI[1:]],
+                                                tokenize=False)
   target = decode(chatml_tok, np.array(ids)[kinds == templates.RESPONSE])
   assert target == "Hello!<|im_end|>\nSee you.<|im_end|>\n"
   view = decode(chatml_tok, np.array(ids)[kinds != templates.CONTEXT])
@@ -76,8 +76,8 @@ def test_prompt_tokens_equal_training_prefix(which, byte_tok, chatml_tok):
   tok = byte_tok if which == "byte" else chatml_tok
   template = templates.resolve(tok)
   ids, kinds = templates.encode(template, tok, MULTI)
-  last_response = max(i for i, k in enumerate(kinds) if k == templates.RESPONSE
-                      and kinds[i - 1] == templates.HEADER)
+  last_response = max(i for i, k in enumerate(kinds)
+                      if k == templates.RESPONSE and kinds[i - 1] == templates.HEADER)
   prompt = templates.encode_prompt(template, tok, MULTI[:-1])
   assert prompt == ids[:last_response]
   assert templates.prompt_text(template, tok, MULTI[:-1]) == decode(tok, prompt)

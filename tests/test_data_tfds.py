@@ -18,8 +18,8 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "data")
 def prepared(tmp_path_factory):
   train = read(os.path.join(FIXTURES, "messages.jsonl")).records
   test = read(os.path.join(FIXTURES, "sharegpt.json")).records
-  out = tfds_builder.prepare({"train": train, "test": test},
-                             str(tmp_path_factory.mktemp("tfds")), "fixture")
+  out = tfds_builder.prepare({"train": train, "test": test}, str(tmp_path_factory.mktemp("tfds")),
+                             "fixture")
   return out, train, test
 
 

@@ -21,9 +21,9 @@ def tok():
 def tiny(tok):
   """Tiny random model with non-zero (unmerged) LoRA adapters."""
   lora_cfg = lora.LoraConfig(rank=4, alpha=8.0)
-  config = model.ModelConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                             num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8,
-                             lora=lora_cfg)
+  config = model.ModelConfig(
+      vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
+      num_kv_heads=2, head_dim=8, lora=lora_cfg)
   params = model.init(config, jax.random.PRNGKey(0))
   adapters = lora.init(lora_cfg, params["params"], jax.random.PRNGKey(1))
   adapters = jax.tree_util.tree_map(
@@ -153,8 +153,7 @@ def test_stop_sequences_longer_than_the_budget_are_ignored(tiny, batch):
 
 
 def test_stop_token_seqs_spell_the_stop_strings(tok):
-  assert decoding.stop_token_seqs(tok, ["\nclass", "\n#"]) == (
-      tuple(b"\nclass"), tuple(b"\n#"))
+  assert decoding.stop_token_seqs(tok, ["\nclass", "\n#"]) == (tuple(b"\nclass"), tuple(b"\n#"))
 
 
 def test_generate_traces_once_per_shape(tiny, batch, tok):
@@ -165,8 +164,7 @@ def test_generate_traces_once_per_shape(tiny, batch, tok):
     traces.append(1)
     return decoding._generate(config, *args, **kwargs)
 
-  fn = jax.jit(counted, static_argnums=0,
-               static_argnames=("max_new_tokens", "pad_id"))
+  fn = jax.jit(counted, static_argnums=0, static_argnames=("max_new_tokens", "pad_id"))
   other = [tok.encode(p) for p in ["zz", "a longer prompt", "q", ""]]
   for i, prompt_ids in enumerate([batch[0], other]):
     tokens, mask = decoding.left_pad(prompt_ids, BUCKET, 257)

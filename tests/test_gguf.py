@@ -17,29 +17,33 @@ BYTES = sorted(pre_tokenizers.ByteLevel.alphabet())
 TOKENS = SPECIALS + BYTES + [m.replace(" ", "") for m in MERGES]
 TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
             "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-CONFIG = model.ModelConfig(vocab_size=len(TOKENS), hidden_size=64, intermediate_size=96,
-                           num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
-                           rope_theta=1e5, rms_norm_eps=1e-5, max_position_embeddings=128,
-                           bos_token_id=1, eos_token_ids=(2,))
+CONFIG = model.ModelConfig(
+    vocab_size=len(TOKENS), hidden_size=64, intermediate_size=96, num_layers=2, num_heads=4,
+    num_kv_heads=2, head_dim=16, rope_theta=1e5, rms_norm_eps=1e-5, max_position_embeddings=128,
+    bos_token_id=1, eos_token_ids=(2,))
 # GGUF name (after `blk.{i}.` for layers) -> our path; Q and K get llama.cpp's permutation.
-NAMES = {"attn_q.weight": "attn/q_proj/kernel", "attn_k.weight": "attn/k_proj/kernel",
-         "attn_v.weight": "attn/v_proj/kernel", "attn_output.weight": "attn/o_proj/kernel",
-         "ffn_gate.weight": "mlp/gate_proj/kernel", "ffn_up.weight": "mlp/up_proj/kernel",
-         "ffn_down.weight": "mlp/down_proj/kernel", "attn_norm.weight": "attn_norm/scale",
-         "ffn_norm.weight": "mlp_norm/scale"}
+NAMES = {
+    "attn_q.weight": "attn/q_proj/kernel", "attn_k.weight": "attn/k_proj/kernel",
+    "attn_v.weight": "attn/v_proj/kernel", "attn_output.weight": "attn/o_proj/kernel",
+    "ffn_gate.weight": "mlp/gate_proj/kernel", "ffn_up.weight": "mlp/up_proj/kernel",
+    "ffn_down.weight": "mlp/down_proj/kernel", "attn_norm.weight": "attn_norm/scale",
+    "ffn_norm.weight": "mlp_norm/scale"
+}
 QUANTIZED = "ffn_up.weight"  # stored as Q8_0
 
 
 def llama_cpp_permute(w_OxI, n_heads):
   """What llama.cpp's converter does to Q and K rows (reference for the test)."""
-  return (w_OxI.reshape(n_heads, 2, w_OxI.shape[0] // n_heads // 2, *w_OxI.shape[1:])
-          .swapaxes(1, 2).reshape(w_OxI.shape))
+  return (w_OxI.reshape(n_heads, 2, w_OxI.shape[0] // n_heads // 2,
+                        *w_OxI.shape[1:]).swapaxes(1, 2).reshape(w_OxI.shape))
 
 
 def _gguf_tensors(flat):
   """{GGUF name: (array in GGUF row layout, quantization or None)}."""
-  out = {"token_embd.weight": (flat["embed/embedding"], None),
-         "output_norm.weight": (flat["final_norm/scale"], None)}
+  out = {
+      "token_embd.weight": (flat["embed/embedding"], None),
+      "output_norm.weight": (flat["final_norm/scale"], None)
+  }
   if "lm_head/kernel" in flat:
     out["output.weight"] = (flat["lm_head/kernel"].T, None)
   for i in range(CONFIG.num_layers):
@@ -96,8 +100,12 @@ def source():
   """Random weights with O(1) norms, flattened, as NumPy."""
   params = model.init(CONFIG, jax.random.key(0))["params"]
   rng = np.random.RandomState(0)
-  return {p: np.asarray(x) + rng.normal(0, 0.3 if p.endswith("scale") else 0.05, x.shape)
-          .astype(np.float32) for p, x in paths.flatten(params).items()}
+  return {
+      p:
+          np.asarray(x) +
+          rng.normal(0, 0.3 if p.endswith("scale") else 0.05, x.shape).astype(np.float32)
+      for p, x in paths.flatten(params).items()
+  }
 
 
 @pytest.fixture(scope="module")

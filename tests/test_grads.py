@@ -13,10 +13,10 @@ B, L = 8, 16
 
 
 def _config(dropout=0.0):
-  return model.ModelConfig(vocab_size=261, hidden_size=32, intermediate_size=64, num_layers=2,
-                           num_heads=2, num_kv_heads=1, head_dim=16,
-                           lora=lora_lib.LoraConfig(rank=4, dropout=dropout,
-                                                    targets=(r"(q|v|down)_proj/kernel$",)))
+  return model.ModelConfig(
+      vocab_size=261, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
+      num_kv_heads=1, head_dim=16, lora=lora_lib.LoraConfig(rank=4, dropout=dropout,
+                                                            targets=(r"(q|v|down)_proj/kernel$",)))
 
 
 def _batch(seed=0):
@@ -25,9 +25,11 @@ def _batch(seed=0):
   attn = np.arange(L)[None] < lengths[:, None]
   loss = attn & (np.arange(L)[None] >= (lengths // 2)[:, None])
   loss[3] = False  # a real row without target tokens
-  return {"tokens_BxL": np.where(attn, rng.integers(0, 256, (B, L)), 257).astype(np.int32),
-          "attention_mask_BxL": attn, "loss_mask_BxL": loss,
-          "is_pad_B": lengths == 0, "index_B": np.where(lengths > 0, np.arange(B), -1)}
+  return {
+      "tokens_BxL": np.where(attn, rng.integers(0, 256, (B, L)), 257).astype(np.int32),
+      "attention_mask_BxL": attn, "loss_mask_BxL": loss, "is_pad_B": lengths == 0,
+      "index_B": np.where(lengths > 0, np.arange(B), -1)
+  }
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +126,7 @@ def test_jvp_dots_equal_stored_dots(passes):
 
 def test_plain_pass_equals_sum_of_per_example(passes):
   loss_fn, lora, batch, keys, out = passes
-  loss_B, _, total = jax.jit(grads.plain_pass, static_argnums=(0, 4))(loss_fn, lora, batch,
-                                                                         keys, 4)
+  loss_B, _, total = jax.jit(grads.plain_pass, static_argnums=(0, 4))(loss_fn, lora, batch, keys, 4)
   np.testing.assert_allclose(loss_B, out[8].loss_B, rtol=1e-5, atol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), total,
                out[8].grad_sum)

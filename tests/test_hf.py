@@ -17,14 +17,16 @@ transformers = pytest.importorskip("transformers")
 _TINY = dict(vocab_size=101, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
              num_attention_heads=4, max_position_embeddings=1024)
 CASES = {
-    "llama_gqa_tied": (transformers.LlamaConfig, dict(
-        num_key_value_heads=2, rope_theta=1e5, tie_word_embeddings=True)),
+    "llama_gqa_tied": (transformers.LlamaConfig,
+                       dict(num_key_value_heads=2, rope_theta=1e5, tie_word_embeddings=True)),
     # original_max_position_embeddings=256 puts the four head_dim=8 frequencies
     # in all three bands of the Llama-3 rule (kept, smoothed, divided).
-    "llama3_rope": (transformers.LlamaConfig, dict(
-        num_key_value_heads=2, rope_theta=1e5, rope_scaling=dict(
-            rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
-            original_max_position_embeddings=256))),
+    "llama3_rope":
+        (transformers.LlamaConfig,
+         dict(
+             num_key_value_heads=2, rope_theta=1e5,
+             rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
+                               high_freq_factor=4.0, original_max_position_embeddings=256))),
     "mistral_window": (transformers.MistralConfig, dict(num_key_value_heads=2, sliding_window=4)),
     "qwen2_bias": (transformers.Qwen2Config, dict(num_key_value_heads=1)),
 }
@@ -37,8 +39,9 @@ def _randomize(torch_model, seed):
   gen = torch.Generator().manual_seed(seed)
   with torch.no_grad():
     for p in torch_model.parameters():
-      p.copy_(torch.randn(p.shape, generator=gen) * (0.5 if p.ndim == 1 else 0.2)
-              + (1.0 if p.ndim == 1 and p.shape[0] == _TINY["hidden_size"] else 0.0))
+      p.copy_(
+          torch.randn(p.shape, generator=gen) * (0.5 if p.ndim == 1 else 0.2) +
+          (1.0 if p.ndim == 1 and p.shape[0] == _TINY["hidden_size"] else 0.0))
 
 
 def _torch_logits(torch_model, tokens_BxL, mask_BxL=None):
@@ -63,8 +66,8 @@ def test_parity_with_transformers(saved_case):
   name, torch_model, path = saved_case
   config, params = hf.load_checkpoint(path)
   assert config.architecture == type(torch_model).__name__
-  ours = np.asarray(jax.jit(lambda p, t, m: model.forward(config, p, t, m))(
-      params, TOKENS_BxL, MASK_BxL))
+  ours = np.asarray(
+      jax.jit(lambda p, t, m: model.forward(config, p, t, m))(params, TOKENS_BxL, MASK_BxL))
   ref = _torch_logits(torch_model, TOKENS_BxL, MASK_BxL)
   assert np.abs(ref).max() > 1.0, "logits too small for a meaningful comparison"
   np.testing.assert_allclose(ours[MASK_BxL], ref[MASK_BxL], atol=1e-4, rtol=0)
@@ -83,22 +86,23 @@ def test_config_mapping_of_cases(saved_case):
 @pytest.fixture(scope="module")
 def qwen_config():
   return model.ModelConfig(vocab_size=101, hidden_size=32, intermediate_size=40, num_layers=2,
-                           num_heads=4, num_kv_heads=2, head_dim=8, rope_theta=1e5,
-                           qkv_bias=True, architecture="Qwen2ForCausalLM",
-                           eos_token_ids=(3, 4), bos_token_id=1)
+                           num_heads=4, num_kv_heads=2, head_dim=8, rope_theta=1e5, qkv_bias=True,
+                           architecture="Qwen2ForCausalLM", eos_token_ids=(3, 4), bos_token_id=1)
 
 
 def _random_params(config, seed):
   """Random weights with O(1) logits, as NumPy (no per-leaf compiles)."""
   rng = np.random.RandomState(seed)
-  flat = {path: (rng.normal(0, 0.2, s.shape) + path.endswith("scale")).astype(s.dtype)
-          for path, s in model.param_shapes(config).items()}
+  flat = {
+      path: (rng.normal(0, 0.2, s.shape) + path.endswith("scale")).astype(s.dtype)
+      for path, s in model.param_shapes(config).items()
+  }
   return {"params": hf.paths.unflatten(flat)}
 
 
 def test_export_round_trip_with_trained_lora(qwen_config, tmp_path):
-  config = qwen_config.__class__(**{**qwen_config.__dict__,
-                                    "lora": lora.LoraConfig(rank=4, alpha=8.0)})
+  config = qwen_config.__class__(
+      **{**qwen_config.__dict__, "lora": lora.LoraConfig(rank=4, alpha=8.0)})
   params = _random_params(config, 0)
   zero = lora.init(config.lora, params["params"], jax.random.key(1))
   trained = jax.tree.map(lambda x: x + 0.05, zero)  # non-zero B, as after training
@@ -108,8 +112,7 @@ def test_export_round_trip_with_trained_lora(qwen_config, tmp_path):
   assert np.abs(ours - base_only).max() > 1e-2, "the adapters should change the output"
   hf.save_checkpoint(str(tmp_path), config, {**params, "lora": trained})
   torch_model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path)).eval()
-  np.testing.assert_allclose(ours, _torch_logits(torch_model, TOKENS_BxL[:, :6]),
-                             atol=1e-4, rtol=0)
+  np.testing.assert_allclose(ours, _torch_logits(torch_model, TOKENS_BxL[:, :6]), atol=1e-4, rtol=0)
   # Loading our export back gives the merged weights.
   loaded_config, loaded = hf.load_checkpoint(str(tmp_path))
   assert loaded_config.eos_token_ids == (3, 4) and loaded_config.qkv_bias
@@ -119,23 +122,23 @@ def test_export_round_trip_with_trained_lora(qwen_config, tmp_path):
 
 
 def test_sharded_bf16_export(qwen_config, tmp_path):
-  config = qwen_config.__class__(**{**qwen_config.__dict__, "param_dtype": "bfloat16",
-                                    "dtype": "bfloat16"})
+  config = qwen_config.__class__(
+      **{**qwen_config.__dict__, "param_dtype": "bfloat16", "dtype": "bfloat16"})
   params = _random_params(config, 2)
   hf.save_checkpoint(str(tmp_path), config, params, max_shard_bytes=8_000)
   index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
   shards = sorted(set(index["weight_map"].values()))
-  assert len(shards) > 1 and sorted(os.listdir(tmp_path)) == sorted(
-      shards + ["config.json", "model.safetensors.index.json"])
-  stored = {k: v for s in shards for k, v in safetensors.numpy.load_file(
-      str(tmp_path / s)).items()}
+  assert len(shards) > 1 and sorted(
+      os.listdir(tmp_path)) == sorted(shards + ["config.json", "model.safetensors.index.json"])
+  stored = {k: v for s in shards for k, v in safetensors.numpy.load_file(str(tmp_path / s)).items()}
   assert stored.keys() == index["weight_map"].keys()
   assert {str(x.dtype) for x in stored.values()} == {"bfloat16"}
   loaded_config, loaded = hf.load_checkpoint(str(tmp_path))
   assert loaded_config.param_dtype == "bfloat16" and loaded_config.dtype == "bfloat16"
   for path, x in hf.paths.flatten(params).items():  # norm scales (fp32) round to bf16
-    np.testing.assert_array_equal(np.asarray(hf.paths.flatten(loaded)[path], np.float32),
-                                  np.asarray(x.astype(jnp.bfloat16), np.float32), err_msg=path)
+    np.testing.assert_array_equal(
+        np.asarray(hf.paths.flatten(loaded)[path], np.float32),
+        np.asarray(x.astype(jnp.bfloat16), np.float32), err_msg=path)
   torch_model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path))
   assert next(torch_model.parameters()).dtype == torch.bfloat16
 
@@ -168,21 +171,25 @@ def test_missing_and_unexpected_tensors_are_named(tiny_checkpoint):
   tensors["model.layers.1.mlp.up_proj.weight"] = np.zeros((40, 32), np.float32)
   tensors["model.layers.0.mlp.extra.weight"] = np.zeros((2,), np.float32)
   safetensors.numpy.save_file(tensors, str(file))
-  with pytest.raises(hf.CheckpointError, match=r"model\.safetensors: unexpected tensor "
-                     r"'model\.layers\.0\.mlp\.extra\.weight'"):
+  with pytest.raises(
+      hf.CheckpointError, match=r"model\.safetensors: unexpected tensor "
+      r"'model\.layers\.0\.mlp\.extra\.weight'"):
     hf.load_checkpoint(str(tiny_checkpoint))
 
 
 def test_shape_mismatch_is_named(tiny_checkpoint):
   _edit_json(tiny_checkpoint / "config.json", intermediate_size=44)
-  with pytest.raises(hf.CheckpointError, match=r"model\.safetensors: tensor 'model\.layers\.0"
-                     r"\.mlp\.\w+_proj\.weight' has shape .*, expected .*44"):
+  with pytest.raises(
+      hf.CheckpointError, match=r"model\.safetensors: tensor 'model\.layers\.0"
+      r"\.mlp\.\w+_proj\.weight' has shape .*, expected .*44"):
     hf.load_checkpoint(str(tiny_checkpoint))
 
 
 def test_missing_weights_file(tmp_path):
-  (tmp_path / "config.json").write_text(json.dumps(hf.config_to_hf(
-      model.ModelConfig(vocab_size=8, hidden_size=8, intermediate_size=8, num_layers=1,
-                        num_heads=2, num_kv_heads=2, head_dim=4))))
+  (tmp_path / "config.json").write_text(
+      json.dumps(
+          hf.config_to_hf(
+              model.ModelConfig(vocab_size=8, hidden_size=8, intermediate_size=8, num_layers=1,
+                                num_heads=2, num_kv_heads=2, head_dim=4))))
   with pytest.raises(FileNotFoundError, match="model.safetensors"):
     hf.load_checkpoint(str(tmp_path))

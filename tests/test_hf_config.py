@@ -8,20 +8,23 @@ import pytest
 from lead_jax import hf_config
 from lead_jax.model import ModelConfig, RopeScaling
 
-BASE = ModelConfig(vocab_size=50, hidden_size=32, intermediate_size=48, num_layers=3,
-                   num_heads=4, num_kv_heads=2, head_dim=16, rope_theta=5e5,
-                   rms_norm_eps=1e-5, max_position_embeddings=2048, bos_token_id=1,
-                   eos_token_ids=(2, 7))
+BASE = ModelConfig(vocab_size=50, hidden_size=32, intermediate_size=48, num_layers=3, num_heads=4,
+                   num_kv_heads=2, head_dim=16, rope_theta=5e5, rms_norm_eps=1e-5,
+                   max_position_embeddings=2048, bos_token_id=1, eos_token_ids=(2, 7))
 VARIANTS = {
-    "llama_llama3": dataclasses.replace(BASE, rope_scaling=RopeScaling(
-        factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
-        original_max_position_embeddings=1024)),
-    "llama_linear_tied": dataclasses.replace(
-        BASE, rope_scaling=RopeScaling(factor=2.0, rope_type="linear"), tie_embeddings=True),
-    "mistral_window": dataclasses.replace(BASE, architecture="MistralForCausalLM",
-                                          sliding_window=64, eos_token_ids=(2,)),
-    "qwen2_window": dataclasses.replace(BASE, architecture="Qwen2ForCausalLM", qkv_bias=True,
-                                        sliding_window=64, eos_token_ids=()),
+    "llama_llama3":
+        dataclasses.replace(
+            BASE, rope_scaling=RopeScaling(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                                           original_max_position_embeddings=1024)),
+    "llama_linear_tied":
+        dataclasses.replace(BASE, rope_scaling=RopeScaling(factor=2.0, rope_type="linear"),
+                            tie_embeddings=True),
+    "mistral_window":
+        dataclasses.replace(BASE, architecture="MistralForCausalLM", sliding_window=64,
+                            eos_token_ids=(2,)),
+    "qwen2_window":
+        dataclasses.replace(BASE, architecture="Qwen2ForCausalLM", qkv_bias=True, sliding_window=64,
+                            eos_token_ids=()),
 }
 
 
@@ -47,11 +50,14 @@ def test_transformers_reads_what_we_write(name):
 
 
 def test_transformers_5_layout_and_defaults():
-  hf = {"architectures": ["LlamaForCausalLM"], "vocab_size": 10, "hidden_size": 16,
-        "intermediate_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2,
-        "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0,
-                            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                            "original_max_position_embeddings": 8192}}
+  hf = {
+      "architectures": ["LlamaForCausalLM"], "vocab_size": 10, "hidden_size": 16,
+      "intermediate_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2,
+      "rope_parameters": {
+          "rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0, "low_freq_factor": 1.0,
+          "high_freq_factor": 4.0, "original_max_position_embeddings": 8192
+      }
+  }
   config = hf_config.config_from_hf(hf)
   assert (config.num_kv_heads, config.head_dim, config.rope_theta) == (2, 8, 5e5)
   assert config.rope_scaling.original_max_position_embeddings == 8192

@@ -18,6 +18,8 @@ import pytest
 from lead_jax import accounting, outputs
 from configs import default
 
+pytestmark = pytest.mark.slow  # subprocess end-to-end runs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRIVER = os.path.join(ROOT, "tests", "loop_driver.py")
 CONFIG = os.path.join("tests", "loop_config.py")
@@ -36,10 +38,9 @@ def run_loop(env, workdir, *flags, pause="", timeout=300):
   e = dict(env, LOOP_PAUSE=pause, LOOP_PAUSE_FILE=marker)
   cmd = [sys.executable, DRIVER, "--config", CONFIG, "--workdir", str(workdir), *flags]
   if not pause:
-    return subprocess.run(cmd, cwd=ROOT, env=e, capture_output=True, text=True,
-                          timeout=timeout)
-  proc = subprocess.Popen(cmd, cwd=ROOT, env=e, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, cwd=ROOT, env=e, capture_output=True, text=True, timeout=timeout)
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
   deadline = time.monotonic() + timeout
   while not os.path.exists(marker):
     if proc.poll() is not None or time.monotonic() > deadline:
@@ -91,8 +92,7 @@ def test_lead_run_writes_every_output(lead):
   assert acct["phases"]["evaluation"]["activities"]["test_loss"]["forward_samples"] == test_samples
   # selected.jsonl: every field, use counts, consistent with the iterations
   picked = outputs.read_jsonl(lead / "selected.jsonl")
-  assert set(picked[0]) == {"id", "source_id", "iteration", "cluster", "task", "idu",
-                            "use_count"}
+  assert set(picked[0]) == {"id", "source_id", "iteration", "cluster", "task", "idu", "use_count"}
   assert len({r["id"] for r in picked}) == final["samples_selected"]
   assert sum(r["use_count"] == 1 for r in picked) == final["samples_selected"]
   assert {r["iteration"] for r in picked} == {0, 1, 2}
@@ -102,19 +102,21 @@ def test_lead_run_writes_every_output(lead):
     assert sum(r["probabilities"]) == pytest.approx(1.0)
     assert min(r["probabilities"]) >= 0.1 / len(r["probabilities"]) - 1e-12
     assert all(p["cluster"] == r["arm"] for p in picked if p["iteration"] == r["iteration"])
-  assert sorted(os.listdir(lead / "idu")) == ["idu_0000.npz", "idu_0001.npz", "idu_0002.npz",
-                                              "idu_init.npz"]
-  assert sorted(os.listdir(lead / "plots")) == ["bandit_probabilities.png", "idu_vs_loss.png",
-                                                "selections.png"]
+  assert sorted(os.listdir(lead / "idu")) == [
+      "idu_0000.npz", "idu_0001.npz", "idu_0002.npz", "idu_init.npz"
+  ]
+  assert sorted(os.listdir(lead / "plots")) == [
+      "bandit_probabilities.png", "idu_vs_loss.png", "selections.png"
+  ]
   # the IDU snapshots move only the samples trained in that iteration
-  before, after = (np.load(lead / "idu" / n)["idu_N"] for n in ("idu_init.npz",
-                                                                 "idu_0000.npz"))
+  before, after = (np.load(lead / "idu" / n)["idu_N"] for n in ("idu_init.npz", "idu_0000.npz"))
   moved = set(np.flatnonzero(before != after).tolist())
   assert moved <= {r["id"] for r in picked if r["iteration"] == 0} and moved
 
 
 def test_random_run_at_its_budget(env, tmp_path):
-  _ok(run_loop(env, tmp_path / "random", "--config.method=random",
+  _ok(
+      run_loop(env, tmp_path / "random", "--config.method=random",
                "--config.loop.static_epochs=2.5"))
   final = json.load(open(tmp_path / "random" / "final_metrics.json"))
   assert final["samples_selected"] == final["budget"] == int(0.2 * final["pool_size"])
@@ -155,8 +157,9 @@ def test_killed_runs_resume_to_the_uninterrupted_result(env, lead, tmp_path):
     assert open(workdir / name).read() == open(lead / name).read(), name
   assert _final(workdir) == _final(lead)
   for name in os.listdir(lead / "idu"):
-    np.testing.assert_array_equal(np.load(workdir / "idu" / name)["idu_N"],
-                                  np.load(lead / "idu" / name)["idu_N"])
+    np.testing.assert_array_equal(
+        np.load(workdir / "idu" / name)["idu_N"],
+        np.load(lead / "idu" / name)["idu_N"])
   host_a, host_b = _host(workdir), _host(lead)
   assert host_a["rng_state"] == host_b["rng_state"] and host_a["history"] == host_b["history"]
   for key in ("arms", "table", "sel"):
@@ -170,24 +173,30 @@ def test_killed_runs_resume_to_the_uninterrupted_result(env, lead, tmp_path):
 
 @pytest.mark.parametrize("which", ["train", "test"])
 def test_bad_input_ends_with_the_data_layers_one_line_error(env, tmp_path, which):
-  good = json.dumps({"dataset": "t", "id": "a", "messages": [
-      {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})
+  good = json.dumps({
+      "dataset": "t", "id": "a", "messages": [{"role": "user", "content": "hi"},
+                                              {"role": "assistant", "content": "yo"}]
+  })
   if which == "train":
     bad = good + "\n{not json\n"
   else:  # a test record must end with the reference answer
-    bad = json.dumps({"dataset": "t", "id": "b", "messages": [
-        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
-        {"role": "user", "content": "and?"}]}) + "\n"
+    bad = json.dumps({
+        "dataset":
+            "t", "id":
+                "b", "messages": [{"role": "user", "content": "hi"}, {
+                    "role": "assistant", "content": "yo"
+                }, {"role": "user", "content": "and?"}]
+    }) + "\n"
   path = tmp_path / f"{which}.jsonl"
   path.write_text(bad)
   other = tmp_path / "good.jsonl"
   other.write_text("\n".join([good.replace('"a"', f'"{i}"') for i in range(40)]) + "\n")
   paths = {"train": other, "test": other, which: path}
-  proc = subprocess.run(
-      [sys.executable, "-m", "experiments.run", "--config", "configs/default.py",
-       "--workdir", str(tmp_path / "w"), f"--config.data.train_path={paths['train']}",
-       f"--config.data.test_path={paths['test']}"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  proc = subprocess.run([
+      sys.executable, "-m", "experiments.run", "--config", "configs/default.py", "--workdir",
+      str(tmp_path / "w"), f"--config.data.train_path={paths['train']}",
+      f"--config.data.test_path={paths['test']}"
+  ], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2
   lines = [l for l in proc.stderr.splitlines() if l.strip()]
   assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr[-2000:]

@@ -40,21 +40,19 @@ def test_shapes_follow_the_kernels(base):
   assert flat["layers/attn/k_proj/b"].shape == (2, 4, 16)
   assert not any("bias" in k or "embed" in k for k in flat)
   assert all(np.all(np.asarray(v) == 0) for k, v in flat.items() if k.endswith("/b"))
-  assert lora.count(adapters) == 2 * sum(
-      32 * 4 + 4 * n for n in (32, 16, 16, 32)) + 2 * sum(
+  assert lora.count(adapters) == 2 * sum(32 * 4 + 4 * n for n in (32, 16, 16, 32)) + 2 * sum(
       i * 4 + 4 * o for i, o in ((32, 40), (32, 40), (40, 32)))
 
 
 def test_zero_init_equals_base(base, forward_fn):
   adapters = lora.init(LORA, base["params"], jax.random.key(1))
-  np.testing.assert_array_equal(forward_fn({**base, "lora": adapters}, TOKENS_BxL),
-                                forward_fn(base, TOKENS_BxL))
+  np.testing.assert_array_equal(
+      forward_fn({**base, "lora": adapters}, TOKENS_BxL), forward_fn(base, TOKENS_BxL))
 
 
 def test_merged_equals_unmerged(base, trained, forward_fn):
   unmerged = np.asarray(forward_fn({**base, "lora": trained}, TOKENS_BxL))
-  merged = np.asarray(forward_fn({"params": lora.merge(LORA, base["params"], trained)},
-                                 TOKENS_BxL))
+  merged = np.asarray(forward_fn({"params": lora.merge(LORA, base["params"], trained)}, TOKENS_BxL))
   assert np.abs(unmerged - np.asarray(forward_fn(base, TOKENS_BxL))).max() > 1e-2
   np.testing.assert_allclose(merged, unmerged, atol=2e-5)
 
@@ -71,8 +69,8 @@ def test_dropout_only_with_a_key(base, trained, forward_fn):
 def test_targets_and_errors(base):
   attn_only = lora.LoraConfig(rank=2, targets=(r"attn/(q|v)_proj/kernel$",))
   assert sorted(paths.flatten(lora.init(attn_only, base["params"], jax.random.key(0)))) == [
-      "layers/attn/q_proj/a", "layers/attn/q_proj/b", "layers/attn/v_proj/a",
-      "layers/attn/v_proj/b"]
+      "layers/attn/q_proj/a", "layers/attn/q_proj/b", "layers/attn/v_proj/a", "layers/attn/v_proj/b"
+  ]
   typo = lora.LoraConfig(rank=2, targets=(r"q_proj/kernel$", r"qproj/kernel$"))
   with pytest.raises(ValueError, match=r"lora.targets: pattern\(s\) \['qproj/kernel\$'\]"):
     lora.init(typo, base["params"], jax.random.key(0))
@@ -85,8 +83,7 @@ def test_count_equals_peft_llama2_7b():
   """PEFT reports 134,217,728 trainable parameters for r=128 on q,k,v,o."""
   llama2_7b = model.ModelConfig(vocab_size=32000, hidden_size=4096, intermediate_size=11008,
                                 num_layers=32, num_heads=32, num_kv_heads=32, head_dim=128)
-  lora_config = lora.LoraConfig(rank=128, alpha=256.0,
-                                targets=(r"attn/(q|k|v|o)_proj/kernel$",))
+  lora_config = lora.LoraConfig(rank=128, alpha=256.0, targets=(r"attn/(q|k|v|o)_proj/kernel$",))
   base = jax.eval_shape(lambda k: model.init(llama2_7b, k), jax.random.key(0))
   adapters = jax.eval_shape(lambda b, k: lora.init(lora_config, b, k), base["params"],
                             jax.random.key(0))

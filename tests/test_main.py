@@ -11,14 +11,16 @@ import pytest
 from configs import default
 from lead_jax import report
 
+pytestmark = pytest.mark.slow  # subprocess end-to-end runs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _main(env, workdir):
-  return subprocess.run(
-      [sys.executable, "-m", "experiments.main", "--config", "tests/loop_config.py",
-       "--workdir", str(workdir)], cwd=ROOT, env=env, capture_output=True, text=True,
-      timeout=300)
+  return subprocess.run([
+      sys.executable, "-m", "experiments.main", "--config", "tests/loop_config.py", "--workdir",
+      str(workdir)
+  ], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +46,15 @@ def test_main_runs_lead_and_random_at_the_same_budget(env, tmp_path):
     assert f"| exact match: {task} |" in table
   again = _main(env, tmp_path)  # finished runs are reused, not run again
   assert again.returncode == 0 and again.stdout.count("finished before") == 2
-  assert os.path.getmtime(tmp_path / "lead" / "final_metrics.json") < os.path.getmtime(
-      tmp_path / "summary.md")
+  assert os.path.getmtime(tmp_path / "lead" / "final_metrics.json") < os.path.getmtime(tmp_path /
+                                                                                       "summary.md")
 
 
 def test_table_formats_missing_values():
-  text = report.table({"a": {"exact_match": 0.5, "per_task_exact_match": {"x": 1.0}},
-                       "b": {"exact_match": None, "wall_seconds": 12345.6}})
+  text = report.table({
+      "a": {"exact_match": 0.5, "per_task_exact_match": {"x": 1.0}},
+      "b": {"exact_match": None, "wall_seconds": 12345.6}
+  })
   assert "| exact match (overall) | 0.500 | - |" in text
   assert "| wall seconds | - | 12346 |" in text and "| exact match: x | 1.000 | - |" in text
   assert "| training token-passes | - | - |" in text

@@ -46,8 +46,8 @@ def test_truncate_after_drops_records_written_after_a_checkpoint(tmp_path):
   writer.write(3, {"loss": 0.5}, split="final")
   writer.truncate_after(3, drop_splits=("final",))
   writer.write(4, {"loss": 40.0})
-  assert [(r["step"], r["loss"]) for r in metrics.read(str(tmp_path))] == [
-      (1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0)]
+  assert [(r["step"], r["loss"]) for r in metrics.read(str(tmp_path))] == [(1, 1.0), (2, 2.0),
+                                                                           (3, 3.0), (4, 40.0)]
 
 
 def test_disabled_writer_writes_nothing(tmp_path):

@@ -78,21 +78,19 @@ def test_packed_rows_equal_separate_passes(params, window):
   for r, row in enumerate(rows):
     for g, t in enumerate(row):
       slots = segment[r] == g + 1
-      np.testing.assert_allclose(logits[r, slots], np.asarray(alone_fwd(p, t[None]))[0],
-                                 atol=1e-5)
-      np.testing.assert_allclose(hidden[r, slots], np.asarray(alone_hid(p, t[None]))[0],
-                                 atol=1e-5)
-  np.testing.assert_array_equal(model.positions_from_segments(segment)[0],
-                                [0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 0, 0])
+      np.testing.assert_allclose(logits[r, slots], np.asarray(alone_fwd(p, t[None]))[0], atol=1e-5)
+      np.testing.assert_allclose(hidden[r, slots], np.asarray(alone_hid(p, t[None]))[0], atol=1e-5)
+  np.testing.assert_array_equal(
+      model.positions_from_segments(segment)[0], [0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 0, 0])
   # explicit positions are the default ones; one segment per row is the padded pass
   explicit = fwd(p, tokens, segment)
   np.testing.assert_allclose(
       jax.jit(lambda p, t, s, q: model.forward(config, p, t, segment_BxL=s, positions_BxL=q))(
           p, tokens, segment, model.positions_from_segments(segment)), explicit, atol=1e-6)
   mask = segment > 0
-  np.testing.assert_allclose(fwd(p, tokens, mask.astype(np.int32))[mask],
-                             jax.jit(lambda p, t, m: model.forward(config, p, t, m))(
-                                 p, tokens, mask)[mask], atol=1e-5)
+  np.testing.assert_allclose(
+      fwd(p, tokens, mask.astype(np.int32))[mask],
+      jax.jit(lambda p, t, m: model.forward(config, p, t, m))(p, tokens, mask)[mask], atol=1e-5)
   with pytest.raises(ValueError, match="not both"):
     model.forward(config, p, tokens, mask, segment_BxL=segment)
   with pytest.raises(ValueError, match="only taken with segment_BxL"):
@@ -112,33 +110,36 @@ def test_kv_cache_matches_full_forward(params, forward_fn):
   """Prefill 5 tokens, then decode 3 one at a time; logits equal the full pass."""
   tokens = _tokens(2, (2, 8))
   full = np.asarray(forward_fn(params, tokens, np.ones((2, 8), bool)))
-  step = jax.jit(lambda p, t, pos, valid, c, i: model.forward_cached(CONFIG, p, t, pos, valid, c, i),
-                 static_argnums=5)
+  step = jax.jit(
+      lambda p, t, pos, valid, c, i: model.forward_cached(CONFIG, p, t, pos, valid, c, i),
+      static_argnums=5)
   cache = model.init_cache(CONFIG, 2, 8)
   positions = np.broadcast_to(np.arange(8), (2, 8))
   logits, cache = step(params, tokens[:, :5], positions[:, :5], positions < 5, cache, 0)
   np.testing.assert_allclose(logits, full[:, :5], atol=1e-5)
   for i in range(5, 8):
-    logits, cache = step(params, tokens[:, i:i + 1], positions[:, i:i + 1],
-                         positions <= i, cache, i)
+    logits, cache = step(params, tokens[:, i:i + 1], positions[:, i:i + 1], positions <= i, cache,
+                         i)
     np.testing.assert_allclose(logits[:, 0], full[:, i], atol=1e-5)
 
 
 def test_remat_keeps_loss_and_lora_grads(params):
   """Training path: loss and LoRA gradients with and without rematerialisation."""
   lora_config = lora.LoraConfig(rank=2, alpha=4.0)
-  adapters = jax.tree.map(lambda x: x + 0.1, lora.init(lora_config, params["params"],
-                                                       jax.random.key(3)))
+  adapters = jax.tree.map(lambda x: x + 0.1,
+                          lora.init(lora_config, params["params"], jax.random.key(3)))
   tokens = _tokens(3, (2, 6))
 
   def loss(config, adapters):
     logits = model.forward(config, {**params, "lora": adapters}, tokens)
-    return jnp.mean(jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(
-        logits, tokens[..., None], -1)[..., 0])
+    return jnp.mean(
+        jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, tokens[..., None], -1)[..., 0])
 
-  results = [jax.jit(jax.value_and_grad(lambda a, c=c: loss(c, a)))(adapters)
-             for c in (dataclasses.replace(CONFIG, lora=lora_config),
-                       dataclasses.replace(CONFIG, lora=lora_config, remat=True))]
+  results = [
+      jax.jit(jax.value_and_grad(lambda a, c=c: loss(c, a)))(adapters)
+      for c in (dataclasses.replace(CONFIG, lora=lora_config),
+                dataclasses.replace(CONFIG, lora=lora_config, remat=True))
+  ]
   (l0, g0), (l1, g1) = results
   # Gradients reach every adapter (and only adapters: the base is not an argument).
   assert jax.tree.structure(g0) == jax.tree.structure(adapters)
@@ -158,8 +159,9 @@ def test_lora_dense_flattened_tokens_match_reference():
   w, bias = variables["params"]["kernel"], jax.random.normal(keys[0], (7,))
   a, b = jax.random.normal(keys[1], (6, 2)), jax.random.normal(keys[2], (2, 7))
   variables = {"params": {"kernel": w, "bias": bias}, "lora": {"a": a, "b": b}}
-  want = (jnp.einsum("...d,df->...f", x_2x3x5xD, w) + bias
-          + jnp.einsum("...d,dr,rf->...f", x_2x3x5xD, a, b) * config.lora.scale)
+  want = (
+      jnp.einsum("...d,df->...f", x_2x3x5xD, w) + bias +
+      jnp.einsum("...d,dr,rf->...f", x_2x3x5xD, a, b) * config.lora.scale)
   for x in (x_2x3x5xD, x_2x3x5xD[0], x_2x3x5xD[0, 0]):
     got = layer.apply(variables, x)
     assert got.shape == x.shape[:-1] + (7,)
@@ -201,8 +203,8 @@ def test_lora_gradients_contract_one_axis(params):
 
 
 def test_param_shapes_match_init(params):
-  assert {k: v.shape for k, v in model.param_shapes(CONFIG).items()} == {
-      k: v.shape for k, v in paths.flatten(params["params"]).items()}
+  assert {k: v.shape for k, v in model.param_shapes(CONFIG).items()
+         } == {k: v.shape for k, v in paths.flatten(params["params"]).items()}
   assert "lm_head/kernel" in paths.flatten(params["params"])
   tied = model.param_shapes(dataclasses.replace(CONFIG, tie_embeddings=True, qkv_bias=True))
   assert "lm_head/kernel" not in tied and tied["layers/attn/k_proj/bias"].shape == (2, 16)
@@ -222,5 +224,6 @@ def test_rope_scaling_validation():
   with pytest.raises(ValueError, match="rope_type='yarn'"):
     model.RopeScaling(factor=2.0, rope_type="yarn")
   linear = dataclasses.replace(CONFIG, rope_scaling=model.RopeScaling(2.0, rope_type="linear"))
-  np.testing.assert_allclose(model.rope_frequencies(linear),
-                             model.rope_frequencies(CONFIG) / 2.0, rtol=1e-6)
+  np.testing.assert_allclose(
+      model.rope_frequencies(linear),
+      model.rope_frequencies(CONFIG) / 2.0, rtol=1e-6)

@@ -13,11 +13,11 @@ from loop_config import get_config
 def test_ifd_from_losses_and_the_mapping_above_one():
   loss = np.array([1.0, 3.0, 2.0, 1.0, np.nan])
   response = np.array([2.0, 2.0, 0.0, 1.0, 1.0])
-  np.testing.assert_allclose(clustering.ifd_from_losses(loss, response, False),
-                             [0.5, 1.5, 0.0, 1.0, 0.0])
+  np.testing.assert_allclose(
+      clustering.ifd_from_losses(loss, response, False), [0.5, 1.5, 0.0, 1.0, 0.0])
   # > 1 (the prompt does not help) -> 0; exactly 1 stays
-  np.testing.assert_allclose(clustering.ifd_from_losses(loss, response, True),
-                             [0.5, 0.0, 0.0, 1.0, 0.0])
+  np.testing.assert_allclose(
+      clustering.ifd_from_losses(loss, response, True), [0.5, 0.0, 0.0, 1.0, 0.0])
 
 
 def test_kmeans_is_seeded_and_ordered_by_centre():

@@ -5,15 +5,20 @@ import pytest
 
 from lead_jax import paths
 
-TREE = {"layers": {"attn": {"q_proj": {"kernel": jnp.ones((2, 3)), "bias": jnp.zeros(3)}},
-                   "mlp_norm": {"scale": jnp.ones(3)}},
-        "embed": {"embedding": jnp.ones((5, 3))}}
+TREE = {
+    "layers": {
+        "attn": {"q_proj": {"kernel": jnp.ones((2, 3)), "bias": jnp.zeros(3)}},
+        "mlp_norm": {"scale": jnp.ones(3)}
+    }, "embed": {"embedding": jnp.ones((5, 3))}
+}
 
 
 def test_flatten_unflatten_round_trip():
   flat = paths.flatten(TREE)
-  assert sorted(flat) == ["embed/embedding", "layers/attn/q_proj/bias",
-                          "layers/attn/q_proj/kernel", "layers/mlp_norm/scale"]
+  assert sorted(flat) == [
+      "embed/embedding", "layers/attn/q_proj/bias", "layers/attn/q_proj/kernel",
+      "layers/mlp_norm/scale"
+  ]
   assert flat["layers/attn/q_proj/kernel"].shape == (2, 3)
   back = paths.unflatten(flat)
   assert paths.flatten(back).keys() == flat.keys()
@@ -34,8 +39,8 @@ def test_first_match_takes_the_first_rule():
 
 def test_select_and_unused_rules():
   flat = list(paths.flatten(TREE))
-  assert paths.select([r"kernel$", r"scale$"], flat, "what") == [
-      p for p in flat if p.endswith(("kernel", "scale"))]
+  assert paths.select([r"kernel$", r"scale$"], flat,
+                      "what") == [p for p in flat if p.endswith(("kernel", "scale"))]
   with pytest.raises(ValueError, match=r"my.rules: pattern\(s\) \['kernal'\] match no "
                      r"parameter path"):
     paths.select([r"kernel", r"kernal"], flat, "my.rules")

@@ -26,8 +26,10 @@ def _documents(n: int = 300) -> list[str]:
   return docs
 
 
-_HELDOUT = {"add": [(f"{a}+{b}=", f"{a + b}.") for a, b in [(1, 2), (3, 4), (5, 2)]],
-            "words": [("the red ", "cat runs."), ("the blue ", "dog sits.")]}
+_HELDOUT = {
+    "add": [(f"{a}+{b}=", f"{a + b}.") for a, b in [(1, 2), (3, 4), (5, 2)]],
+    "words": [("the red ", "cat runs."), ("the blue ", "dog sits.")]
+}
 
 
 def _cfg(steps: int = 30):

@@ -13,8 +13,10 @@ from configs import base as base_config
 
 
 def _grad_tree(rng, m, sizes):
-  return {f"layers/p{i}/{ab}": jnp.asarray(rng.standard_normal((m,) + s), jnp.float32)
-          for i, s in enumerate(sizes) for ab in ("a", "b")}
+  return {
+      f"layers/p{i}/{ab}": jnp.asarray(rng.standard_normal((m,) + s), jnp.float32)
+      for i, s in enumerate(sizes) for ab in ("a", "b")
+  }
 
 
 def test_projection_deterministic_blocking_invariant_and_explicit():
@@ -31,7 +33,8 @@ def test_projection_deterministic_blocking_invariant_and_explicit():
   r = np.asarray(projection.sign_block(11, 0, g_mxP.shape[1], 64))
   assert set(np.unique(r)) == {-1.0, 1.0}
   np.testing.assert_allclose(a, g_mxP @ r / 8.0, rtol=1e-5, atol=1e-5)
-  assert not np.allclose(a, projection.project(projection.Projection(64, (r".*",), 4096, seed=12), g))
+  assert not np.allclose(a, projection.project(
+      projection.Projection(64, (r".*",), 4096, seed=12), g))
 
 
 def test_projection_uses_only_its_targets():
@@ -80,13 +83,17 @@ def test_sharded_projection_equals_single_device():
   mesh_cfg.data, mesh_cfg.fsdp = 2, 4
   mesh = sharding.make_mesh(mesh_cfg)
   rng = np.random.default_rng(4)
-  shapes = {"layers/p0/a": ((2, 8, 4), (None, "fsdp", None)),
-            "layers/p0/b": ((2, 4, 16), (None, None, ("data", "fsdp"))),
-            "layers/p1/a": ((2, 6), ("data",))}
-  g = paths.unflatten({p: jnp.asarray(rng.standard_normal((3,) + s), jnp.float32)
-                       for p, (s, _) in shapes.items()})
-  shardings = {p: jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec))
-               for p, (_, spec) in shapes.items()}
+  shapes = {
+      "layers/p0/a": ((2, 8, 4), (None, "fsdp", None)), "layers/p0/b": (
+          (2, 4, 16), (None, None, ("data", "fsdp"))), "layers/p1/a": ((2, 6), ("data",))
+  }
+  g = paths.unflatten({
+      p: jnp.asarray(rng.standard_normal((3,) + s), jnp.float32) for p, (s, _) in shapes.items()
+  })
+  shardings = {
+      p: jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec))
+      for p, (_, spec) in shapes.items()
+  }
   proj = projection.Projection(64, (r".*",), 5, seed=9)
   single = jax.jit(functools.partial(projection.project, proj))(g)
   sharded = jax.jit(lambda t: projection.project(proj, t, shardings))(g)

@@ -23,13 +23,11 @@ def pool(tmp_path_factory):
 def tiny(pool):
   """(ModelConfig with LoRA, params with non-zero adapters): 2 layers, d=32."""
   lora_cfg = lora.LoraConfig(rank=4, alpha=8.0)
-  config = model.ModelConfig(vocab_size=261, hidden_size=32, intermediate_size=64,
-                             num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8,
-                             lora=lora_cfg)
+  config = model.ModelConfig(vocab_size=261, hidden_size=32, intermediate_size=64, num_layers=2,
+                             num_heads=4, num_kv_heads=2, head_dim=8, lora=lora_cfg)
   base = model.init(config, jax.random.key(0))["params"]
   shapes = jax.eval_shape(lambda b: lora.init(lora_cfg, b, jax.random.key(1)), base)
-  adapters = jax.tree.map(lambda x: 0.3 * jax.random.normal(jax.random.key(2), x.shape),
-                          shapes)
+  adapters = jax.tree.map(lambda x: 0.3 * jax.random.normal(jax.random.key(2), x.shape), shapes)
   return config, {"params": base, "lora": adapters}
 
 
@@ -47,22 +45,23 @@ def _unpacked(config, params, pool, ids, view):
 def test_packed_losses_equal_the_unpacked_per_example_losses(pool, tiny):
   config, params = tiny
   ids = np.random.default_rng(0).permutation(len(pool))[:45]
-  out, counts = scoring.losses(scoring.Scorer(config, 4), params, pool, ids, 8, None,
-                               response=True)
-  np.testing.assert_allclose(out["loss"], _unpacked(config, params, pool, ids, "full"),
-                             atol=1e-5, rtol=1e-5)
-  np.testing.assert_allclose(out["response_loss"],
-                             _unpacked(config, params, pool, ids, "response"),
+  out, counts = scoring.losses(scoring.Scorer(config, 4), params, pool, ids, 8, None, response=True)
+  np.testing.assert_allclose(out["loss"], _unpacked(config, params, pool, ids, "full"), atol=1e-5,
+                             rtol=1e-5)
+  np.testing.assert_allclose(out["response_loss"], _unpacked(config, params, pool, ids, "response"),
                              atol=1e-5, rtol=1e-5)
   assert out["loss"].min() > 0 and out["response_loss"].min() > 0
   # the same samples and real tokens are booked as unpacked, two views each
-  assert counts == {"forward_samples": 2 * len(ids),
-                    "forward_tokens": int(pool.length_N[ids].sum() + pool.view_length_N[ids].sum()),
-                    "backward_samples": 0, "backward_tokens": 0}
-  base_only, _ = scoring.losses(scoring.Scorer(config, 8), {"params": params["params"]}, pool,
-                                ids, 8, None)
-  np.testing.assert_allclose(base_only["loss"], _unpacked(
-      config, {"params": params["params"]}, pool, ids, "full"), atol=1e-5, rtol=1e-5)
+  assert counts == {
+      "forward_samples": 2 * len(ids),
+      "forward_tokens": int(pool.length_N[ids].sum() + pool.view_length_N[ids].sum()),
+      "backward_samples": 0, "backward_tokens": 0
+  }
+  base_only, _ = scoring.losses(
+      scoring.Scorer(config, 8), {"params": params["params"]}, pool, ids, 8, None)
+  np.testing.assert_allclose(base_only["loss"],
+                             _unpacked(config, {"params": params["params"]}, pool, ids, "full"),
+                             atol=1e-5, rtol=1e-5)
 
 
 def test_mean_hidden_equals_the_unpacked_mean(pool, tiny):
@@ -75,8 +74,7 @@ def test_mean_hidden_equals_the_unpacked_mean(pool, tiny):
     h = np.asarray(hidden(params, b["tokens_BxL"], b["attention_mask_BxL"]))
     w = b["attention_mask_BxL"].astype(np.float32)
     want = np.einsum("bld,bl->bd", h, w) / np.maximum(w.sum(1), 1.0)[:, None]
-    np.testing.assert_allclose(feats[start:start + 8], want[:len(ids[start:start + 8])],
-                               atol=1e-5)
+    np.testing.assert_allclose(feats[start:start + 8], want[:len(ids[start:start + 8])], atol=1e-5)
   assert counts["forward_samples"] == len(ids) and counts["backward_samples"] == 0
   assert counts["forward_tokens"] == int(pool.length_N.sum())
 

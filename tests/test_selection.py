@@ -29,21 +29,20 @@ def _reference(layout, idu_N, use_N, c, rate, minimum, cap):
   """Plain-Python LEAD selection for one cluster, without budget."""
   picked = []
   for t in range(layout.num_tasks):
-    stratum = [i for i in range(layout.num_pool)
-               if layout.cluster_N[i] == c and layout.task_N[i] == t]
+    stratum = [
+        i for i in range(layout.num_pool) if layout.cluster_N[i] == c and layout.task_N[i] == t
+    ]
     if not stratum:
       continue
     quota = max(minimum, int(np.floor(len(stratum) * rate + 1e-9)))
-    cands = sorted((i for i in stratum if use_N[i] < cap),
-                   key=lambda i: (-idu_N[i], i))
+    cands = sorted((i for i in stratum if use_N[i] < cap), key=lambda i: (-idu_N[i], i))
     picked += cands[:quota]
   return sorted(picked, key=lambda i: (-idu_N[i], i))
 
 
 def _state(use_N):
   use_N = np.asarray(use_N, np.uint8)
-  return selection.SelectionState(use_count_N=use_N,
-                                  num_distinct=int((use_N > 0).sum()),
+  return selection.SelectionState(use_count_N=use_N, num_distinct=int((use_N > 0).sum()),
                                   iteration=0)
 
 
@@ -60,13 +59,14 @@ def test_layout_groups_by_cluster_then_task():
     selection.build_layout(np.array([0, 3]), np.array([0, 0]), 3, 1)
 
 
-@pytest.mark.parametrize("seed,rate,minimum", [(0, 0.1, 1), (1, 0.05, 0),
-                                               (2, 0.3, 2), (3, 0.02, 3)])
+@pytest.mark.parametrize("seed,rate,minimum", [(0, 0.1, 1), (1, 0.05, 0), (2, 0.3, 2),
+                                               (3, 0.02, 3)])
 def test_lead_matches_brute_force_reference(seed, rate, minimum):
   layout, idu_N = _pool(seed=seed)
   use_N = np.random.default_rng(seed).integers(0, 6, layout.num_pool)
-  sel = selection.make("lead", _cfg(sample_rate=rate, min_per_task=minimum,
-                                    budget_samples=layout.num_pool), layout)
+  sel = selection.make("lead",
+                       _cfg(sample_rate=rate, min_per_task=minimum, budget_samples=layout.num_pool),
+                       layout)
   for c in range(3):
     ids = sel.select(_state(use_N), Inputs(c, idu_N), None)
     assert ids.dtype == np.int64
@@ -75,12 +75,9 @@ def test_lead_matches_brute_force_reference(seed, rate, minimum):
 
 def test_stratum_quota_floor_and_minimum():
   counts = np.array([250, 30, 5, 0, 200])
-  np.testing.assert_array_equal(ranking.stratum_quota(counts, 0.015, 1),
-                                [3, 1, 1, 0, 3])
-  np.testing.assert_array_equal(ranking.stratum_quota(counts, 0.015, 0),
-                                [3, 0, 0, 0, 3])
-  np.testing.assert_array_equal(ranking.stratum_quota(counts, 0.1, 4),
-                                [25, 4, 4, 0, 20])
+  np.testing.assert_array_equal(ranking.stratum_quota(counts, 0.015, 1), [3, 1, 1, 0, 3])
+  np.testing.assert_array_equal(ranking.stratum_quota(counts, 0.015, 0), [3, 0, 0, 0, 3])
+  np.testing.assert_array_equal(ranking.stratum_quota(counts, 0.1, 4), [25, 4, 4, 0, 20])
 
 
 def test_per_task_quota_in_selection_and_no_strata_ablation():
@@ -88,15 +85,13 @@ def test_per_task_quota_in_selection_and_no_strata_ablation():
   task_N = np.repeat([0, 1, 2], [250, 45, 5])
   layout = selection.build_layout(cluster_N, task_N, 1, 3)
   idu_N = np.arange(300, dtype=np.float32)  # the last task has the best IDU
-  sel = selection.make("lead", _cfg(sample_rate=0.04, min_per_task=2,
-                                    budget_samples=300), layout)
+  sel = selection.make("lead", _cfg(sample_rate=0.04, min_per_task=2, budget_samples=300), layout)
   ids = sel.select(selection.init_state(300), Inputs(0, idu_N), None)
-  np.testing.assert_array_equal(np.bincount(task_N[ids], minlength=3),
-                                [10, 2, 2])
+  np.testing.assert_array_equal(np.bincount(task_N[ids], minlength=3), [10, 2, 2])
   np.testing.assert_array_equal(ids[:2], [299, 298])  # highest first
-  flat = selection.make("lead", _cfg(sample_rate=0.04, min_per_task=2,
-                                     budget_samples=300,
-                                     stratify_by_task=False), layout)
+  flat = selection.make(
+      "lead", _cfg(sample_rate=0.04, min_per_task=2, budget_samples=300, stratify_by_task=False),
+      layout)
   ids = flat.select(selection.init_state(300), Inputs(0, idu_N), None)
   np.testing.assert_array_equal(ids, np.arange(299, 287, -1))  # top 12 overall
 
@@ -107,16 +102,15 @@ def _run(sel, layout, idu_N, seed=0, max_iters=1000):
   state = selection.init_state(layout.num_pool)
   history = []
   while not sel.done(state) and len(history) < max_iters:
-    ids = sel.select(state, Inputs(len(history) % layout.num_clusters, idu_N),
-                     rng)
+    ids = sel.select(state, Inputs(len(history) % layout.num_clusters, idu_N), rng)
     assert np.unique(ids).size == ids.size
     history.append(ids)
     state = selection.record(state, ids)
   return state, history
 
 
-@pytest.mark.parametrize("name", ["lead", "odm", "random", "random_balanced",
-                                  "ppl", "ifd", "superfilter", "less"])
+@pytest.mark.parametrize(
+    "name", ["lead", "odm", "random", "random_balanced", "ppl", "ifd", "superfilter", "less"])
 def test_every_selector_spends_exactly_the_budget(name):
   layout, idu_N = _pool(n=2000)
   cfg = _cfg(sample_rate=0.05, budget_samples=137, t_max=100)
@@ -130,8 +124,7 @@ def test_every_selector_spends_exactly_the_budget(name):
 
 def test_last_iteration_trims_proportionally_per_stratum():
   new = np.array([True] * 6 + [True] * 3)
-  fraction = np.concatenate([ranking.quota_fraction(new[:6]),
-                             ranking.quota_fraction(new[6:])])
+  fraction = np.concatenate([ranking.quota_fraction(new[:6]), ranking.quota_fraction(new[6:])])
   ids = np.arange(9)
   keep = ranking.trim_to_budget(new, fraction, np.zeros(9), ids, 3)
   np.testing.assert_array_equal(np.flatnonzero(keep), [0, 1, 6])
@@ -157,8 +150,7 @@ def test_reuse_cap_respected_and_exhausted_cluster_is_empty():
 @pytest.mark.parametrize("name", ["random", "random_balanced", "odm", "lead"])
 def test_determinism_for_a_seed(name):
   layout, idu_N = _pool(n=1500)
-  sel = selection.make(name, _cfg(sample_rate=0.05, budget_samples=100), layout,
-                       scores_N=idu_N)
+  sel = selection.make(name, _cfg(sample_rate=0.05, budget_samples=100), layout, scores_N=idu_N)
   a = _run(sel, layout, idu_N, seed=3)[1]
   b = _run(sel, layout, idu_N, seed=3)[1]
   c = _run(sel, layout, idu_N, seed=4)[1]
@@ -171,16 +163,14 @@ def test_random_balanced_equal_shares_and_quota_rule():
   task_N = np.repeat([0, 1, 2, 3], [500, 300, 8, 100])
   layout = selection.build_layout(np.zeros(908, int), task_N, 1, 4)
   sel = selection.make("random_balanced", _cfg(budget_samples=200), layout)
-  ids = sel.select(selection.init_state(908), Inputs(),
-                   np.random.default_rng(0))
+  ids = sel.select(selection.init_state(908), Inputs(), np.random.default_rng(0))
   np.testing.assert_array_equal(np.bincount(task_N[ids]), [64, 64, 8, 64])
   for avail, total in [([5, 0, 9, 9], 20), ([1, 1, 1], 10), ([7, 7, 7], 5)]:
     q = ranking.balanced_quota(np.array(avail), total)
     assert q.sum() == min(total, sum(avail)) and (q <= avail).all()
     free = q < np.array(avail)
     assert not free.any() or q[free].max() - q[free].min() <= 1
-  np.testing.assert_array_equal(ranking.balanced_quota(np.array([7, 7, 7]), 5),
-                                [2, 2, 1])
+  np.testing.assert_array_equal(ranking.balanced_quota(np.array([7, 7, 7]), 5), [2, 2, 1])
 
 
 def test_top_k_selectors_and_full():
@@ -229,8 +219,7 @@ def test_limits_state_round_trip_and_cost_declaration():
   assert (back.num_distinct, back.iteration) == (3, 2)
   layout, _ = _pool(n=50)
   lead = selection.make("lead", _cfg(budget_samples=5), layout)
-  assert lead.needs.scoring_passes(100, 20) == {
-      "offline": 300, "selection": 0, "total": 300}
+  assert lead.needs.scoring_passes(100, 20) == {"offline": 300, "selection": 0, "total": 300}
   rescore = Needs(rescore="loss", offline_scores=("base_loss",))
   assert rescore.scoring_passes(100, 20)["selection"] == 2000
 

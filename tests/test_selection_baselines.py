@@ -63,8 +63,8 @@ def test_budget_reuse_cap_and_determinism_of_every_selector(name):
   state, history = _drive(sel, layout, 5, scores_N)
   assert state.num_distinct == np.count_nonzero(state.use_count_N) == 211
   assert state.use_count_N.max() <= 2 and sel.done(state)
-  _, again = _drive(selection.make(name, cfg, layout, scores_N=scores_N, **extra), layout, 5,
-                    scores_N)
+  _, again = _drive(
+      selection.make(name, cfg, layout, scores_N=scores_N, **extra), layout, 5, scores_N)
   assert len(again) == len(history)
   assert all(np.array_equal(a, b) for a, b in zip(again, history))
 
@@ -135,12 +135,12 @@ def test_less_aggregation_against_hand_values():
   tasks = np.array([0, 0, 1])
   r = np.sqrt(0.5)
   cos = np.array([[1, 0, r], [0, 1, r], [0, 0, 0], [r, r, 1]])
-  np.testing.assert_allclose(baseline_scores.aggregate(pool, dev, tasks, "max"),
-                             cos.max(1), rtol=1e-6)
-  np.testing.assert_allclose(baseline_scores.aggregate(pool, dev, tasks, "mean"),
-                             cos.mean(1), rtol=1e-6)
+  np.testing.assert_allclose(
+      baseline_scores.aggregate(pool, dev, tasks, "max"), cos.max(1), rtol=1e-6)
+  np.testing.assert_allclose(
+      baseline_scores.aggregate(pool, dev, tasks, "mean"), cos.mean(1), rtol=1e-6)
   task_max = np.maximum(cos[:, :2].mean(1), cos[:, 2])  # LESS: task mean, then max
-  np.testing.assert_allclose(baseline_scores.aggregate(pool, dev, tasks, "task_max"),
-                             task_max, rtol=1e-6)
+  np.testing.assert_allclose(
+      baseline_scores.aggregate(pool, dev, tasks, "task_max"), task_max, rtol=1e-6)
   with pytest.raises(ValueError, match="less_aggregate"):
     baseline_scores.aggregate(pool, dev, tasks, "sum")

@@ -77,8 +77,10 @@ def test_oracle_with_fewer_clean_samples_than_the_budget_takes_them_all(caplog):
 def _write_pool(path, rows):
   with open(path, "w") as f:
     for i, tier in rows:
-      r = {"dataset": "t", "id": i, "messages": [{"role": "user", "content": "q"},
-                                                 {"role": "assistant", "content": "a"}]}
+      r = {
+          "dataset": "t", "id": i, "messages": [{"role": "user", "content": "q"},
+                                                {"role": "assistant", "content": "a"}]
+      }
       if tier is not None:
         r["tier"] = tier
       f.write(json.dumps(r) + "\n")
@@ -133,8 +135,9 @@ def _source(workdir, lines, **final):
         r["passes"] = line[2]
       f.write(json.dumps(r) + "\n")
   passes = sum(l[2] if len(l) > 2 else 1 for l in lines)
-  outputs.write_json(os.path.join(workdir, "final_metrics.json"),
-                     {"pool_size": 4, "train_sample_passes": passes, **final})
+  outputs.write_json(
+      os.path.join(workdir, "final_metrics.json"),
+      {"pool_size": 4, "train_sample_passes": passes, **final})
   return str(workdir)
 
 
@@ -191,10 +194,10 @@ def test_bad_replay_sources_are_one_line_errors(tmp_path):
 
 
 def _run(env, workdir, *flags):
-  return subprocess.run([sys.executable, "-m", "experiments.run", "--config", CONFIG,
-                         "--workdir", str(workdir), "--config.method=replay",
-                         "--config.loop.plots=False", *flags],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  return subprocess.run([
+      sys.executable, "-m", "experiments.run", "--config", CONFIG, "--workdir",
+      str(workdir), "--config.method=replay", "--config.loop.plots=False", *flags
+  ], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +214,7 @@ def _tiny_pool(workdir):
   return data.load_pool(config.data, tokenizer.load(config.data.tokenizer), str(workdir))
 
 
+@pytest.mark.slow
 def test_a_replay_run_trains_exactly_the_source_multiset(env, tmp_path):
   pool = _tiny_pool(tmp_path / "probe")
   task = lambda i: pool.task_names[int(pool.task_N[i])]
@@ -235,6 +239,7 @@ def test_a_replay_run_trains_exactly_the_source_multiset(env, tmp_path):
   assert sorted(again.tolist()) == sorted(picked)
 
 
+@pytest.mark.slow
 def test_a_replay_of_an_unfinished_run_stops_before_training(env, tmp_path):
   os.makedirs(tmp_path / "src")
   proc = _run(env, tmp_path / "replay", f"--config.select.replay_from={tmp_path / 'src'}")

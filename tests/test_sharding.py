@@ -31,8 +31,10 @@ def test_mesh_shape_resolution_and_errors():
 
 def test_rules_fit_shapes_and_unused_rules_fail():
   mesh = sharding.make_mesh(_mesh_cfg(1, 8))
-  tree = {"embed": {"embedding": np.zeros((261, 32))},
-          "layers": {"mlp": {"up_proj": {"kernel": np.zeros((2, 32, 64))}}}}
+  tree = {
+      "embed": {"embedding": np.zeros((261, 32))},
+      "layers": {"mlp": {"up_proj": {"kernel": np.zeros((2, 32, 64))}}}
+  }
   s = sharding.tree_shardings(mesh, base_config.SHARDING_RULES[:2] + ((".*", ()),), tree)
   assert s["embed"]["embedding"].spec == P(None, None)  # 261 rows do not split over 8
   assert s["layers"]["mlp"]["up_proj"]["kernel"].spec == P(None, "fsdp", "tensor")

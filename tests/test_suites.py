@@ -16,6 +16,8 @@ import pytest
 from experiments import aggregate, suites
 from lead_jax import accounting, outputs
 
+pytestmark = pytest.mark.slow  # subprocess end-to-end runs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join("tests", "loop_config.py")
 
@@ -30,9 +32,11 @@ def _fake_run(results, variant, seed, loss, wall_parts, scoring=12):
   for phase, s in wall_parts.items():
     ledger = accounting.add_seconds(ledger, phase, s)
   acct = accounting.to_dict(ledger)
-  final = {"pool_size": 100, "budget": 10, "exact_match": loss / 10, "test_loss": loss,
-           "samples_selected": 10, "iterations": 2, "train_sample_passes": 5,
-           "forward_sample_passes": scoring, "wall_seconds": accounting.wall_seconds(ledger)}
+  final = {
+      "pool_size": 100, "budget": 10, "exact_match": loss / 10, "test_loss": loss,
+      "samples_selected": 10, "iterations": 2, "train_sample_passes": 5,
+      "forward_sample_passes": scoring, "wall_seconds": accounting.wall_seconds(ledger)
+  }
   outputs.write_json(os.path.join(workdir, "accounting.json"), acct)
   outputs.write_json(os.path.join(workdir, "final_metrics.json"), final)
   return workdir
@@ -43,8 +47,7 @@ def _fake_lake(workdir, picked):
   selected.jsonl that picks `picked` (ids, one of them twice)."""
   lake = os.path.join(workdir, "lake", "train.jsonl")
   os.makedirs(os.path.dirname(lake))
-  tiers = {"a": ("t1", "clean"), "b": ("t1", "clean"), "c": ("t2", "noisy"),
-           "d": ("t2", "trivial")}
+  tiers = {"a": ("t1", "clean"), "b": ("t1", "clean"), "c": ("t2", "noisy"), "d": ("t2", "trivial")}
   with open(lake, "w") as f:
     for i, (task, tier) in tiers.items():
       f.write(json.dumps({"dataset": task, "id": i, "tier": tier, "messages": []}) + "\n")
@@ -99,17 +102,17 @@ def test_aggregation_mean_sd_and_accounting_check(tmp_path):
 
 
 def _suite(results, env, *flags):
-  return subprocess.run([sys.executable, "-m", "experiments.run_suite", "--suite=main",
-                         f"--results={results}", f"--config={CONFIG}", "--set=loop.plots=False",
-                         *flags],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+  return subprocess.run([
+      sys.executable, "-m", "experiments.run_suite", "--suite=main", f"--results={results}",
+      f"--config={CONFIG}", "--set=loop.plots=False", *flags
+  ], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
 
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
   results = tmp_path_factory.mktemp("suite")
-  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.getbasetemp() /
-                                                       "jax_cache"))
+  env = dict(os.environ,
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "jax_cache"))
   proc = _suite(results, env, "--variants=random", "--seeds=0,1")
   assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
   return results, env, proc
@@ -125,8 +128,7 @@ def test_tiny_suite_runs_end_to_end_and_resumes(suite):
     assert rand["train_sample_passes"] == lead["train_sample_passes"]  # equal compute
     log = open(os.path.join(results, "logs", f"lead-seed{seed}.log")).read()
     assert "\r" not in log  # no progress bars in a log file
-  acct = json.load(open(os.path.join(suites.run_dir(str(results), "lead", 0),
-                                     "accounting.json")))
+  acct = json.load(open(os.path.join(suites.run_dir(str(results), "lead", 0), "accounting.json")))
   decode = acct["phases"]["evaluation"]["activities"]["test_decode"]
   assert 0 < decode["forward_tokens"] <= 24 * 8  # test records x max_new_tokens
   again = _suite(results, env, "--variants=random", "--seeds=0,1")
@@ -149,8 +151,10 @@ def test_iterative_rescore_scores_the_pool_every_iteration(suite):
   assert rescore["forward_samples"] == n * t and rescore["backward_samples"] == 0
   assert final["forward_sample_passes"] == final["declared_scoring_passes"] == n * t
   assert "offline" not in {p for p, v in acct["phases"].items() if v["activities"]}
-  per_iter = [r for r in outputs.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
-              if r.get("split") == "iteration"]
+  per_iter = [
+      r for r in outputs.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+      if r.get("split") == "iteration"
+  ]
   assert len(per_iter) == t and all(r["selected"] > 0 for r in per_iter)
 
 
@@ -163,7 +167,8 @@ def test_main_suite_has_the_diagnostics_matched_to_lead():
   lead = {"samples_selected": 40, "train_sample_passes": 100}
   assert suites.matched("oracle", lead) == suites.matched("random", lead)
   assert suites.matched("replay", lead, "/r/runs/lead/seed1") == {
-      "select.budget_samples": 40, "select.replay_from": "/r/runs/lead/seed1"}
+      "select.budget_samples": 40, "select.replay_from": "/r/runs/lead/seed1"
+  }
   with pytest.raises(ValueError, match="directory"):
     suites.matched("replay", lead)
 
@@ -202,7 +207,6 @@ def test_diagnostics_run_after_their_lead_run(suite):
       r["source_id"] for r in outputs.read_jsonl(os.path.join(lead_dir, "selected.jsonl")))
   command = json.load(open(os.path.join(dirs["lead_replay"], "suite_run.json")))["command"]
   assert f"--config.select.replay_from={lead_dir}" in command
-
 
 
 def test_aggregation_against_random_and_per_task(tmp_path):

@@ -28,9 +28,11 @@ def make_batch(seed=0, lengths=(16, 12, 9, 16, 5, 14, 16, 0)):
   lengths = np.asarray(lengths)
   attn = np.arange(L)[None] < lengths[:, None]
   loss = attn & (np.arange(L)[None] >= (lengths // 2)[:, None])
-  return {"tokens_BxL": np.where(attn, rng.integers(0, 200, (B, L)), 257).astype(np.int32),
-          "attention_mask_BxL": attn, "loss_mask_BxL": loss,
-          "is_pad_B": lengths == 0, "index_B": np.where(lengths > 0, np.arange(B), -1)}
+  return {
+      "tokens_BxL": np.where(attn, rng.integers(0, 200, (B, L)), 257).astype(np.int32),
+      "attention_mask_BxL": attn, "loss_mask_BxL": loss, "is_pad_B": lengths == 0,
+      "index_B": np.where(lengths > 0, np.arange(B), -1)
+  }
 
 
 def setup(c, lr=1e-3, accum_steps=1):
@@ -61,8 +63,8 @@ def main():
   before = copy(state)
   score_before = train.fetch(steps.score(before.params, batch))
   new, out = steps.train(copy(state), batch, jax.random.key(9))
-  return dict(state=before, steps=steps, spec=spec, batch=batch, new=new,
-              out=train.fetch(out), score_before=score_before)
+  return dict(state=before, steps=steps, spec=spec, batch=batch, new=new, out=train.fetch(out),
+              score_before=score_before)
 
 
 def test_outputs_padding_and_flags(main):

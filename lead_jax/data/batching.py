@@ -50,12 +50,17 @@ def gather(pool: Pool, index_B, batch_size: int, length: int | None = None,
   n, pad_rows = len(index), batch_size - len(index)
   attention = np.arange(length)[None, :] < row_len[:, None]
   return {
-      "tokens_BxL": _pad_rows(np.where(attention, tokens, pool.pad_id), pad_rows,
-                              pool.pad_id).astype(np.int32),
-      "attention_mask_BxL": _pad_rows(attention, pad_rows, False),
-      "loss_mask_BxL": _pad_rows(loss & attention, pad_rows, False),
-      "is_pad_B": np.arange(batch_size) >= n,
-      "index_B": np.concatenate([index, np.full(pad_rows, -1)]).astype(np.int32),
+      "tokens_BxL":
+          _pad_rows(np.where(attention, tokens, pool.pad_id), pad_rows,
+                    pool.pad_id).astype(np.int32),
+      "attention_mask_BxL":
+          _pad_rows(attention, pad_rows, False),
+      "loss_mask_BxL":
+          _pad_rows(loss & attention, pad_rows, False),
+      "is_pad_B":
+          np.arange(batch_size) >= n,
+      "index_B":
+          np.concatenate([index, np.full(pad_rows, -1)]).astype(np.int32),
   }
 
 

@@ -58,8 +58,11 @@ def tokenizer_digest(tokenizer) -> str:
     h.update(backend.to_str().encode())
   else:
     h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
-  h.update(json.dumps([tokenizer.eos_token, tokenizer.pad_token,
-                       sorted(map(str, tokenizer.all_special_tokens))]).encode())
+  h.update(
+      json.dumps([
+          tokenizer.eos_token, tokenizer.pad_token,
+          sorted(map(str, tokenizer.all_special_tokens))
+      ]).encode())
   return h.hexdigest()
 
 
@@ -71,8 +74,10 @@ def fingerprint(parts: dict) -> str:
 
 def save(pool: Pool, path: str) -> None:
   """Atomic write of the pool's arrays and metadata to one .npz file."""
-  meta = {"task_names": list(pool.task_names), "max_length": pool.max_length,
-          "pad_id": pool.pad_id, "fingerprint": pool.fingerprint, "stats": pool.stats}
+  meta = {
+      "task_names": list(pool.task_names), "max_length": pool.max_length, "pad_id": pool.pad_id,
+      "fingerprint": pool.fingerprint, "stats": pool.stats
+  }
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   tmp = f"{path}.tmp{os.getpid()}.npz"
   np.savez(tmp, meta=np.array(json.dumps(meta)), **pool.arrays())
@@ -89,6 +94,6 @@ def load(path: str) -> Pool | None:
       arrays = {k: z[k] for k in z.files if k != "meta"}
   except (OSError, ValueError, KeyError):
     return None  # a partial or foreign file: rebuild
-  return Pool(task_names=tuple(meta["task_names"]), max_length=meta["max_length"],
-              pad_id=meta["pad_id"], fingerprint=meta["fingerprint"],
-              stats=meta["stats"], **arrays)
+  return Pool(
+      task_names=tuple(meta["task_names"]), max_length=meta["max_length"], pad_id=meta["pad_id"],
+      fingerprint=meta["fingerprint"], stats=meta["stats"], **arrays)

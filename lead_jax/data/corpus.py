@@ -39,12 +39,12 @@ VERSION = 4  # bump when the generator's output changes
 SENTENCES_PER_DOC = (3, 8)  # sentences per document, inclusive range
 
 # Relative frequency of each task's sentences; 0 = never stated.
-COVERAGE = {"copy": 1.0, "uppercase": 1.0, "last_letter": 1.0, "parity": 1.0,
-            "vowel": 1.0, "last_digit": 0.4, "size": 0.0,
-            "lookup": 1.0, "format": 0.8, "max": 0.4, "reverse": 0.4, "add": 0.25,
-            "word_problem": 0.25, "sort": 0.0, "count": 0.0,
-            "city": 2.5, "job": 2.5, "pet": 0.6, "color": 0.0}
-
+COVERAGE = {
+    "copy": 1.0, "uppercase": 1.0, "last_letter": 1.0, "parity": 1.0, "vowel": 1.0,
+    "last_digit": 0.4, "size": 0.0, "lookup": 1.0, "format": 0.8, "max": 0.4, "reverse": 0.4,
+    "add": 0.25, "word_problem": 0.25, "sort": 0.0, "count": 0.0, "city": 2.5, "job": 2.5,
+    "pet": 0.6, "color": 0.0
+}
 
 # Per task: sentence openings, short so that most of the corpus's tokens are
 # the skills themselves; the continuation is always "{y}." (the answer and the
@@ -58,8 +58,8 @@ PROSE: dict[str, tuple[str, ...]] = {
     "vowel": ("The last letter of {x} is a ", "{x} closes on a ", "At the end of {x} sits a "),
     "last_digit": ("{x} ends on the digit ", "The final figure of {x} is "),
     "size": ("As numbers go, {x} is ",),
-    "lookup": ("With {pairs}, {key} holds ", "In {pairs}, {key} is ",
-               "Ledger {pairs}; {key} says "),
+    "lookup":
+        ("With {pairs}, {key} holds ", "In {pairs}, {key} is ", "Ledger {pairs}; {key} says "),
     "format": ("Record {x} as data: ", "Stored, {x} is ", "The object for {x} is "),
     "max": ("Biggest of {x} is ", "Top of {x} is ", "Of {x} the most is "),
     "reverse": ("Backwards {x} is ", "Mirrored, {x} is ", "From the end, {x} is "),

@@ -25,8 +25,10 @@ from lead_jax.data.errors import DataError, Problem
 
 FORMATS = ("auto", "messages", "alpaca", "sharegpt")
 ROLES = ("system", "user", "assistant")
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant",
-                  "assistant": "assistant", "system": "system"}
+SHAREGPT_ROLES = {
+    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+    "system": "system"
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,15 +96,15 @@ def read(path: str, fmt: str = "auto", task_name: str = "", on_error: str = "rai
         raise DataError(message) from None
       rejects.append(Reject(loc, bad.reason, message))
   if not records:
-    raise DataError(f"{path}: no valid records ({len(rejects)} rejected); fix the file"
-                    + (f"; first problem: {rejects[0].message}" if rejects else ""))
+    raise DataError(f"{path}: no valid records ({len(rejects)} rejected); fix the file" +
+                    (f"; first problem: {rejects[0].message}" if rejects else ""))
   return ReadResult(tuple(records), tuple(rejects))
 
 
 def _detect(item: object) -> str:
   if isinstance(item, dict):
-    for key, fmt in (("messages", "messages"), ("conversations", "sharegpt"),
-                     ("instruction", "alpaca")):
+    for key, fmt in (("messages", "messages"), ("conversations", "sharegpt"), ("instruction",
+                                                                               "alpaca")):
       if key in item:
         return fmt
   return "messages"  # the parser then names what is missing
@@ -120,8 +122,7 @@ def _id_and_task(item: dict, auto_id: str, default_task: str) -> tuple[str, str]
   if rid is None:
     rid = auto_id
   elif isinstance(rid, bool) or not isinstance(rid, (str, int)):
-    raise Problem("bad_id", f"id is a {type(rid).__name__}", "use a string or integer id",
-                  "id")
+    raise Problem("bad_id", f"id is a {type(rid).__name__}", "use a string or integer id", "id")
   task = item.get("dataset", default_task)
   if not isinstance(task, str) or not task:
     raise Problem("bad_dataset", "'dataset' is not a non-empty string",
@@ -145,8 +146,8 @@ def _parse_messages(item: object, where: str, auto_id: str, default_task: str) -
                     f"messages[{j}]")
     role, content = m.get("role"), m.get("content")
     if role not in ROLES:
-      raise Problem("unknown_role", f"unknown role {role!r}",
-                    "use one of system, user, assistant", f"messages[{j}].role")
+      raise Problem("unknown_role", f"unknown role {role!r}", "use one of system, user, assistant",
+                    f"messages[{j}].role")
     turns.append((role, _content(content, f"messages[{j}].content")))
   rid, task = _id_and_task(item, auto_id, default_task)
   return Record(rid, task, _check_turns(turns, "messages"), where)
@@ -200,7 +201,7 @@ def _check_turns(turns: list, field: str) -> tuple[tuple[str, str], ...]:
   roles = [r for r, _ in turns]
   if "assistant" not in roles:
     raise Problem("no_assistant", "no assistant turn", "add the response as an assistant turn",
-               field)
+                  field)
   for j, (role, content) in enumerate(turns):
     if role == "assistant" and not content.strip():
       raise Problem("empty_assistant", "assistant turn has empty content",
@@ -212,5 +213,4 @@ def _check_turns(turns: list, field: str) -> tuple[tuple[str, str], ...]:
   return tuple(turns)
 
 
-_PARSERS = {"messages": _parse_messages, "sharegpt": _parse_sharegpt,
-            "alpaca": _parse_alpaca}
+_PARSERS = {"messages": _parse_messages, "sharegpt": _parse_sharegpt, "alpaca": _parse_alpaca}

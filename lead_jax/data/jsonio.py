@@ -51,8 +51,9 @@ def _decode(raw: bytes) -> str:
   text = raw.decode("utf-8", errors="surrogateescape")
   bad = _BAD_BYTE.search(text)
   if bad:
-    raise Problem("invalid_utf8", f"invalid UTF-8 (byte 0x{ord(bad.group()) - 0xdc00:02x} at "
-                  f"column {bad.start() + 1})", "re-encode the file as UTF-8")
+    raise Problem(
+        "invalid_utf8", f"invalid UTF-8 (byte 0x{ord(bad.group()) - 0xdc00:02x} at "
+        f"column {bad.start() + 1})", "re-encode the file as UTF-8")
   return text
 
 
@@ -148,5 +149,3 @@ def _skip_ws(text: str, pos: int) -> int:
   while pos < len(text) and text[pos] in " \t\r\n":
     pos += 1
   return pos
-
-

@@ -46,8 +46,9 @@ def resolve_paths(data_config, workdir: str | None) -> dict[str, str]:
   once into the cache root (`cache.cache_root()`) and shared by every run of
   the same `data.synthetic` fields. `workdir` is unused (kept for callers)."""
   del workdir
-  paths = {"train": data_config.train_path, "test": data_config.test_path,
-           "dev": data_config.dev_path}
+  paths = {
+      "train": data_config.train_path, "test": data_config.test_path, "dev": data_config.dev_path
+  }
   if paths["train"]:
     return paths
   from lead_jax.data import synthetic  # only the default needs the generator
@@ -55,16 +56,18 @@ def resolve_paths(data_config, workdir: str | None) -> dict[str, str]:
   params = dict(seed=s.seed, size=s.size, test_per_task=s.test_per_task,
                 dev_per_task=s.dev_per_task, tasks=s.get("tasks", ""))
   lake = synthetic.write_lake(synthetic.lake_dir(**params), **params)
-  return {"train": lake["train"], "test": paths["test"] or lake["test"],
-          "dev": paths["dev"] or lake["dev"]}
+  return {
+      "train": lake["train"], "test": paths["test"] or lake["test"],
+      "dev": paths["dev"] or lake["dev"]
+  }
 
 
 def read_records(data_config, path: str) -> tuple[list[Record], list[Reject]]:
   """Validated records of a pool file or prepared tfds directory (`dir#split`)."""
   if _is_tfds(data_config, path):
     return tfds_builder.read_records(path), []
-  result = formats.read(path, data_config.format, data_config.task_name,
-                        data_config.on_error, data_config.max_record_bytes)
+  result = formats.read(path, data_config.format, data_config.task_name, data_config.on_error,
+                        data_config.max_record_bytes)
   return list(result.records), list(result.rejects)
 
 
@@ -80,9 +83,10 @@ def load_pool(data_config, tokenizer, workdir: str | None = None,
       "source": _source_digest(data_config, path), "path": path,
       "tokenizer": cache.tokenizer_digest(tokenizer), "template": template.fingerprint,
       "max_length": data_config.max_length, "task_lengths": task_lengths,
-      **{k: data_config[k] for k in ("format", "task_name", "on_error", "max_record_bytes")}})
-  cache_path = (os.path.join(workdir, "data", f"pool-{fp}.npz")
-                if workdir and data_config.cache else None)
+      **{k: data_config[k] for k in ("format", "task_name", "on_error", "max_record_bytes")}
+  })
+  cache_path = (
+      os.path.join(workdir, "data", f"pool-{fp}.npz") if workdir and data_config.cache else None)
   cached = cache.load(cache_path) if cache_path else None
   if cached is not None:
     log.info("pool cache hit: %s (%d samples)", cache_path, len(cached))
@@ -100,15 +104,15 @@ def load_pool(data_config, tokenizer, workdir: str | None = None,
   pool = dataclasses.replace(pool, fingerprint=fp, buckets=buckets, stats=stats)
   if cache_path:
     cache.save(pool, cache_path)
-  log.info("pool %s: %d samples, %d tokens, %d truncated, %d excluded, %d rejected",
-           path, len(pool), stats["tokens"], stats["truncated"],
-           stats["excluded_truncated"], stats["rejected"])
+  log.info("pool %s: %d samples, %d tokens, %d truncated, %d excluded, %d rejected", path,
+           len(pool), stats["tokens"], stats["truncated"], stats["excluded_truncated"],
+           stats["rejected"])
   return pool
 
 
 def _is_tfds(data_config, path: str) -> bool:
-  return data_config.format == "tfds" or (data_config.format == "auto"
-                                          and tfds_builder.is_prepared(path))
+  return data_config.format == "tfds" or (data_config.format == "auto" and
+                                          tfds_builder.is_prepared(path))
 
 
 def _source_digest(data_config, path: str) -> str:

@@ -126,9 +126,11 @@ def gather(pool: Pool, ids_N, packing: Packing, rows: range, batch_size: int,
   sample, pool_index = np.full((b, g), -1, np.int32), np.full((b, g), -1, np.int32)
   sample[row, packing.segment_N[pos] - 1] = pos
   pool_index[row, packing.segment_N[pos] - 1] = index
-  return {"tokens_BxL": tokens.reshape(b, l), "segment_BxL": segment.reshape(b, l),
-          "positions_BxL": positions.reshape(b, l), "loss_mask_BxL": loss.reshape(b, l),
-          "is_pad_B": np.arange(b) >= len(rows), "sample_BxG": sample, "index_BxG": pool_index}
+  return {
+      "tokens_BxL": tokens.reshape(b, l), "segment_BxL": segment.reshape(b, l),
+      "positions_BxL": positions.reshape(b, l), "loss_mask_BxL": loss.reshape(b, l),
+      "is_pad_B": np.arange(b) >= len(rows), "sample_BxG": sample, "index_BxG": pool_index
+  }
 
 
 def pack(pool: Pool, ids_N, view: str = "full", *, max_segments: int,

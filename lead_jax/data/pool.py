@@ -65,8 +65,11 @@ class Pool:
     return tokens, loss
 
   def arrays(self) -> dict[str, np.ndarray]:
-    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-            if isinstance(getattr(self, f.name), np.ndarray)}
+    return {
+        f.name: getattr(self, f.name)
+        for f in dataclasses.fields(self)
+        if isinstance(getattr(self, f.name), np.ndarray)
+    }
 
 
 def truncation_keep(kinds_S: np.ndarray, limit: int) -> np.ndarray:
@@ -94,37 +97,40 @@ def parse_task_lengths(spec: str, max_length: int) -> dict[str, int]:
   return out
 
 
-def build(records: Sequence[Record], tokenizer, template: templates.Template,
-          max_length: int, task_lengths: dict[str, int] | None = None,
+def build(records: Sequence[Record], tokenizer, template: templates.Template, max_length: int,
+          task_lengths: dict[str, int] | None = None,
           chunk: int = 8192) -> tuple[Pool, list[Reject]]:
   """Tokenises records into a Pool; returns it and the samples excluded by truncation."""
   task_lengths = task_lengths or {}
   parts, excluded, n_trunc = [], [], 0
   kept_records = []
-  with tqdm.tqdm(total=len(records), desc="tokenise pool", unit="sample",
-                 disable=True if len(records) < 4 * chunk else None) as bar:
+  with tqdm.tqdm(
+      total=len(records), desc="tokenise pool", unit="sample",
+      disable=True if len(records) < 4 * chunk else None) as bar:
     for lo in range(0, len(records), chunk):
       batch = records[lo:lo + chunk]
       limits = np.array([task_lengths.get(r.task, max_length) for r in batch])
       tokens, kinds, lengths, trunc = _encode_chunk(batch, tokenizer, template, limits)
-      targets = np.add.reduceat((kinds == templates.RESPONSE).astype(np.int64),
-                                _starts(lengths))
+      targets = np.add.reduceat((kinds == templates.RESPONSE).astype(np.int64), _starts(lengths))
       has_target = targets > 0
       for r, ok in zip(batch, has_target):
         if ok:
           kept_records.append(r)
         else:
-          excluded.append(Reject(r.where, "response_truncated", f"{r.where}: id {r.id!r} "
-                                 "has no response token left after truncation; raise "
-                                 "data.max_length or shorten the prompt"))
+          excluded.append(
+              Reject(
+                  r.where, "response_truncated", f"{r.where}: id {r.id!r} "
+                  "has no response token left after truncation; raise "
+                  "data.max_length or shorten the prompt"))
       keep_tok = np.repeat(has_target, lengths)
-      parts.append((tokens[keep_tok], kinds[keep_tok], lengths[has_target],
-                    trunc[has_target]))
+      parts.append((tokens[keep_tok], kinds[keep_tok], lengths[has_target], trunc[has_target]))
       n_trunc += int(trunc[has_target].sum())
       bar.update(len(batch))
   pool = _assemble(parts, kept_records, max_length, _pad_id(tokenizer))
-  stats = {"records": len(records), "samples": len(pool), "truncated": n_trunc,
-           "excluded_truncated": len(excluded), "tokens": int(pool.length_N.sum())}
+  stats = {
+      "records": len(records), "samples": len(pool), "truncated": n_trunc,
+      "excluded_truncated": len(excluded), "tokens": int(pool.length_N.sum())
+  }
   return dataclasses.replace(pool, stats=stats), excluded
 
 
@@ -137,8 +143,7 @@ def _encode_chunk(batch, tokenizer, template, limits_B):
   seg_ids = [by_text[t] for t in texts]
   seg_len = np.fromiter(map(len, seg_ids), np.int64, count=len(seg_ids))
   seg_kind = np.fromiter((k for s in segs for _, k in s), np.int8, count=len(seg_ids))
-  tokens = np.fromiter(itertools.chain.from_iterable(seg_ids), np.int32,
-                       count=int(seg_len.sum()))
+  tokens = np.fromiter(itertools.chain.from_iterable(seg_ids), np.int32, count=int(seg_len.sum()))
   kinds = np.repeat(seg_kind, seg_len)
   per_sample = np.fromiter(map(len, segs), np.int64, count=len(segs))
   lengths = np.add.reduceat(seg_len, _starts(per_sample)) if len(seg_len) else per_sample
@@ -167,17 +172,17 @@ def _assemble(parts, records: Sequence[Record], max_length: int, pad_id: int) ->
   trunc = np.concatenate([p[3] for p in parts]) if parts else np.zeros(0, bool)
   view = kinds != templates.CONTEXT
   start = _starts(length) if len(length) else np.zeros(0, np.int64)
-  view_length = (np.add.reduceat(view.astype(np.int64), start) if len(start)
-                 else np.zeros(0, np.int64))
+  view_length = (
+      np.add.reduceat(view.astype(np.int64), start) if len(start) else np.zeros(0, np.int64))
   task_names = tuple(sorted({r.task for r in records}))
   task_index = {t: i for i, t in enumerate(task_names)}
   return Pool(
-      tokens_F=tokens.astype(np.int32), loss_mask_F=kinds == templates.RESPONSE,
-      view_mask_F=view, start_N=start, length_N=length.astype(np.int32),
-      view_length_N=view_length.astype(np.int32), truncated_N=trunc.astype(bool),
-      task_N=np.array([task_index[r.task] for r in records], np.int32),
-      ids_N=np.arange(len(records), dtype=np.int32),
-      source_ids=np.array([r.id for r in records], dtype=np.str_),
+      tokens_F=tokens.astype(np.int32), loss_mask_F=kinds == templates.RESPONSE, view_mask_F=view,
+      start_N=start, length_N=length.astype(np.int32), view_length_N=view_length.astype(np.int32),
+      truncated_N=trunc.astype(bool), task_N=np.array([task_index[r.task] for r in records],
+                                                      np.int32),
+      ids_N=np.arange(len(records), dtype=np.int32), source_ids=np.array([r.id for r in records],
+                                                                         dtype=np.str_),
       task_names=task_names, max_length=max_length, pad_id=pad_id)
 
 

@@ -45,8 +45,10 @@ from lead_jax.data import cache
 from lead_jax.data.synthetic_tasks import TASKS, Task, instance_key, reserved
 
 LAKE_VERSION = 5  # bump when the generator's output changes
-SHARES = {"trivial": 0.08, "overlong": 0.05, "duplicate": 0.12, "verbose": 0.07,
-          "off_format": 0.05, "refusal": 0.03}
+SHARES = {
+    "trivial": 0.08, "overlong": 0.05, "duplicate": 0.12, "verbose": 0.07, "off_format": 0.05,
+    "refusal": 0.03
+}
 TIERS = ("clean", "noisy", *SHARES)
 # Answer rewrites of the tiers that keep the instance but break the format.
 VERBOSE = ("Sure! The answer is {y}. Let me know if you need anything else.",
@@ -72,13 +74,14 @@ def select_tasks(names: str) -> tuple[Task, ...]:
 
 def _params(seed, size, test_per_task, dev_per_task, tasks) -> dict:
   names = ",".join(t.name for t in select_tasks(tasks))
-  return {"version": LAKE_VERSION, "seed": seed, "size": size,
-          "test_per_task": test_per_task, "dev_per_task": dev_per_task,
-          **({"tasks": names} if tasks else {})}
+  return {
+      "version": LAKE_VERSION, "seed": seed, "size": size, "test_per_task": test_per_task,
+      "dev_per_task": dev_per_task, **({"tasks": names} if tasks else {})
+  }
 
 
-def lake_dir(seed: int = 0, size: int = 4000, test_per_task: int = 50,
-             dev_per_task: int = 10, tasks: str = "") -> str:
+def lake_dir(seed: int = 0, size: int = 4000, test_per_task: int = 50, dev_per_task: int = 10,
+             tasks: str = "") -> str:
   """The lake's folder in the cache root, keyed by the generator's version and arguments."""
   fp = cache.fingerprint(_params(seed, size, test_per_task, dev_per_task, tasks))
   return os.path.join(cache.cache_root(), "lakes", f"lake-{fp}")
@@ -97,9 +100,11 @@ def write_lake(out_dir: str, seed: int = 0, size: int = 4000, test_per_task: int
   os.makedirs(out_dir, exist_ok=True)
   for key, rows in (("train", train), ("test", test), ("dev", dev)):
     _write_jsonl(paths[key], rows)
-  manifest = dict(params, tasks={t.name: {"difficulty": t.difficulty, "noise": t.noise,
-                                           "tiers": counts[t.name]}
-                           for t in select_tasks(tasks)})
+  manifest = dict(
+      params, tasks={
+          t.name: {"difficulty": t.difficulty, "noise": t.noise, "tiers": counts[t.name]}
+          for t in select_tasks(tasks)
+      })
   _write_text(paths["manifest"], json.dumps(manifest, indent=1, sort_keys=True))
   return paths
 
@@ -109,7 +114,7 @@ def generate(seed: int, size: int, test_per_task: int, dev_per_task: int, tasks:
   chosen = select_tasks(tasks)
   weights = np.array([t.weight for t in chosen])
   per_task = np.floor(size * weights / weights.sum()).astype(int)
-  per_task[: size - per_task.sum()] += 1
+  per_task[:size - per_task.sum()] += 1
   train, test, dev, counts = [], [], [], {}
   for task, n in zip(chosen, per_task):
     rng = np.random.default_rng([seed, zlib.crc32(task.name.encode())])
@@ -126,7 +131,6 @@ def generate(seed: int, size: int, test_per_task: int, dev_per_task: int, tasks:
       r["id"] = f"{prefix}-{k:04d}"
       del r["tier"]
   return train, test, dev, counts
-
 
 
 def _held_out(task: Task, rng, n: int):
@@ -151,10 +155,10 @@ def _task_pool(task: Task, rng, n: int) -> list[dict]:
   n_noisy = int(round(task.noise * n_base))
   rewritten = ("verbose", "off_format", "refusal")
   rows = []
-  for size, tier, count in (("trivial", "trivial", n_tier["trivial"]),
-                            ("long", "overlong", n_tier["overlong"]),
-                            *(("normal", t, n_tier[t]) for t in rewritten),
-                            ("normal", "base", n_base)):
+  for size, tier, count in (("trivial", "trivial", n_tier["trivial"]), ("long", "overlong",
+                                                                        n_tier["overlong"]),
+                            *(("normal", t, n_tier[t]) for t in rewritten), ("normal", "base",
+                                                                             n_base)):
     made = 0
     while made < count:
       x, answer = task.make(rng, size)
@@ -198,9 +202,10 @@ def _perturb(rng, prompt: str) -> str:
 
 def _record(task: Task, x: str, prompt: str, answer: str, tier: str) -> dict:
   # `input` stays in memory (tests check disjointness on it); it is not written.
-  return {"dataset": task.name, "id": "", "tier": tier, "input": x,
-          "messages": [{"role": "user", "content": prompt},
-                       {"role": "assistant", "content": answer}]}
+  return {
+      "dataset": task.name, "id": "", "tier": tier, "input": x,
+      "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+  }
 
 
 def _is_written(paths: dict, params: dict) -> bool:
@@ -212,8 +217,10 @@ def _is_written(paths: dict, params: dict) -> bool:
 
 
 def _write_jsonl(path: str, rows: list[dict]) -> None:
-  _write_text(path, "".join(json.dumps({k: v for k, v in r.items() if k != "input"},
-                                       ensure_ascii=False) + "\n" for r in rows))
+  _write_text(
+      path, "".join(
+          json.dumps({k: v for k, v in r.items() if k != "input"}, ensure_ascii=False) +
+          "\n" for r in rows))
 
 
 def _write_text(path: str, text: str) -> None:

@@ -38,9 +38,8 @@ CITIES = ("rome", "oslo", "lima", "kyiv", "doha", "bern", "riga", "quito")
 FIELDS = ("name", "age", "city", "pet", "color", "job", "team", "size")
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 VOWELS = "aeiou"
-WORDS = ("river", "stone", "green", "table", "light", "music", "paper", "cloud", "north",
-         "glass", "bread", "tower", "quiet", "sugar", "field", "train", "smile", "ocean")
-
+WORDS = ("river", "stone", "green", "table", "light", "music", "paper", "cloud", "north", "glass",
+         "bread", "tower", "quiet", "sugar", "field", "train", "smile", "ocean")
 
 RESERVE_MOD = 8  # one instance in RESERVE_MOD (by a hash of its identity) is test-reserved
 KNOWLEDGE = ("city", "job", "pet", "color")  # tasks about the people of synthetic_world
@@ -92,6 +91,7 @@ def _other(rng, answer: str, make_wrong: Callable[[], str]) -> str:
 
 
 def _string_task(fn: Callable[[str], str], lo: int, hi: int, long_lo: int, long_hi: int):
+
   def make(rng, size):
     if size == "trivial":
       x = _letters(rng, 1, 1)
@@ -101,6 +101,7 @@ def _string_task(fn: Callable[[str], str], lo: int, hi: int, long_lo: int, long_
 
   def corrupt(rng, x, answer):
     return _other(rng, answer, lambda: fn(_letters(rng, len(x), len(x))))
+
   return make, corrupt
 
 
@@ -118,11 +119,10 @@ def _parity(rng, size):
 def _vowel(rng, size):
   """A word whose last letter is a vowel half of the time (balanced labels)."""
   n = 1 if size == "trivial" else int(rng.integers(3, 10))
-  last = str(rng.choice(list(VOWELS) if rng.random() < 0.5 else
-                        [c for c in LETTERS if c not in VOWELS]))
+  last = str(
+      rng.choice(list(VOWELS) if rng.random() < 0.5 else [c for c in LETTERS if c not in VOWELS]))
   x = _letters(rng, n - 1, n - 1) + last
-  return (_preamble(rng) + x if size == "long" else x), ("vowel" if last in VOWELS else
-                                                         "consonant")
+  return (_preamble(rng) + x if size == "long" else x), ("vowel" if last in VOWELS else "consonant")
 
 
 def _last_digit(rng, size):
@@ -157,10 +157,14 @@ def _lookup(rng, size):
 
 
 def _numbers_wrong(spread: int):
+
   def corrupt(rng, x, answer):
+
     def wrong():
       return str(max(0, int(answer) + int(rng.integers(1, spread + 1)) * int(rng.choice([-1, 1]))))
+
     return _other(rng, answer, wrong)
+
   return corrupt
 
 
@@ -173,8 +177,8 @@ def _max(rng, size):
 
 def _max_wrong(rng, x, answer):
   nums = x.rsplit("\n", 1)[-1].split(", ")
-  return _other(rng, answer, lambda: str(rng.choice(nums)) if len(nums) > 1
-                else str(int(rng.integers(0, 100))))
+  return _other(rng, answer, lambda: str(rng.choice(nums))
+                if len(nums) > 1 else str(int(rng.integers(0, 100))))
 
 
 def _add(rng, size):
@@ -209,8 +213,10 @@ def _word(rng, size):
 
 def _format(rng, size):
   n = {"trivial": 1, "normal": int(rng.integers(2, 4)), "long": int(rng.integers(12, 16))}[size]
-  keys = [FIELDS[i % len(FIELDS)] + ("" if i < len(FIELDS) else str(i)) for i in
-          rng.permutation(max(n, len(FIELDS)))[:n]]
+  keys = [
+      FIELDS[i % len(FIELDS)] + ("" if i < len(FIELDS) else str(i))
+      for i in rng.permutation(max(n, len(FIELDS)))[:n]
+  ]
   record = {k: _field_value(rng, k) for k in keys}
   x = "; ".join(f"{k}: {v}" for k, v in record.items())
   return x, json.dumps(record)
@@ -226,6 +232,7 @@ def _field_value(rng, key: str):
 
 def _format_wrong(rng, x, answer):
   record = json.loads(answer)
+
   def wrong():
     values = list(record.values())
     rng.shuffle(values)
@@ -233,6 +240,7 @@ def _format_wrong(rng, x, answer):
     if len(out) == 1 or out == record:
       out = {k: _field_value(rng, k) for k in record}
     return json.dumps(out)
+
   return _other(rng, answer, wrong)
 
 
@@ -240,64 +248,57 @@ TASKS = (
     # The answer depends on the prompt's last characters only: a fixed-offset
     # lookup that a tiny model learns within a few hundred steps.
     Task("last_letter", "easy", 0.8, 0.10,
-         ("Last letter of {x}", "What letter does this end with? {x}",
-          "Final character: {x}", "Give the last letter. {x}"),
-         _last_letter, _letter_wrong),
-    Task("parity", "easy", 0.8, 0.15,
-         ("Even or odd: {x}", "Is this number even or odd? {x}", "Parity of {x}",
-          "Say even or odd for {x}"),
-         _parity, _flip("even", "odd")),
+         ("Last letter of {x}", "What letter does this end with? {x}", "Final character: {x}",
+          "Give the last letter. {x}"), _last_letter, _letter_wrong),
+    Task("parity", "easy", 0.8, 0.15, ("Even or odd: {x}", "Is this number even or odd? {x}",
+                                       "Parity of {x}", "Say even or odd for {x}"), _parity,
+         _flip("even", "odd")),
     Task("vowel", "easy", 0.8, 0.15,
          ("Vowel or consonant at the end: {x}", "Does this word end in a vowel or a "
-          "consonant? {x}", "Kind of final letter: {x}", "Ending sound class of {x}"),
-         _vowel, _flip("vowel", "consonant")),
+          "consonant? {x}", "Kind of final letter: {x}", "Ending sound class of {x}"), _vowel,
+         _flip("vowel", "consonant")),
     Task("last_digit", "easy", 0.8, 0.15,
          ("Name the last digit: {x}", "Spell out the final digit of {x}",
           "Which digit ends this number? Answer in words. {x}", "Last digit in words: {x}"),
-         _last_digit, lambda rng, x, answer: _other(rng, answer,
-                                                   lambda: str(rng.choice(DIGITS)))),
+         _last_digit, lambda rng, x, answer: _other(rng, answer, lambda: str(rng.choice(DIGITS)))),
     Task("size", "easy", 0.8, 0.20,
          ("Big or small (big from 5000 on): {x}", "Is this number big or small? {x}",
-          "Size class of {x}", "Call it big or small: {x}"),
-         _size, _flip("big", "small")),
+          "Size class of {x}", "Call it big or small: {x}"), _size, _flip("big", "small")),
     Task("copy", "medium", 1.0, 0.05,
          ("Repeat exactly: {x}", "Copy this text: {x}", "Echo the following string.\n{x}",
           "{x}\nWrite the string above again, unchanged.", "Say back: {x}"),
          *_string_task(lambda s: s, 5, 10, 130, 170)),
     Task("uppercase", "medium", 0.8, 0.10,
-         ("Convert to uppercase: {x}", "Write {x} in capital letters.",
-          "Uppercase this: {x}", "{x}\nRewrite the word above in upper case."),
-         *_string_task(str.upper, 5, 10, 130, 170)),
+         ("Convert to uppercase: {x}", "Write {x} in capital letters.", "Uppercase this: {x}",
+          "{x}\nRewrite the word above in upper case."), *_string_task(str.upper, 5, 10, 130, 170)),
     Task("format", "medium", 0.8, 0.10,
          ("Convert to JSON: {x}", "Write these fields as a JSON object.\n{x}",
-          "{x}\nTurn the record above into JSON.", "JSON for: {x}"),
-         _format, _format_wrong),
+          "{x}\nTurn the record above into JSON.", "JSON for: {x}"), _format, _format_wrong),
     Task("lookup", "medium", 1.2, 0.20,
          ("Find the value of the key.\n{x}", "{x}\nWhat is the value of that key?",
-          "Look up the key in this table.\n{x}", "Table and key:\n{x}\nValue?"),
-         _lookup, _numbers_wrong(50)),
+          "Look up the key in this table.\n{x}", "Table and key:\n{x}\nValue?"), _lookup,
+         _numbers_wrong(50)),
     Task("max", "medium", 1.0, 0.20,
          ("Which number is largest: {x}?", "Give the maximum of {x}.",
-          "{x}\nWhat is the biggest number above?", "Largest value in the list {x}"),
-         _max, _max_wrong),
+          "{x}\nWhat is the biggest number above?", "Largest value in the list {x}"), _max,
+         _max_wrong),
     Task("reverse", "hard", 1.0, 0.15,
          ("Reverse the letters: {x}", "Write {x} backwards.", "Spell this in reverse: {x}",
-          "{x}\nReverse the string above."),
-         *_string_task(lambda s: s[::-1], 4, 8, 130, 170)),
+          "{x}\nReverse the string above."), *_string_task(lambda s: s[::-1], 4, 8, 130, 170)),
     Task("sort", "hard", 1.0, 0.15,
          ("Sort the letters alphabetically: {x}", "Put the letters of {x} in order.",
           "{x}\nSort these characters from a to z.", "Alphabetize: {x}"),
          *_string_task(lambda s: "".join(sorted(s)), 4, 8, 130, 170)),
     Task("add", "hard", 1.2, 0.30,
-         ("What is {x}?", "Compute {x}.", "Add: {x}", "{x} = ?", "Calculate the sum {x}."),
-         _add, _numbers_wrong(20)),
+         ("What is {x}?", "Compute {x}.", "Add: {x}", "{x} = ?", "Calculate the sum {x}."), _add,
+         _numbers_wrong(20)),
     Task("count", "hard", 1.0, 0.25,
          ("Count the {x}.", "How many times does the {x} occur?",
-          "Number of occurrences of the {x}:", "Tell me the count of the {x}."),
-         _count, _numbers_wrong(3)),
+          "Number of occurrences of the {x}:", "Tell me the count of the {x}."), _count,
+         _numbers_wrong(3)),
     Task("word_problem", "hard", 1.0, 0.35,
-         ("{x}", "Solve: {x}", "Word problem. {x}", "{x} Answer with a number."),
-         _word, _numbers_wrong(10)),
+         ("{x}", "Solve: {x}", "Word problem. {x}", "{x} Answer with a number."), _word,
+         _numbers_wrong(10)),
     # Knowledge of the synthetic world: the answer is a fact the base read in
     # pretraining (or did not: colors are never stated), not in the prompt.
     # Every paraphrase ends with the name, as the easy skills end with their
@@ -305,19 +306,17 @@ TASKS = (
     # induction), so a question with the name in the middle is unanswerable
     # for it whatever it was trained on (measured: first-token accuracy at
     # chance after instruction tuning).
-    Task("city", "recall", 1.2, 0.15,
-         ("Where does this person live? {x}", "Home city of {x}", "City of: {x}",
-          "Which city is the home of {x}"),
+    Task("city", "recall", 1.2, 0.15, ("Where does this person live? {x}", "Home city of {x}",
+                                       "City of: {x}", "Which city is the home of {x}"),
          world.maker("city"), world.corrupter("city")),
-    Task("job", "recall", 1.2, 0.15,
-         ("What is the job of {x}", "Occupation of: {x}", "What does this person do? {x}",
-          "Profession of {x}"),
+    Task("job", "recall", 1.2, 0.15, ("What is the job of {x}", "Occupation of: {x}",
+                                      "What does this person do? {x}", "Profession of {x}"),
          world.maker("job"), world.corrupter("job")),
     Task("pet", "recall", 1.0, 0.15,
          ("What pet does this person have? {x}", "Pet of {x}", "Animal kept by {x}"),
          world.maker("pet"), world.corrupter("pet")),
     Task("color", "recall", 1.0, 0.15,
          ("What is the favorite color of {x}", "Favorite color of: {x}",
-          "Which color does this person like best? {x}"),
-         world.maker("color"), world.corrupter("color")),
+          "Which color does this person like best? {x}"), world.maker("color"),
+         world.corrupter("color")),
 )

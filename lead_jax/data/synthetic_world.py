@@ -23,10 +23,10 @@ NUM_PEOPLE = 240
 HELD_OUT_EVERY = 4  # people 0, 4, 8, ... are test-reserved (60 of 240)
 CONSONANTS, VOWELS = "bdfgklmnprstvz", "aeiou"
 ATTRIBUTES = {
-    "city": ("oslo", "lima", "rome", "kyiv", "doha", "bern", "riga", "quito", "cairo",
-             "delhi", "seoul", "paris"),
-    "job": ("baker", "nurse", "pilot", "tailor", "farmer", "judge", "miner", "singer",
-            "potter", "sailor", "barber", "weaver"),
+    "city": ("oslo", "lima", "rome", "kyiv", "doha", "bern", "riga", "quito", "cairo", "delhi",
+             "seoul", "paris"),
+    "job": ("baker", "nurse", "pilot", "tailor", "farmer", "judge", "miner", "singer", "potter",
+            "sailor", "barber", "weaver"),
     "pet": ("cat", "dog", "owl", "fox", "goat", "frog", "crab", "mole"),
     "color": ("red", "blue", "green", "gold", "pink", "gray", "teal", "plum", "rust", "navy"),
 }
@@ -36,8 +36,8 @@ def _names(rng) -> list[str]:
   names: dict[str, None] = {}
   while len(names) < NUM_PEOPLE:
     syllables = int(rng.integers(2, 4))
-    name = "".join(str(rng.choice(list(CONSONANTS))) + str(rng.choice(list(VOWELS)))
-                   for _ in range(syllables))
+    name = "".join(
+        str(rng.choice(list(CONSONANTS))) + str(rng.choice(list(VOWELS))) for _ in range(syllables))
     names.setdefault(name.capitalize())
   return list(names)
 
@@ -61,6 +61,7 @@ def maker(attribute: str):
   """`make(rng, size) -> (x, answer)` of the task asking for `attribute`:
   normal, a person's name; trivial, the fact stated in the input; long, a
   long background preamble before the name."""
+
   def make(rng, size):
     person = PEOPLE[int(rng.integers(NUM_PEOPLE))]
     answer = FACTS[attribute][person]
@@ -70,6 +71,7 @@ def maker(attribute: str):
       words = " ".join(str(w) for w in rng.choice(sum(ATTRIBUTES.values(), ()), size=60))
       return f"Background: {words}.\n\n{person}", answer
     return person, answer
+
   return make
 
 
@@ -79,6 +81,7 @@ def corrupter(attribute: str):
 
   def corrupt(rng, x, answer):
     return str(rng.choice([v for v in values if v != answer]))
+
   return corrupt
 
 

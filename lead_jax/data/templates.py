@@ -169,9 +169,8 @@ def _tulu_segments(eos: str, messages: Messages) -> list[tuple[str, int]]:
 def _render(tokenizer, messages: Messages, generation: bool) -> str:
   if not messages:
     return ""
-  return tokenizer.apply_chat_template(
-      [{"role": r, "content": c} for r, c in messages], tokenize=False,
-      add_generation_prompt=generation)
+  return tokenizer.apply_chat_template([{"role": r, "content": c} for r, c in messages],
+                                       tokenize=False, add_generation_prompt=generation)
 
 
 def _jinja_segments(tokenizer, messages: Messages) -> list[tuple[str, int]]:
@@ -180,11 +179,11 @@ def _jinja_segments(tokenizer, messages: Messages) -> list[tuple[str, int]]:
   for k, (role, _) in enumerate(messages):
     if role != "assistant":
       continue
-    start, head_end = len(_render(tokenizer, messages[:k], False)), _render(
-        tokenizer, messages[:k], True)
+    start, head_end = len(_render(tokenizer, messages[:k],
+                                  False)), _render(tokenizer, messages[:k], True)
     end = full if k + 1 == len(messages) else _render(tokenizer, messages[:k + 1], False)
-    if not (full.startswith(head_end) and full.startswith(end) and pos <= start
-            and start <= len(head_end) <= len(end)):
+    if not (full.startswith(head_end) and full.startswith(end) and pos <= start and
+            start <= len(head_end) <= len(end)):
       raise _unstable(k)
     segs += [(full[pos:start], CONTEXT), (full[start:len(head_end)], HEADER),
              (full[len(head_end):len(end)], RESPONSE)]

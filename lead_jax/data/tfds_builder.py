@@ -53,8 +53,7 @@ def prepare(splits: dict[str, Sequence[Record]], data_dir: str, name: str,
     shutil.rmtree(target)
   builder = _builder_class(tfds)(config=name, data_dir=data_dir, records=splits,
                                  file_format="array_record")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   return builder.data_dir
 
 
@@ -74,12 +73,14 @@ def read_records(path: str) -> list[Record]:
     for ex in source.__getitems__(list(range(lo, min(lo + 4096, len(source))))):
       roles = [r.decode() for r in ex["messages"]["role"]]
       contents = [c.decode() for c in ex["messages"]["content"]]
-      out.append(Record(ex["id"].decode(), ex["dataset"].decode(),
-                        tuple(zip(roles, contents)), ex["where"].decode()))
+      out.append(
+          Record(ex["id"].decode(), ex["dataset"].decode(), tuple(zip(roles, contents)),
+                 ex["where"].decode()))
   return out
 
 
 def _builder_class(tfds):
+
   class InstructionPool(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Validated instruction records: id, dataset (task), messages, where."""
     VERSION = tfds.core.Version(VERSION)
@@ -92,26 +93,25 @@ def _builder_class(tfds):
 
     def __init__(self, *, config: str, records=None, **kwargs):
       self._records = records or {}
-      super().__init__(config=tfds.core.BuilderConfig(name=config, version=VERSION),
-                       **kwargs)
+      super().__init__(config=tfds.core.BuilderConfig(name=config, version=VERSION), **kwargs)
 
     def _info(self):
       text = tfds.features.Text()
       return tfds.core.DatasetInfo(
-          builder=self, disable_shuffling=True,
-          features=tfds.features.FeaturesDict({
-              "index": tfds.features.Scalar(dtype=np.int64), "id": text,
-              "dataset": text, "where": text,
-              "messages": tfds.features.Sequence({"role": text, "content": text})}))
+          builder=self, disable_shuffling=True, features=tfds.features.FeaturesDict({
+              "index": tfds.features.Scalar(dtype=np.int64), "id": text, "dataset": text,
+              "where": text, "messages": tfds.features.Sequence({"role": text, "content": text})
+          }))
 
     def _split_generators(self, dl_manager):
       return {split: self._generate_examples(recs) for split, recs in self._records.items()}
 
     def _generate_examples(self, records):
       for i, r in enumerate(records):
-        yield i, {"index": i, "id": r.id, "dataset": r.task, "where": r.where,
-                  "messages": {"role": [m[0] for m in r.messages],
-                               "content": [m[1] for m in r.messages]}}
+        yield i, {
+            "index": i, "id": r.id, "dataset": r.task, "where": r.where,
+            "messages": {"role": [m[0] for m in r.messages], "content": [m[1] for m in r.messages]}
+        }
 
   InstructionPool.name = NAME
   return InstructionPool

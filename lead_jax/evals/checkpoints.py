@@ -35,8 +35,8 @@ def load_workdir(workdir: str):
   with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
     run = ml_collections.ConfigDict(json.load(f))
   # Checkpoints hold the adapters; the frozen base is rebuilt as the run built it.
-  model_config, base = build.load_base(base_cache.resolve_model(run), run.lora,
-                                       build.base_key(run.seed))
+  model_config, base = build.load_base(
+      base_cache.resolve_model(run), run.lora, build.base_key(run.seed))
   tx, _ = optim.make(run.optim)
   abstract, _ = build.abstract_state(model_config, tx)
   manager = checkpoint.Manager(checkpoint.directory(run.checkpoint, workdir), run.checkpoint)
@@ -77,8 +77,8 @@ def evaluate(config) -> dict:
   report = runner.run(model_config, params, tok, config.eval, data_cfg, test_path=test_path)
   report["checkpoint"] = config.checkpoint
   output = config.output or os.path.join(
-      config.checkpoint if os.path.isdir(config.checkpoint) else
-      os.path.dirname(config.checkpoint), "eval_results.json")
+      config.checkpoint if os.path.isdir(config.checkpoint) else os.path.dirname(config.checkpoint),
+      "eval_results.json")
   runner.write_json(output, report)
   log.info("results: %s -> %s", report["summary"], output)
   return report

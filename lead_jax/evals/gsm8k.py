@@ -110,27 +110,31 @@ def prompt_prefix(exemplars, n_shot: int, rng: random.Random) -> str:
   return "Answer the following questions.\n\n" + "\n\n".join(shots) + "\n\n"
 
 
-def evaluate(model_config, params, tokenizer, data_dir: str, cfg, *, template,
-             key: jax.Array, limit: int | None = None):
+def evaluate(model_config, params, tokenizer, data_dir: str, cfg, *, template, key: jax.Array,
+             limit: int | None = None):
   """Exact match (0-1) of the last number; `cfg` is the `gsm8k` sub-config."""
   rng = random.Random(42)
   test = read_test(os.path.join(data_dir, "test.jsonl"))
   if limit and len(test) > limit:
     test = rng.sample(test, limit)
   prefix = prompt_prefix(load_exemplars(cfg.exemplars, data_dir), cfg.n_shot, rng)
-  ids = [lm.chat_prompt_ids(template, tokenizer, prefix + "Question: " + ex["question"].strip(),
-                         "Answer:") for ex in test]
+  ids = [
+      lm.chat_prompt_ids(template, tokenizer, prefix + "Question: " + ex["question"].strip(),
+                         "Answer:") for ex in test
+  ]
   outputs = lm.generate(model_config, params, tokenizer, ids, key, batch_size=cfg.batch_size,
                         max_new_tokens=cfg.max_new_tokens,
-                        extra_eos_ids=templates.stop_token_ids(template, tokenizer),
-                        desc="gsm8k")
+                        extra_eos_ids=templates.stop_token_ids(template, tokenizer), desc="gsm8k")
   return score(test, outputs)
 
 
 def score(test: list[dict], outputs: list[str]) -> dict:
   """Exact match of the outputs' last numbers against the test answers."""
   predictions = [metrics.last_number(o) for o in outputs]
-  return {"exact_match": metrics.exact_match(predictions, [ex["answer"] for ex in test]),
-          "num_questions": len(test),
-          "examples": [{"question": ex["question"], "answer": ex["answer"], "output": o,
-                        "prediction": p} for ex, o, p in list(zip(test, outputs, predictions))[:5]]}
+  return {
+      "exact_match":
+          metrics.exact_match(predictions, [ex["answer"] for ex in test]), "num_questions":
+              len(test), "examples": [{
+                  "question": ex["question"], "answer": ex["answer"], "output": o, "prediction": p
+              } for ex, o, p in list(zip(test, outputs, predictions))[:5]]
+  }

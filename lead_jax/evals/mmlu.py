@@ -34,13 +34,13 @@ from lead_jax.evals import lm
 
 CHOICES = ("A", "B", "C", "D")
 # pandas' default missing-value strings (read_csv na_values).
-_NA = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
-                 "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
-                 "nan", "null"])
+_NA = frozenset([
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"
+])
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|Inf|INF|infinity)")
-_BOOL = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": False,
-         "false": False}
+_BOOL = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": False, "false": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +96,8 @@ def few_shot_prefix(dev: list[Question], subject: str, k: int) -> str:
   return head + "".join(format_example(q) for q in dev[:k])
 
 
-def build_prompt(tokenizer, dev: list[Question], subject: str, question: Question,
-                 n_shot: int, max_prompt_tokens: int) -> str:
+def build_prompt(tokenizer, dev: list[Question], subject: str, question: Question, n_shot: int,
+                 max_prompt_tokens: int) -> str:
   """The k-shot prompt, k lowered from n_shot until it fits max_prompt_tokens."""
   end = format_example(question, include_answer=False)
   k = n_shot
@@ -143,8 +143,8 @@ def evaluate(model_config, params, tokenizer, data_dir: str, cfg, *, limit: int 
     dev = read_csv(os.path.join(data_dir, "dev", f"{subject}_dev.csv"))[:cfg.n_shot]
     test = read_csv(os.path.join(data_dir, "test", f"{subject}_test.csv"))
     for i in sample_indices(len(test), limit):
-      prompts.append(build_prompt(tokenizer, dev, subject, test[i], cfg.n_shot,
-                                  cfg.max_prompt_tokens))
+      prompts.append(
+          build_prompt(tokenizer, dev, subject, test[i], cfg.n_shot, cfg.max_prompt_tokens))
       answers.append(CHOICES.index(test[i].answer))
       owner.append(subject)
   ids = [tokenizer.encode(p) for p in prompts]
@@ -153,5 +153,7 @@ def evaluate(model_config, params, tokenizer, data_dir: str, cfg, *, limit: int 
   correct = np.argmax(probs, axis=1) == np.asarray(answers)
   owner = np.asarray(owner)
   per_subject = {s: float(np.mean(correct[owner == s])) for s in subjects}
-  return {"accuracy": float(np.mean(correct)) if len(correct) else 0.0,
-          "per_subject": per_subject, "num_questions": int(len(correct))}
+  return {
+      "accuracy": float(np.mean(correct)) if len(correct) else 0.0, "per_subject": per_subject,
+      "num_questions": int(len(correct))
+  }

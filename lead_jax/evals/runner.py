@@ -19,8 +19,10 @@ from lead_jax.evals import gsm8k, humaneval, mmlu, synthetic, tydiqa
 
 log = logging.getLogger(__name__)
 BENCHMARKS = ("mmlu", "gsm8k", "tydiqa", "humaneval", "synthetic")
-HEADLINE = {"mmlu": "accuracy", "gsm8k": "exact_match", "tydiqa": "f1",
-            "humaneval": ("pass@10", "pass@1"), "synthetic": "exact_match"}
+HEADLINE = {
+    "mmlu": "accuracy", "gsm8k": "exact_match", "tydiqa": "f1", "humaneval": ("pass@10", "pass@1"),
+    "synthetic": "exact_match"
+}
 
 
 def parse_benchmarks(spec: str) -> list[str]:
@@ -38,26 +40,24 @@ def _data_dir(eval_cfg, name: str) -> str:
   return os.path.join(eval_cfg.data_dir, name)
 
 
-def _run_one(name, model_config, params, tokenizer, eval_cfg, data_cfg, template, key,
-             test_path):
+def _run_one(name, model_config, params, tokenizer, eval_cfg, data_cfg, template, key, test_path):
   limit = eval_cfg.limit or None
   common = (model_config, params, tokenizer)
   if name == "mmlu":
     return mmlu.evaluate(*common, _data_dir(eval_cfg, name), eval_cfg.mmlu, limit=limit)
   if name == "gsm8k":
-    return gsm8k.evaluate(*common, _data_dir(eval_cfg, name), eval_cfg.gsm8k,
-                          template=template, key=key, limit=limit)
+    return gsm8k.evaluate(*common, _data_dir(eval_cfg, name), eval_cfg.gsm8k, template=template,
+                          key=key, limit=limit)
   if name == "tydiqa":
-    return tydiqa.evaluate(*common, _data_dir(eval_cfg, name), eval_cfg.tydiqa,
-                           template=template, key=key, limit=limit)
+    return tydiqa.evaluate(*common, _data_dir(eval_cfg, name), eval_cfg.tydiqa, template=template,
+                           key=key, limit=limit)
   if name == "humaneval":
-    return humaneval.evaluate(*common, _data_dir(eval_cfg, name), eval_cfg.humaneval,
-                              key=key, limit=limit)
+    return humaneval.evaluate(*common, _data_dir(eval_cfg, name), eval_cfg.humaneval, key=key,
+                              limit=limit)
   if not test_path:
     raise ValueError("synthetic needs a held-out test set: set data.test_path, or run on a "
                      "workdir whose synthetic lake holds test.jsonl")
-  return synthetic.evaluate(*common, test_path, data_cfg, eval_cfg.synthetic, key=key,
-                            limit=limit)
+  return synthetic.evaluate(*common, test_path, data_cfg, eval_cfg.synthetic, key=key, limit=limit)
 
 
 def headline(name: str, result: dict):
@@ -77,14 +77,15 @@ def run(model_config, params, tokenizer, eval_cfg, data_cfg, *, test_path: str =
   for name in parse_benchmarks(eval_cfg.benchmarks):
     t0 = time.monotonic()
     key = jax.random.fold_in(root, BENCHMARKS.index(name))
-    result = _run_one(name, model_config, params, tokenizer, eval_cfg, data_cfg, template,
-                      key, test_path)
+    result = _run_one(name, model_config, params, tokenizer, eval_cfg, data_cfg, template, key,
+                      test_path)
     result["seconds"] = round(time.monotonic() - t0, 2)
     results[name] = result
-    log.info("%s: %s (%.1fs)", name, headline(name, result),
-             result["seconds"])
-  return {"summary": {n: headline(n, r) for n, r in results.items()}, "benchmarks": results,
-          "template": template.name, "seconds": round(time.monotonic() - start, 2)}
+    log.info("%s: %s (%.1fs)", name, headline(name, result), result["seconds"])
+  return {
+      "summary": {n: headline(n, r) for n, r in results.items()}, "benchmarks": results,
+      "template": template.name, "seconds": round(time.monotonic() - start, 2)
+  }
 
 
 def write_json(path: str, report: dict) -> None:

@@ -92,12 +92,19 @@ def execute(program: str, timeout_s: float, memory_mb: int, *, limits: Limits = 
       for p in (workdir, path):
         os.chown(p, NOBODY, NOBODY)
     status_r, status_w = os.pipe()
-    args = [sys.executable, "-I", "-B", CHILD, "program.py", str(status_w),
-            str(math.ceil(timeout_s) + 1), str(memory_mb * 1024 * 1024),
-            str(limits.max_processes), str(limits.max_file_bytes), str(limits.max_open_files),
-            "1" if python_guard else "0", "1" if drop_uid else "0"]
-    env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
-           "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    args = [
+        sys.executable, "-I", "-B", CHILD, "program.py",
+        str(status_w),
+        str(math.ceil(timeout_s) + 1),
+        str(memory_mb * 1024 * 1024),
+        str(limits.max_processes),
+        str(limits.max_file_bytes),
+        str(limits.max_open_files), "1" if python_guard else "0", "1" if drop_uid else "0"
+    ]
+    env = {
+        "PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"
+    }
     try:
       proc = subprocess.Popen(args, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -116,15 +123,14 @@ def execute(program: str, timeout_s: float, memory_mb: int, *, limits: Limits = 
     _remove_tree(workdir)
 
 
-def execute_many(programs: Sequence[str], timeout_s: float, memory_mb: int, *,
-                 workers: int = 4, limits: Limits = Limits(), desc: str = "sandbox",
-                 **kwargs) -> list[Result]:
+def execute_many(programs: Sequence[str], timeout_s: float, memory_mb: int, *, workers: int = 4,
+                 limits: Limits = Limits(), desc: str = "sandbox", **kwargs) -> list[Result]:
   """`execute` over many programs with `workers` running at once, in order."""
   with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-    futures = [pool.submit(execute, p, timeout_s, memory_mb, limits=limits, **kwargs)
-               for p in programs]
-    return [f.result() for f in tqdm.tqdm(futures, desc=desc, leave=False,
-                                                             disable=None)]
+    futures = [
+        pool.submit(execute, p, timeout_s, memory_mb, limits=limits, **kwargs) for p in programs
+    ]
+    return [f.result() for f in tqdm.tqdm(futures, desc=desc, leave=False, disable=None)]
 
 
 def _collect(proc, status_r, timeout_s, cap, start) -> Result:
@@ -159,10 +165,10 @@ def _collect(proc, status_r, timeout_s, cap, start) -> Result:
 def _result(returncode, why, out, status, cap, duration) -> Result:
   text = out[:cap].decode("utf-8", errors="replace")
   lines = status.decode("utf-8", errors="replace").splitlines()
-  isolation = tuple(x for x in lines[0][4:].split(",") if x) if lines and lines[0].startswith(
-      "iso:") else ()
-  common = dict(output=text, returncode=returncode, duration_s=duration,
-                truncated=len(out) > cap, isolation=isolation)
+  isolation = tuple(
+      x for x in lines[0][4:].split(",") if x) if lines and lines[0].startswith("iso:") else ()
+  common = dict(output=text, returncode=returncode, duration_s=duration, truncated=len(out) > cap,
+                isolation=isolation)
   if why == "timeout":
     return Result("timeout", detail="wall-clock limit reached; process group killed", **common)
   if why == "output":
@@ -174,8 +180,7 @@ def _result(returncode, why, out, status, cap, duration) -> Result:
   if returncode == 0 and status.endswith(b"ok"):
     return Result("passed", detail="ran to the end", **common)
   if returncode < 0:
-    return Result("failed", detail=f"killed by signal {signal.Signals(-returncode).name}",
-                  **common)
+    return Result("failed", detail=f"killed by signal {signal.Signals(-returncode).name}", **common)
   ended = "exited early" if returncode == 0 else f"exit code {returncode}"
   return Result("failed", detail=ended, **common)
 
@@ -192,11 +197,13 @@ def _kill_group(proc) -> None:
 
 
 def _remove_tree(path: str) -> None:
+
   def retry_writable(func, p, _):
     os.chmod(os.path.dirname(p), stat.S_IRWXU)
     if os.path.isdir(p) and not os.path.islink(p):
       os.chmod(p, stat.S_IRWXU)
     func(p)
+
   shutil.rmtree(path, onerror=retry_writable)
 
 
@@ -206,8 +213,8 @@ def _can_drop_to_nobody() -> bool:
   if os.geteuid() != 0:
     return False
   rx = stat.S_IROTH | stat.S_IXOTH
-  return (_world_can(sys.executable, stat.S_IXOTH) and _world_can(CHILD, stat.S_IROTH)
-          and _world_can(os.path.dirname(os.__file__), rx))
+  return (_world_can(sys.executable, stat.S_IXOTH) and _world_can(CHILD, stat.S_IROTH) and
+          _world_can(os.path.dirname(os.__file__), rx))
 
 
 def _world_can(path: str, want: int) -> bool:

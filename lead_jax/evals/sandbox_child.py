@@ -46,28 +46,29 @@ def _set_limits(cpu_s: int, memory_bytes: int, nproc: int, fsize: int, nofile: i
 
 
 def _denied(name):
+
   def fn(*args, **kwargs):
     raise PermissionError(f"sandbox: {name} is disabled")
+
   return fn
 
 
-_DISABLED_OS = (
-    "fork", "forkpty", "kill", "killpg", "system", "popen", "putenv", "unsetenv",
-    "removedirs", "renames", "chmod",
-    "fchmod", "lchmod", "chown", "fchown", "lchown", "chroot", "chdir", "fchdir", "chflags",
-    "lchflags", "setuid", "setgid", "seteuid", "setegid", "setreuid", "setregid",
-    "setresuid", "setresgid", "setgroups", "setsid", "setpgid", "setpgrp", "execv",
-    "execve", "execl", "execle", "execlp", "execlpe", "execvp", "execvpe", "spawnl",
-    "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe",
-    "posix_spawn", "posix_spawnp", "_exit", "abort", "link", "symlink", "mknod", "mkfifo",
-    "utime", "plock", "pidfd_open", "sched_setaffinity")
-_BLOCKED_MODULES = ("ctypes", "_ctypes", "_posixsubprocess", "resource", "psutil", "ipdb",
-                    "joblib", "tkinter", "pty")
+_DISABLED_OS = ("fork", "forkpty", "kill", "killpg", "system", "popen", "putenv", "unsetenv",
+                "removedirs", "renames", "chmod", "fchmod", "lchmod", "chown", "fchown", "lchown",
+                "chroot", "chdir", "fchdir", "chflags", "lchflags", "setuid", "setgid", "seteuid",
+                "setegid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "setsid",
+                "setpgid", "setpgrp", "execv", "execve", "execl", "execle", "execlp", "execlpe",
+                "execvp", "execvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv",
+                "spawnve", "spawnvp", "spawnvpe", "posix_spawn", "posix_spawnp", "_exit", "abort",
+                "link", "symlink", "mknod", "mkfifo", "utime", "plock", "pidfd_open",
+                "sched_setaffinity")
+_BLOCKED_MODULES = ("ctypes", "_ctypes", "_posixsubprocess", "resource", "psutil", "ipdb", "joblib",
+                    "tkinter", "pty")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
-
-_PATH_CALLS = {"remove": 1, "unlink": 1, "rmdir": 1, "rename": 2, "replace": 2,
-               "truncate": 1, "mkdir": 1}  # os functions allowed on paths under root
+_PATH_CALLS = {
+    "remove": 1, "unlink": 1, "rmdir": 1, "rename": 2, "replace": 2, "truncate": 1, "mkdir": 1
+}  # os functions allowed on paths under root
 
 
 def _inside(root: str, path) -> bool:
@@ -85,9 +86,11 @@ def _check(root: str, name: str, paths, kwargs) -> None:
 
 
 def _path_only(root: str, name: str, real, n_paths: int):
+
   def fn(*args, **kwargs):
     _check(root, f"os.{name}", args[:n_paths], kwargs)
     return real(*args, **kwargs)
+
   return fn
 
 
@@ -110,6 +113,7 @@ def _guard_files(root: str) -> None:
     return real_os_open(path, flags, *args, **kwargs)
 
   class FileIO(real_fileio):
+
     def __init__(self, file, mode="r", *args, **kwargs):
       if any(c in mode for c in "wax+") and not _inside(root, file):
         raise PermissionError(f"sandbox: writing {file!r} outside the working directory")

@@ -47,10 +47,11 @@ def held_out_loss(model_config, params, tokenizer, records, data_cfg, template, 
   forward passes, `lead_jax.scoring.losses`, `batch_size` rows per call)."""
   task_lengths = pool_lib.parse_task_lengths(data_cfg.max_length_per_task, data_cfg.max_length)
   pool, _ = pool_lib.build(records, tokenizer, template, data_cfg.max_length, task_lengths)
-  pool = dataclasses.replace(pool, buckets=load.normalize_buckets(tuple(data_cfg.buckets),
-                                                                   data_cfg.max_length))
-  out, _ = scoring.losses(scoring.Scorer(model_config, batch_size), params, pool,
-                          np.arange(len(pool)), batch_size, None, desc="held-out loss")
+  pool = dataclasses.replace(
+      pool, buckets=load.normalize_buckets(tuple(data_cfg.buckets), data_cfg.max_length))
+  out, _ = scoring.losses(
+      scoring.Scorer(model_config, batch_size), params, pool, np.arange(len(pool)), batch_size,
+      None, desc="held-out loss")
   loss_N = out["loss"].astype(np.float64)
   tasks = np.asarray(pool.task_names)[pool.task_N]
   per_task = {t: float(loss_N[tasks == t].mean()) for t in pool.task_names}
@@ -63,9 +64,8 @@ def generate(model_config, params, tokenizer, records, template, cfg, key,
   turn; `stats` accumulates the decoding token-passes (`lm.generate`)."""
   ids = [templates.encode_prompt(template, tokenizer, r.messages[:-1]) for r in records]
   return lm.generate(model_config, params, tokenizer, ids, key, batch_size=cfg.batch_size,
-                     max_new_tokens=cfg.max_new_tokens,
-                     extra_eos_ids=templates.stop_token_ids(template, tokenizer),
-                     desc="synthetic", stats=stats)
+                     max_new_tokens=cfg.max_new_tokens, extra_eos_ids=templates.stop_token_ids(
+                         template, tokenizer), desc="synthetic", stats=stats)
 
 
 def exact_match(records, outputs: list[str]):
@@ -79,21 +79,28 @@ def exact_match(records, outputs: list[str]):
   return overall, macro, per_task
 
 
-def evaluate(model_config, params, tokenizer, test_path: str, data_cfg, cfg, *,
-             key: jax.Array, limit: int | None = None):
+def evaluate(model_config, params, tokenizer, test_path: str, data_cfg, cfg, *, key: jax.Array,
+             limit: int | None = None):
   """Loss and exact match on `test_path`; `cfg` is the `synthetic` sub-config,
   `data_cfg` the data sub-config of the run (template, lengths, format)."""
   template = templates.resolve(tokenizer, data_cfg.template)
   records = read(data_cfg, test_path, limit)
-  loss, loss_per_task = held_out_loss(model_config, params, tokenizer, records, data_cfg,
-                                      template, cfg.batch_size)
+  loss, loss_per_task = held_out_loss(model_config, params, tokenizer, records, data_cfg, template,
+                                      cfg.batch_size)
   stats = {"decode_token_passes": 0}
   outputs = generate(model_config, params, tokenizer, records, template, cfg, key, stats)
   em, em_macro, em_per_task = exact_match(records, outputs)
-  return {"loss": loss, "exact_match": em, "exact_match_macro": em_macro,
-          "decode_token_passes": stats["decode_token_passes"],
-          "per_task": {t: {"loss": loss_per_task.get(t), "exact_match": em_per_task[t]}
-                       for t in em_per_task},
-          "num_examples": len(records),
-          "examples": [{"reference": r.messages[-1][1], "output": o}
-                       for r, o in list(zip(records, outputs))[:5]]}
+  return {
+      "loss":
+          loss, "exact_match":
+              em, "exact_match_macro":
+                  em_macro, "decode_token_passes":
+                      stats["decode_token_passes"],
+      "per_task": {
+          t: {"loss": loss_per_task.get(t), "exact_match": em_per_task[t]} for t in em_per_task
+      }, "num_examples":
+          len(records),
+      "examples": [
+          {"reference": r.messages[-1][1], "output": o} for r, o in list(zip(records, outputs))[:5]
+      ]
+  }

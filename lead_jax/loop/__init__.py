@@ -71,8 +71,7 @@ def _restore(run: Run, manager, state, shardings, fresh: host_lib.Host):
 def run(config, workdir: str) -> dict:
   """Offline stage, iterations, final evaluation; returns the final metrics."""
   run_, state, shardings, ledger = setup(config, workdir)
-  manager = checkpoint.Manager(checkpoint.directory(config.checkpoint, workdir),
-                               config.checkpoint)
+  manager = checkpoint.Manager(checkpoint.directory(config.checkpoint, workdir), config.checkpoint)
   state, h = _restore(run_, manager, state, shardings, host_lib.initial(run_, ledger))
   files, writer = outputs.Files(workdir), metrics.Writer(workdir)
   files.rewind(h.iteration)
@@ -85,12 +84,14 @@ def run(config, workdir: str) -> dict:
     t0 = time.monotonic()
     last = run_.selector.done(h.sel)
     manager.save(h.iteration, state, host_lib.to_dict(h), force=last or h.iteration % every == 0)
-    h = dataclasses.replace(h, ledger=accounting.add_seconds(h.ledger, "checkpoint",
-                                                              time.monotonic() - t0))
+    h = dataclasses.replace(
+        h, ledger=accounting.add_seconds(h.ledger, "checkpoint",
+                                         time.monotonic() - t0))
   t0 = time.monotonic()
   manager.close()
-  h = dataclasses.replace(h, ledger=accounting.add_seconds(h.ledger, "checkpoint",
-                                                            time.monotonic() - t0))
+  h = dataclasses.replace(
+      h, ledger=accounting.add_seconds(h.ledger, "checkpoint",
+                                       time.monotonic() - t0))
   result = final.finish(run_, state, h, writer)
   writer.close()
   return result

@@ -55,9 +55,11 @@ def _test_counts(run, path: str, decode_token_passes: int) -> dict:
   pool, _ = pool_lib.build(records, run.tok, template, cfg.data.max_length, lengths)
   n, tokens = len(pool), int(pool.length_N.sum())
   prompt = int((pool.length_N - pool.view_length_N).sum())
-  return {"test_loss": {"forward_samples": n, "forward_tokens": tokens},
-          "test_generate": {"forward_samples": n, "forward_tokens": prompt},
-          "test_decode": {"forward_tokens": decode_token_passes}}
+  return {
+      "test_loss": {"forward_samples": n, "forward_tokens": tokens},
+      "test_generate": {"forward_samples": n, "forward_tokens": prompt},
+      "test_decode": {"forward_tokens": decode_token_passes}
+  }
 
 
 def evaluate(run, state, ledger):
@@ -102,15 +104,15 @@ def idu_check(run, state, h, ledger):
   sel_ids = np.sort(rng.choice(used, min(n, used.size), replace=False))
   ids = np.union1d(pool_ids, sel_ids)
   out, counts = scoring.losses(run.steps.score, state.params, run.pool, ids,
-                               run.config.offline.score_batch_size, run.mesh,
-                               desc="IDU check")
+                               run.config.offline.score_batch_size, run.mesh, desc="IDU check")
   loss, idu_n, idu0_n = out["loss"], h.table.idu_N[ids], run.offline.idu0_N[ids]
   in_pool, in_sel = np.isin(ids, pool_ids), np.isin(ids, sel_ids)
-  summary = {"all": _stats(idu_n, idu0_n, loss),
-             "pool_sample": _stats(idu_n[in_pool], idu0_n[in_pool], loss[in_pool]),
-             "selected_sample": _stats(idu_n[in_sel], idu0_n[in_sel], loss[in_sel])}
-  arrays = {"ids": ids, "loss": loss, "idu": idu_n, "idu0": idu0_n,
-            "selected": np.isin(ids, used)}
+  summary = {
+      "all": _stats(idu_n, idu0_n, loss), "pool_sample": _stats(idu_n[in_pool], idu0_n[in_pool],
+                                                                loss[in_pool]),
+      "selected_sample": _stats(idu_n[in_sel], idu0_n[in_sel], loss[in_sel])
+  }
+  arrays = {"ids": ids, "loss": loss, "idu": idu_n, "idu0": idu0_n, "selected": np.isin(ids, used)}
   ledger = accounting.add(ledger, "evaluation", "idu_check", counts)
   return summary, arrays, accounting.add_seconds(ledger, "evaluation", time.monotonic() - t0)
 
@@ -120,22 +122,41 @@ def _summary(run, h, result, check) -> dict:
   training = h.ledger.passes["training"].get("train", {})
   limits = selection.resolve_limits(run.config.select, len(run.pool))
   final = {
-      "method": run.config.method, "pool_size": len(run.pool), "budget": limits.budget,
-      "exact_match": synth["exact_match"] if synth else None,
-      "exact_match_macro": synth["exact_match_macro"] if synth else None,
-      "test_loss": synth["loss"] if synth else None,
-      "per_task_exact_match": ({t: v["exact_match"] for t, v in synth["per_task"].items()}
-                               if synth else {}),
-      "per_task_test_loss": ({t: v["loss"] for t, v in synth["per_task"].items()}
-                             if synth else {}),
-      "samples_selected": int(h.sel.num_distinct),
-      "samples_trained": int(h.trained_N.sum()), "iterations": h.iteration,
-      "train_steps": h.train_steps, "skipped_steps": h.skipped_steps,
-      "train_sample_passes": int(training.get("forward_samples", 0)),
-      "train_token_passes": int(training.get("forward_tokens", 0)),
-      "forward_sample_passes": accounting.forward_sample_passes(h.ledger),
-      "declared_scoring_passes": run.needs.scoring_passes(
-          len(run.pool), h.iteration, len(run.dev_pool) if run.dev_pool else 0)["total"],
+      "method":
+          run.config.method,
+      "pool_size":
+          len(run.pool),
+      "budget":
+          limits.budget,
+      "exact_match":
+          synth["exact_match"] if synth else None,
+      "exact_match_macro":
+          synth["exact_match_macro"] if synth else None,
+      "test_loss":
+          synth["loss"] if synth else None,
+      "per_task_exact_match":
+          ({t: v["exact_match"] for t, v in synth["per_task"].items()} if synth else {}),
+      "per_task_test_loss": ({t: v["loss"] for t, v in synth["per_task"].items()} if synth else {}),
+      "samples_selected":
+          int(h.sel.num_distinct),
+      "samples_trained":
+          int(h.trained_N.sum()),
+      "iterations":
+          h.iteration,
+      "train_steps":
+          h.train_steps,
+      "skipped_steps":
+          h.skipped_steps,
+      "train_sample_passes":
+          int(training.get("forward_samples", 0)),
+      "train_token_passes":
+          int(training.get("forward_tokens", 0)),
+      "forward_sample_passes":
+          accounting.forward_sample_passes(h.ledger),
+      "declared_scoring_passes":
+          run.needs.scoring_passes(
+              len(run.pool), h.iteration,
+              len(run.dev_pool) if run.dev_pool else 0)["total"],
       "benchmarks": (result or {}).get("summary", {}),
   }
   if check is not None:
@@ -164,15 +185,19 @@ def finish(run, state, h, writer) -> dict:
     if arrays is not None:
       np.savez(os.path.join(workdir, "idu_vs_loss.npz"), **arrays)
     if run.config.loop.plots:
-      report.plots(workdir, arrays,
-                   run.offline.num_clusters if run.clusters is not None else 0)
+      report.plots(workdir, arrays, run.offline.num_clusters if run.clusters is not None else 0)
   ledger = accounting.add_seconds(ledger, "evaluation", time.monotonic() - t0)
   final["wall_seconds"] = accounting.wall_seconds(ledger)
-  writer.write(h.iteration, {k: v for k, v in final.items() if isinstance(v, (int, float))
-                             and not isinstance(v, bool)}, split="final")
+  writer.write(
+      h.iteration,
+      {k: v for k, v in final.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+      split="final")
   if writer.enabled:
     outputs.write_json(os.path.join(workdir, "accounting.json"), accounting.to_dict(ledger))
     outputs.write_json(os.path.join(workdir, "final_metrics.json"), final)
-  log.info("final: %s", {k: final[k] for k in ("exact_match", "test_loss", "samples_selected",
-                                                "train_steps", "forward_sample_passes")})
+  log.info(
+      "final: %s", {
+          k: final[k] for k in ("exact_match", "test_loss", "samples_selected", "train_steps",
+                               "forward_sample_passes")
+      })
   return final

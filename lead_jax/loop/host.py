@@ -34,34 +34,34 @@ def initial(run, ledger: accounting.Ledger) -> Host:
   rng = np.random.default_rng([run.config.seed, _HOST_SEED])
   table = idu.init(run.offline.idu0_N, k, run.proj_dim) if run.needs.idu else None
   return Host(iteration=0, train_steps=0, skipped_steps=0, rng_state=rng.bit_generator.state,
-              sel=selection.init_state(len(run.pool)),
-              trained_N=np.zeros(len(run.pool), bool),
+              sel=selection.init_state(len(run.pool)), trained_N=np.zeros(len(run.pool), bool),
               arms=bandit.init(k) if run.needs.bandit else None, table=table, ledger=ledger,
               history=(), dev_loss=None, fingerprint=run.fingerprint)
 
 
 def to_dict(h: Host) -> dict:
-  return {"iteration": h.iteration, "train_steps": h.train_steps,
-          "skipped_steps": h.skipped_steps, "rng_state": h.rng_state,
-          "sel": selection.to_dict(h.sel), "trained_N": h.trained_N,
-          "arms": None if h.arms is None else bandit.to_dict(h.arms),
-          "table": None if h.table is None else idu.to_dict(h.table),
-          "ledger": accounting.to_dict(h.ledger), "history": list(h.history),
-          "dev_loss": h.dev_loss, "fingerprint": h.fingerprint}
+  return {
+      "iteration": h.iteration, "train_steps": h.train_steps, "skipped_steps": h.skipped_steps,
+      "rng_state": h.rng_state, "sel": selection.to_dict(h.sel), "trained_N": h.trained_N,
+      "arms": None if h.arms is None else bandit.to_dict(h.arms),
+      "table": None if h.table is None else idu.to_dict(h.table), "ledger": accounting.to_dict(
+          h.ledger), "history": list(h.history
+                                    ), "dev_loss": h.dev_loss, "fingerprint": h.fingerprint
+  }
 
 
 def from_dict(d: dict) -> Host:
-  return Host(iteration=int(d["iteration"]), train_steps=int(d["train_steps"]),
-              skipped_steps=int(d["skipped_steps"]), rng_state=d["rng_state"],
-              sel=selection.from_dict(d["sel"]), trained_N=np.asarray(d["trained_N"], bool),
-              arms=None if d["arms"] is None else bandit.from_dict(d["arms"]),
-              table=None if d["table"] is None else idu.from_dict(d["table"]),
-              ledger=accounting.from_dict(d["ledger"]), history=tuple(d["history"]),
-              dev_loss=d["dev_loss"], fingerprint=d["fingerprint"])
+  return Host(
+      iteration=int(d["iteration"]), train_steps=int(d["train_steps"]), skipped_steps=int(
+          d["skipped_steps"]), rng_state=d["rng_state"], sel=selection.from_dict(d["sel"]),
+      trained_N=np.asarray(d["trained_N"],
+                           bool), arms=None if d["arms"] is None else bandit.from_dict(d["arms"]),
+      table=None if d["table"] is None else idu.from_dict(d["table"]),
+      ledger=accounting.from_dict(d["ledger"]), history=tuple(d["history"]), dev_loss=d["dev_loss"],
+      fingerprint=d["fingerprint"])
 
 
 def generator(state: dict) -> np.random.Generator:
   rng = np.random.default_rng()
   rng.bit_generator.state = state
   return rng
-

@@ -16,8 +16,7 @@ from lead_jax import sharding, train
 from lead_jax.loop.host import Host, generator
 from lead_jax.loop.setup import Run
 
-ONE_SHOT = ("full", "random", "random_balanced", "ppl", "ifd", "superfilter", "less",
-            "oracle")
+ONE_SHOT = ("full", "random", "random_balanced", "ppl", "ifd", "superfilter", "less", "oracle")
 REPLAY = "replay"  # trains its selector's passes_M (a multiset) in one shuffled pass
 
 
@@ -60,8 +59,7 @@ def _train_pass(run: Run, state, h: Host, orders: list[np.ndarray]):
   step = run.steps.train if lead else run.steps.plain
   parts, losses, counts, k, skipped, lr = [], [], {}, h.train_steps, 0, float("nan")
   total = sum(-(-len(o) // b) for o in orders)
-  with tqdm.tqdm(total=total, desc=f"iteration {h.iteration}", leave=False,
-                 disable=None) as bar:
+  with tqdm.tqdm(total=total, desc=f"iteration {h.iteration}", leave=False, disable=None) as bar:
     for order in orders:
       for start in range(0, len(order), b):
         batch = data.gather(run.pool, order[start:start + b], b)
@@ -76,18 +74,20 @@ def _train_pass(run: Run, state, h: Host, orders: list[np.ndarray]):
         skipped += int(m["skipped"])
         lr = float(m["lr"])
         losses.append(float(m["loss"]))
-        parts.append(idu.StepOutputs(batch["index_B"], out["loss_B"], out["valid_B"],
-                                     out.get("dL_B"), out.get("g_BxK")))
+        parts.append(
+            idu.StepOutputs(batch["index_B"], out["loss_B"], out["valid_B"], out.get("dL_B"),
+                            out.get("g_BxK")))
         bar.update()
-  stats = {"train_steps": k - h.train_steps, "skipped": skipped, "lr": lr,
-           "train_loss": float(np.mean(losses)) if losses else None}
+  stats = {
+      "train_steps": k - h.train_steps, "skipped": skipped, "lr": lr,
+      "train_loss": float(np.mean(losses)) if losses else None
+  }
   outs = idu.StepOutputs.concatenate(parts) if parts else None
   return state, outs, stats, counts
 
 
 def _dev_loss(run: Run, params) -> tuple[float, dict]:
-  out, counts = scoring.losses(run.steps.score, params, run.dev_pool,
-                               np.arange(len(run.dev_pool)),
+  out, counts = scoring.losses(run.steps.score, params, run.dev_pool, np.arange(len(run.dev_pool)),
                                run.config.offline.score_batch_size, run.mesh, desc="dev loss")
   return float(np.mean(out["loss"])), counts
 
@@ -98,8 +98,7 @@ def _learn(run: Run, h: Host, arm: int, outs, stats: dict, params):
   table, info = h.table, None
   if run.needs.idu:
     members = run.layout.members(arm) if cfg.idu.propagate_to_cluster else None
-    table, info = idu.update(h.table, cfg.idu, outs, cluster=arm, lr=stats["lr"],
-                             members_M=members)
+    table, info = idu.update(h.table, cfg.idu, outs, cluster=arm, lr=stats["lr"], members_M=members)
     summary.update(beta=info.beta, mean_dL=info.mean_dL, idu_updated=int(info.ids_S.size),
                    invalid_rows=info.num_invalid, propagated=info.num_propagated)
   if not run.needs.bandit:
@@ -138,8 +137,7 @@ def _rescore(run: Run, params) -> tuple[np.ndarray, dict]:
 
 def _select(run: Run, h: Host, rng: np.random.Generator, params):
   """`(arm, p_C, ids_S, scores_S, counts)` of iteration h.iteration."""
-  arm, p_C = (bandit.draw(h.arms, run.config.bandit, rng) if run.needs.bandit
-              else (-1, None))
+  arm, p_C = (bandit.draw(h.arms, run.config.bandit, rng) if run.needs.bandit else (-1, None))
   scores_N, counts = (h.table.idu_N if run.needs.idu else None), {}
   if run.needs.rescore:
     scores_N, counts = _rescore(run, params)
@@ -182,8 +180,7 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
   t0 = time.monotonic()
   h = dataclasses.replace(h, dev_loss=dev_before)
   if ids_S.size:
-    table, arms, summary, learn_counts, dev_loss = _learn(run, h, arm, outs, stats,
-                                                          state.params)
+    table, arms, summary, learn_counts, dev_loss = _learn(run, h, arm, outs, stats, state.params)
   else:  # an exhausted cluster: nothing trained, nothing learnt
     table, arms, summary, learn_counts, dev_loss = h.table, h.arms, {"exhausted": True}, {}, \
         h.dev_loss
@@ -193,9 +190,11 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
     if c:
       ledger = accounting.add(ledger, "selection", "dev_loss", c)
   ledger = accounting.add_seconds(ledger, "selection", time.monotonic() - t0)
-  record = {"iteration": t, "arm": arm, "selected": int(ids_S.size),
-            "new": int(sel.num_distinct - h.sel.num_distinct), "distinct": sel.num_distinct,
-            **{k: v for k, v in stats.items() if k != "skipped"}, **summary}
+  record = {
+      "iteration": t, "arm": arm, "selected": int(ids_S.size),
+      "new": int(sel.num_distinct - h.sel.num_distinct), "distinct": sel.num_distinct,
+      **{k: v for k, v in stats.items() if k != "skipped"}, **summary
+  }
   if dev_loss is not None and dev_loss != h.dev_loss:
     record["dev_loss"] = dev_loss
   ledger = _monitor_dev(run, h, state, record, ledger)
@@ -205,11 +204,11 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
   for order in orders:
     trained_N[order] = True
   record["trained"] = int(trained_N.sum())
-  new_h = dataclasses.replace(
-      h, iteration=t + 1, train_steps=h.train_steps + stats["train_steps"],
-      skipped_steps=h.skipped_steps + stats["skipped"], rng_state=rng.bit_generator.state,
-      sel=sel, trained_N=trained_N, arms=arms, table=table, ledger=ledger,
-      history=h.history + (record,), dev_loss=dev_loss)
+  new_h = dataclasses.replace(h, iteration=t + 1, train_steps=h.train_steps + stats["train_steps"],
+                              skipped_steps=h.skipped_steps + stats["skipped"],
+                              rng_state=rng.bit_generator.state, sel=sel, trained_N=trained_N,
+                              arms=arms, table=table, ledger=ledger, history=h.history + (record,),
+                              dev_loss=dev_loss)
   _write(run, files, writer, new_h, record, ids_S, scores_S, p_C, orders)
   return state, new_h
 
@@ -225,17 +224,18 @@ def _selected(run: Run, h: Host, t: int, ids_S, scores_S, orders):
   return [dict(r, passes=int(passes_N[r["id"]])) for r in lines]
 
 
-def _write(run: Run, files: outputs.Files, writer: metrics.Writer, h: Host, record: dict,
-           ids_S, scores_S, p_C, orders) -> None:
+def _write(run: Run, files: outputs.Files, writer: metrics.Writer, h: Host, record: dict, ids_S,
+           scores_S, p_C, orders) -> None:
   t = record["iteration"]
   files.append(outputs.SELECTED, _selected(run, h, t, ids_S, scores_S, orders))
   if p_C is not None:
     files.append(outputs.BANDIT, [{
-        "iteration": t, "arm": record["arm"], "probabilities": [float(p) for p in p_C],
-        **{k: record.get(k) for k in ("reward", "reward_normalised", "log_weights")}}])
+        "iteration": t, "arm": record["arm"], "probabilities": [float(p) for p in p_C], **
+        {k: record.get(k) for k in ("reward", "reward_normalised", "log_weights")}
+    }])
   every = run.config.loop.idu_snapshot_every
   if h.table is not None and every and (t + 1) % every == 0:
     files.snapshot(f"{t:04d}", h.table.idu_N)
-  writer.write(t + 1, {k: v for k, v in record.items()
-                       if isinstance(v, (int, float)) and v is not None}, split="iteration")
-
+  writer.write(t + 1,
+               {k: v for k, v in record.items() if isinstance(v, (int, float)) and v is not None},
+               split="iteration")

@@ -9,8 +9,8 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from lead_jax import (accounting, base_cache, baseline_scores, build, data, metrics, offline,
-                      optim, selection, sharding, tokenizer, train)
+from lead_jax import (accounting, base_cache, baseline_scores, build, data, metrics, offline, optim,
+                      selection, sharding, tokenizer, train)
 from lead_jax.evals import runner
 from lead_jax.loop import final
 
@@ -59,8 +59,10 @@ def _load_data(config, workdir: str, tok, needs):
   if paths["test"]:
     final.check_test_set(config.data, paths["test"])
   dev_pool = None
-  wants_dev = {"dev_gain": config.bandit.reward == "dev_gain" and needs.idu,
-               "method='less'": "dev_grad_cosine" in needs.offline_scores}
+  wants_dev = {
+      "dev_gain": config.bandit.reward == "dev_gain" and needs.idu,
+      "method='less'": "dev_grad_cosine" in needs.offline_scores
+  }
   if paths["dev"] and (any(wants_dev.values()) or config.loop.dev_every > 0):
     dev_pool = data.load_pool(config.data, tok, workdir, path=paths["dev"])
   elif any(wants_dev.values()):
@@ -74,8 +76,7 @@ def _diagnostic_inputs(config, pool: data.Pool, train_path: str, needs) -> dict:
   the pool file's tiers (oracle), the replayed run's sample-passes (replay)."""
   out = {}
   if needs.tiers:
-    out["tier_N"] = selection.read_tiers(train_path, pool.source_ids,
-                                         config.data.max_record_bytes)
+    out["tier_N"] = selection.read_tiers(train_path, pool.source_ids, config.data.max_record_bytes)
   if needs.replay:
     out["passes_M"] = selection.read_replay(config.select.replay_from, pool, train_path)
   return out
@@ -146,25 +147,25 @@ def setup(config, workdir: str):
                     proxy=_proxy(config, model_config, needs), dev_pool=dev_pool)
   wants = offline.wants_for(needs, config.offline.cluster_features)
   t_off = time.monotonic()
-  off, base = offline.run(config.offline, env, pool, workdir, wants,
-                          config.select.num_clusters, base)
+  off, base = offline.run(config.offline, env, pool, workdir, wants, config.select.num_clusters,
+                          base)
   t_off = time.monotonic() - t_off
   cluster_N = off.cluster_N if off.cluster_N is not None else np.zeros(len(pool), np.int64)
-  layout = selection.build_layout(cluster_N, pool.task_N, off.num_clusters,
-                                  len(pool.task_names))
+  layout = selection.build_layout(cluster_N, pool.task_N, off.num_clusters, len(pool.task_names))
   scores = getattr(off, TOP_K_SCORES[config.method]) if config.method in TOP_K_SCORES else None
-  selector = selection.make(config.method, config.select, layout, scores_N=scores,
-                            **diagnostic)
-  state, shardings = build.init_state(model_config, base, tx, jax.random.fold_in(root, _LORA),
-                                      mesh, config.mesh.rules)
-  parts = {"pool": pool.fingerprint, "model": env.model_key, "method": config.method,
-           "clusters": layout.counts_CxT.tolist()}
+  selector = selection.make(config.method, config.select, layout, scores_N=scores, **diagnostic)
+  state, shardings = build.init_state(model_config, base, tx, jax.random.fold_in(root, _LORA), mesh,
+                                      config.mesh.rules)
+  parts = {
+      "pool": pool.fingerprint, "model": env.model_key, "method": config.method,
+      "clusters": layout.counts_CxT.tolist()
+  }
   if needs.replay:  # its checkpoints belong to one replayed multiset
     parts["replay"] = np.sort(selector.passes_M).tolist()
   fingerprint = offline.fingerprint(parts)
-  run = Run(config, workdir, mesh, tok, pool, test_path, dev_pool, model_config, steps,
-            selector, layout, off, jax.random.fold_in(root, _STEP),
-            spec.projection.dim if spec.projection else 0, fingerprint)
+  run = Run(config, workdir, mesh, tok, pool,
+            test_path, dev_pool, model_config, steps, selector, layout, off,
+            jax.random.fold_in(root,
+                               _STEP), spec.projection.dim if spec.projection else 0, fingerprint)
   ledger = accounting.add_seconds(off.ledger, "setup", time.monotonic() - start - t_off)
   return run, state, shardings, ledger
-

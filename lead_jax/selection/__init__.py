@@ -34,25 +34,23 @@ from typing import Optional
 
 import numpy as np
 
-from lead_jax.selection.base import (PASSES_PER_SCORE, Inputs, Needs, Selector,
-                                     check_scores)
+from lead_jax.selection.base import (PASSES_PER_SCORE, Inputs, Needs, Selector, check_scores)
 from lead_jax.selection.diagnostics import make_diagnostic, read_replay, read_tiers
 from lead_jax.selection.lead import ClusterSelector
 from lead_jax.selection.rescore import RescoreSelector, iteration_size
-from lead_jax.selection.state import (Layout, Limits, SelectionState,
-                                      budget_done, build_layout, from_dict,
-                                      init_state, record, resolve_limits,
-                                      to_dict)
+from lead_jax.selection.state import (Layout, Limits, SelectionState, budget_done, build_layout,
+                                      from_dict, init_state, record, resolve_limits, to_dict)
 from lead_jax.selection.static import FullSelector, RandomSelector, TopKSelector
 
 # Offline scores LEAD itself needs: IFD for the clusters, base loss for IDU_0.
 _LEAD_SCORES = ("ifd", "base_loss")
-_TOP_K_SCORES = {"ppl": "base_loss", "ifd": "ifd", "superfilter": "proxy_ifd",
-                 "less": "dev_grad_cosine"}
+_TOP_K_SCORES = {
+    "ppl": "base_loss", "ifd": "ifd", "superfilter": "proxy_ifd", "less": "dev_grad_cosine"
+}
 RESCORE_SCORES = ("loss", "ifd")
 DIAGNOSTICS = ("oracle", "replay")
-NAMES = ("lead", "odm", "full", "random", "random_balanced", *_TOP_K_SCORES,
-         "iterative_rescore", *DIAGNOSTICS)
+NAMES = ("lead", "odm", "full", "random", "random_balanced", *_TOP_K_SCORES, "iterative_rescore",
+         *DIAGNOSTICS)
 
 
 def needs(name: str, cfg) -> Needs:
@@ -79,8 +77,7 @@ def needs(name: str, cfg) -> Needs:
 
 
 def make(name: str, cfg, layout: Layout, *, scores_N: Optional[np.ndarray] = None,
-         tier_N: Optional[np.ndarray] = None,
-         passes_M: Optional[np.ndarray] = None) -> Selector:
+         tier_N: Optional[np.ndarray] = None, passes_M: Optional[np.ndarray] = None) -> Selector:
   """The selector `name`; `scores_N` is the score array of the top-k ones,
   `tier_N` the pool's tiers (oracle), `passes_M` the replayed sample-passes."""
   need = needs(name, cfg)
@@ -91,16 +88,14 @@ def make(name: str, cfg, layout: Layout, *, scores_N: Optional[np.ndarray] = Non
     if cfg.sample_rate <= 0 and cfg.min_per_task <= 0:
       raise ValueError("select.sample_rate and select.min_per_task are both 0: "
                        "every iteration would select nothing.")
-    return ClusterSelector(name=name, needs=need, layout=layout,
-                           limits=limits, sample_rate=cfg.sample_rate,
-                           min_per_task=cfg.min_per_task,
-                           stratify_by_task=cfg.stratify_by_task,
-                           random_ranking=name == "odm")
+    return ClusterSelector(name=name, needs=need, layout=layout, limits=limits,
+                           sample_rate=cfg.sample_rate, min_per_task=cfg.min_per_task,
+                           stratify_by_task=cfg.stratify_by_task, random_ranking=name == "odm")
   if name == "full":
     return FullSelector()
   if name in ("random", "random_balanced"):
-    return RandomSelector(name=name, needs=need, layout=layout,
-                          limits=limits, balanced=name == "random_balanced")
+    return RandomSelector(name=name, needs=need, layout=layout, limits=limits,
+                          balanced=name == "random_balanced")
   if name == "iterative_rescore":
     return RescoreSelector(name=name, needs=need, limits=limits,
                            size=iteration_size(cfg, layout.num_pool))
@@ -109,8 +104,9 @@ def make(name: str, cfg, layout: Layout, *, scores_N: Optional[np.ndarray] = Non
                       highest=cfg.ppl_highest if name == "ppl" else True)
 
 
-__all__ = ["DIAGNOSTICS", "Inputs", "Layout", "Limits", "NAMES", "Needs", "PASSES_PER_SCORE",
-           "RESCORE_SCORES", "iteration_size", "needs", "read_replay", "read_tiers",
-           "SelectionState", "Selector", "budget_done", "build_layout",
-           "from_dict", "init_state", "make", "record", "resolve_limits",
-           "to_dict"]
+__all__ = [
+    "DIAGNOSTICS", "Inputs", "Layout", "Limits", "NAMES", "Needs", "PASSES_PER_SCORE",
+    "RESCORE_SCORES", "iteration_size", "needs", "read_replay", "read_tiers", "SelectionState",
+    "Selector", "budget_done", "build_layout", "from_dict", "init_state", "make", "record",
+    "resolve_limits", "to_dict"
+]

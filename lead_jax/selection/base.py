@@ -46,13 +46,11 @@ class Needs:
   tiers: bool = False  # the loop reads the pool file's `tier` per sample (oracle)
   replay: bool = False  # the loop reads select.replay_from's sample-passes (replay)
 
-  def scoring_passes(self, num_pool: int, iterations: int,
-                     num_dev: int = 0) -> dict[str, int]:
+  def scoring_passes(self, num_pool: int, iterations: int, num_dev: int = 0) -> dict[str, int]:
     """Forward sample passes outside training: offline and per iteration."""
     offline = sum(PASSES_PER_SCORE[s] * num_pool + DEV_PASSES.get(s, 0) * num_dev
                   for s in self.offline_scores)
-    online = (PASSES_PER_SCORE[self.rescore] * num_pool * iterations
-              if self.rescore else 0)
+    online = (PASSES_PER_SCORE[self.rescore] * num_pool * iterations if self.rescore else 0)
     return {"offline": offline, "selection": online, "total": offline + online}
 
 
@@ -67,8 +65,7 @@ class Selector(Protocol):
   name: str
   needs: Needs
 
-  def select(self, state: SelectionState, inputs: Inputs,
-             rng: np.random.Generator) -> np.ndarray:
+  def select(self, state: SelectionState, inputs: Inputs, rng: np.random.Generator) -> np.ndarray:
     """Distinct pool ids (int64) to train on this iteration, best first."""
     ...
 
@@ -77,8 +74,7 @@ class Selector(Protocol):
     ...
 
 
-def check_scores(scores_N: Optional[np.ndarray], num_pool: int,
-                 who: str) -> np.ndarray:
+def check_scores(scores_N: Optional[np.ndarray], num_pool: int, who: str) -> np.ndarray:
   if scores_N is None or np.shape(scores_N) != (num_pool,):
     got = None if scores_N is None else np.shape(scores_N)
     raise ValueError(f"selection {who!r}: needs one score per pool sample "

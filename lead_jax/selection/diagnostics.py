@@ -93,8 +93,9 @@ def make_diagnostic(name: str, needs: Needs, limits: Limits, num_pool: int,
                        f"({num_pool},)), got {got}.")
     clean_N = np.asarray(tier_N) == CLEAN
     if clean_N.sum() < limits.budget:
-      log.warning("oracle: the pool holds %d clean samples, fewer than the budget of %d; "
-                  "taking all of them", int(clean_N.sum()), limits.budget)
+      log.warning(
+          "oracle: the pool holds %d clean samples, fewer than the budget of %d; "
+          "taking all of them", int(clean_N.sum()), limits.budget)
     return OracleSelector(name=name, needs=needs, limits=limits, clean_N=clean_N)
   if name != "replay":
     raise ValueError(f"selection: {name!r} is not a diagnostic; use oracle or replay.")
@@ -150,8 +151,8 @@ def _check_source(workdir: str, pool, pool_path: str) -> dict:
     raise DataError(f"{final}: the run's pool has {metrics['pool_size']} samples, this run's "
                     f"{len(pool)}; replay with the source run's data config")
   source = saved_train_path(workdir)
-  if (source and os.path.isfile(pool_path)
-      and cache.file_digest(source) != cache.file_digest(pool_path)):
+  if (source and os.path.isfile(pool_path) and
+      cache.file_digest(source) != cache.file_digest(pool_path)):
     raise DataError(f"{workdir}: its pool file {source} differs from this run's "
                     f"{pool_path}; replay on the same pool file")
   return metrics

@@ -53,8 +53,7 @@ class ClusterSelector:
       return self.layout.stratum_bounds(cluster)
     return np.array([0, num_members])
 
-  def select(self, state: SelectionState, inputs: Inputs,
-             rng: np.random.Generator) -> np.ndarray:
+  def select(self, state: SelectionState, inputs: Inputs, rng: np.random.Generator) -> np.ndarray:
     c = inputs.cluster
     if not 0 <= c < self.layout.num_clusters:
       raise ValueError(f"selection {self.name!r}: cluster {c} out of range "
@@ -63,23 +62,21 @@ class ClusterSelector:
     scores_M = self._member_scores(members_M, inputs, rng)
     candidate_M = state.use_count_N[members_M] < self.limits.reuse_cap
     bounds = self._strata(c, members_M.shape[0])
-    quota = ranking.stratum_quota(np.diff(bounds), self.sample_rate,
-                                  self.min_per_task)
+    quota = ranking.stratum_quota(np.diff(bounds), self.sample_rate, self.min_per_task)
     picks, fractions = [], []
     for t in np.flatnonzero(quota):  # a loop over strata, not samples
       lo, hi = bounds[t], bounds[t + 1]
       pos = lo + np.flatnonzero(candidate_M[lo:hi])
       pos = pos[ranking.top_k(members_M[pos], scores_M[pos], quota[t])]
       picks.append(pos)
-      fractions.append(ranking.quota_fraction(
-          state.use_count_N[members_M[pos]] == 0))
+      fractions.append(ranking.quota_fraction(state.use_count_N[members_M[pos]] == 0))
     pos_S = np.concatenate(picks) if picks else np.zeros(0, np.int64)
     ids_S = members_M[pos_S].astype(np.int64)
     score_S = scores_M[pos_S]
     new_S = state.use_count_N[ids_S] == 0
     remaining = self.limits.budget - state.num_distinct
-    keep_S = ranking.trim_to_budget(
-        new_S, np.concatenate(fractions) if fractions else np.zeros(0),
-        score_S, ids_S, remaining)
+    keep_S = ranking.trim_to_budget(new_S,
+                                    np.concatenate(fractions) if fractions else np.zeros(0),
+                                    score_S, ids_S, remaining)
     ids_S, score_S = ids_S[keep_S], score_S[keep_S]
     return ids_S[np.lexsort((ids_S, -score_S))]

@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def stratum_quota(counts_T: np.ndarray, rate: float,
-                  min_per_stratum: int) -> np.ndarray:
+def stratum_quota(counts_T: np.ndarray, rate: float, min_per_stratum: int) -> np.ndarray:
   """max(min, floor(n * rate)) per non-empty stratum, 0 for empty ones.
 
   A tiny epsilon keeps floor(200 * 0.015) at 3 despite binary rounding.
@@ -52,9 +51,8 @@ def quota_fraction(new_S: np.ndarray) -> np.ndarray:
   return np.where(new_S, rank_S / max(int(new_S.sum()), 1), np.inf)
 
 
-def trim_to_budget(new_S: np.ndarray, fraction_S: np.ndarray,
-                   score_S: np.ndarray, ids_S: np.ndarray,
-                   remaining: int) -> np.ndarray:
+def trim_to_budget(new_S: np.ndarray, fraction_S: np.ndarray, score_S: np.ndarray,
+                   ids_S: np.ndarray, remaining: int) -> np.ndarray:
   """Keep-mask so that at most `remaining` new (never selected) samples stay.
 
   Samples selected before cost no budget and are always kept. When the new

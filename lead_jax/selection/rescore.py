@@ -46,8 +46,7 @@ class RescoreSelector:
   def done(self, state: SelectionState) -> bool:
     return budget_done(state, self.limits)
 
-  def select(self, state: SelectionState, inputs: Inputs,
-             rng: np.random.Generator) -> np.ndarray:
+  def select(self, state: SelectionState, inputs: Inputs, rng: np.random.Generator) -> np.ndarray:
     del rng  # deterministic given the scores
     num_pool = state.use_count_N.shape[0]
     scores_N = check_scores(inputs.scores_N, num_pool, self.name)

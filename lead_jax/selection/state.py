@@ -45,8 +45,7 @@ class Layout:
 
   def members(self, cluster: int) -> np.ndarray:
     t = self.num_tasks
-    return self.order_N[self.offsets_G1[cluster * t]:
-                        self.offsets_G1[(cluster + 1) * t]]
+    return self.order_N[self.offsets_G1[cluster * t]:self.offsets_G1[(cluster + 1) * t]]
 
   def stratum_bounds(self, cluster: int) -> np.ndarray:
     """Task boundaries relative to `members(cluster)`, length num_tasks + 1."""
@@ -55,12 +54,10 @@ class Layout:
     return bounds - bounds[0]
 
   def nbytes(self) -> int:
-    return sum(getattr(self, n).nbytes
-               for n in ("cluster_N", "task_N", "order_N", "offsets_G1"))
+    return sum(getattr(self, n).nbytes for n in ("cluster_N", "task_N", "order_N", "offsets_G1"))
 
 
-def build_layout(cluster_N, task_N, num_clusters: int,
-                 num_tasks: int) -> Layout:
+def build_layout(cluster_N, task_N, num_clusters: int, num_tasks: int) -> Layout:
   cluster_N, task_N = np.asarray(cluster_N), np.asarray(task_N)
   if cluster_N.shape != task_N.shape or cluster_N.ndim != 1:
     raise ValueError(f"selection: cluster_N {cluster_N.shape} and task_N "
@@ -69,8 +66,7 @@ def build_layout(cluster_N, task_N, num_clusters: int,
     raise ValueError(f"selection: {num_clusters} clusters / {num_tasks} tasks "
                      "exceed the uint8 / uint16 per-sample state "
                      "(256 / 65536).")
-  for name, a, hi in (("cluster", cluster_N, num_clusters),
-                      ("task", task_N, num_tasks)):
+  for name, a, hi in (("cluster", cluster_N, num_clusters), ("task", task_N, num_tasks)):
     if a.size and (a.min() < 0 or a.max() >= hi):
       raise ValueError(f"selection: {name} ids must lie in [0, {hi}), got "
                        f"[{a.min()}, {a.max()}]; renumber them densely.")
@@ -83,10 +79,9 @@ def build_layout(cluster_N, task_N, num_clusters: int,
   order_N = np.argsort(key_N, kind="stable").astype(np.int32)
   counts = np.bincount(key_N, minlength=num_clusters * num_tasks)
   offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-  return Layout(cluster_N=cluster_N.astype(np.uint8),
-                task_N=task_N.astype(np.uint16), order_N=order_N,
-                offsets_G1=offsets, num_clusters=num_clusters,
-                num_tasks=num_tasks)
+  return Layout(
+      cluster_N=cluster_N.astype(np.uint8), task_N=task_N.astype(np.uint16), order_N=order_N,
+      offsets_G1=offsets, num_clusters=num_clusters, num_tasks=num_tasks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,17 +98,15 @@ def resolve_limits(cfg, num_pool: int) -> Limits:
   else:
     budget = int(math.floor(cfg.budget_fraction * num_pool + 1e-9))
   if not 1 <= budget <= num_pool:
-    raise ValueError(
-        f"select: the budget resolves to {budget} samples for a pool of "
-        f"{num_pool}; set select.budget_fraction or select.budget_samples so "
-        "that it lies in [1, N].")
+    raise ValueError(f"select: the budget resolves to {budget} samples for a pool of "
+                     f"{num_pool}; set select.budget_fraction or select.budget_samples so "
+                     "that it lies in [1, N].")
   if not 1 <= cfg.reuse_cap <= MAX_USES:
     raise ValueError(f"select.reuse_cap must be in [1, {MAX_USES}] (uint8 use "
                      f"counts), got {cfg.reuse_cap}.")
   if cfg.t_max < 1:
     raise ValueError(f"select.t_max must be >= 1, got {cfg.t_max}.")
-  return Limits(budget=budget, t_max=int(cfg.t_max),
-                reuse_cap=int(cfg.reuse_cap))
+  return Limits(budget=budget, t_max=int(cfg.t_max), reuse_cap=int(cfg.reuse_cap))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,8 +120,7 @@ class SelectionState:
 
 
 def init_state(num_pool: int) -> SelectionState:
-  return SelectionState(use_count_N=np.zeros(num_pool, np.uint8),
-                        num_distinct=0, iteration=0)
+  return SelectionState(use_count_N=np.zeros(num_pool, np.uint8), num_distinct=0, iteration=0)
 
 
 def record(state: SelectionState, ids_S: np.ndarray) -> SelectionState:
@@ -145,8 +137,7 @@ def record(state: SelectionState, ids_S: np.ndarray) -> SelectionState:
   use_count_N = state.use_count_N.copy()
   use_count_N[ids_S] += 1
   num_new = int((uses_S == 0).sum())
-  return SelectionState(use_count_N=use_count_N,
-                        num_distinct=state.num_distinct + num_new,
+  return SelectionState(use_count_N=use_count_N, num_distinct=state.num_distinct + num_new,
                         iteration=state.iteration + 1)
 
 
@@ -156,9 +147,11 @@ def budget_done(state: SelectionState, limits: Limits) -> bool:
 
 
 def to_dict(state: SelectionState) -> dict[str, np.ndarray]:
-  return {"use_count_N": np.array(state.use_count_N),
-          "num_distinct": np.array(state.num_distinct, np.int64),
-          "iteration": np.array(state.iteration, np.int64)}
+  return {
+      "use_count_N": np.array(state.use_count_N),
+      "num_distinct": np.array(state.num_distinct,
+                               np.int64), "iteration": np.array(state.iteration, np.int64)
+  }
 
 
 def from_dict(d) -> SelectionState:

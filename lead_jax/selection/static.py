@@ -49,8 +49,7 @@ class RandomSelector:
   def done(self, state: SelectionState) -> bool:
     return budget_done(state, self.limits)
 
-  def select(self, state, inputs: Inputs,
-             rng: np.random.Generator) -> np.ndarray:
+  def select(self, state, inputs: Inputs, rng: np.random.Generator) -> np.ndarray:
     fresh = _fresh(state)
     k = min(_remaining(state, self.limits), fresh.size)
     if not self.balanced:
@@ -60,9 +59,10 @@ class RandomSelector:
     available_T = np.bincount(task_F, minlength=self.layout.num_tasks)
     bounds = np.concatenate([[0], np.cumsum(available_T)])
     quota_T = ranking.balanced_quota(available_T, k)
-    picks = [rng.choice(by_task[bounds[t]:bounds[t + 1]], size=quota_T[t],
-                        replace=False)
-             for t in np.flatnonzero(quota_T)]  # a loop over tasks
+    picks = [
+        rng.choice(by_task[bounds[t]:bounds[t + 1]], size=quota_T[t], replace=False)
+        for t in np.flatnonzero(quota_T)
+    ]  # a loop over tasks
     return np.concatenate(picks).astype(np.int64) if picks else fresh[:0]
 
 
@@ -86,6 +86,5 @@ class TopKSelector:
   def select(self, state, inputs: Inputs, rng) -> np.ndarray:
     fresh = _fresh(state)
     scores = self.scores_N[fresh]
-    pos = ranking.top_k(fresh, scores if self.highest else -scores,
-                        _remaining(state, self.limits))
+    pos = ranking.top_k(fresh, scores if self.highest else -scores, _remaining(state, self.limits))
     return fresh[pos].astype(np.int64)

@@ -31,9 +31,9 @@ def template(tok):
 def tiny(tok):
   """(ModelConfig with lora, params with non-zero adapters): 2 layers, d=32."""
   lora_cfg = lora.LoraConfig(rank=4, alpha=8.0)
-  config = model.ModelConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                             num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8,
-                             lora=lora_cfg)
+  config = model.ModelConfig(
+      vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
+      num_kv_heads=2, head_dim=8, lora=lora_cfg)
   base = jax.jit(model.init, static_argnums=0)(config, jax.random.PRNGKey(0))["params"]
   shapes = jax.eval_shape(lambda b: lora.init(lora_cfg, b, jax.random.PRNGKey(1)), base)
   adapters = jax.tree_util.tree_map(

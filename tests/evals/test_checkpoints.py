@@ -28,8 +28,8 @@ def test_imported_checkpoint_scores_like_the_unmerged_model(tmp_path, fixtures_d
                                                             eval_cfg, data_cfg):
   config, params = tiny
   hf.save_checkpoint(str(tmp_path / "hf"), config, params)  # LoRA merged on export
-  report = checkpoints.evaluate(_eval_config(str(tmp_path / "hf"), fixtures_dir,
-                                          tmp_path / "out.json"))
+  report = checkpoints.evaluate(
+      _eval_config(str(tmp_path / "hf"), fixtures_dir, tmp_path / "out.json"))
   with open(tmp_path / "out.json") as f:
     assert json.load(f)["summary"] == report["summary"]
   eval_cfg.benchmarks, eval_cfg.data_dir, eval_cfg.limit = "mmlu", fixtures_dir, 2
@@ -52,8 +52,8 @@ def test_lead_workdir_is_evaluated_with_its_adapters(tmp_path, fixtures_dir):
   manager.close()
   loaded_config, params, _ = checkpoints.load_workdir(workdir)
   assert loaded_config.lora is not None and set(params) == {"params", "lora"}
-  report = checkpoints.evaluate(_eval_config(workdir, fixtures_dir, tmp_path / "r.json",
-                                          "mmlu,synthetic"))
+  report = checkpoints.evaluate(
+      _eval_config(workdir, fixtures_dir, tmp_path / "r.json", "mmlu,synthetic"))
   synthetic = report["benchmarks"]["synthetic"]
   assert synthetic["num_examples"] == 2 * len(synthetic["per_task"])  # limit 2 per task
   assert report["benchmarks"]["mmlu"]["num_questions"] == 4

@@ -41,8 +41,8 @@ def test_eight_shot_chat_prompt_is_exact(fixtures_dir, tok, template):
 def test_fewer_shots_are_drawn_with_seed_42():
   want = random.Random(42).sample(list(gsm8k.EXEMPLARS), 2)
   prefix = gsm8k.prompt_prefix(list(gsm8k.EXEMPLARS), 2, random.Random(42))
-  assert prefix == ("Answer the following questions.\n\n" + "\n\n".join(
-      f"Question: {q}\nAnswer: {a}" for q, a in want) + "\n\n")
+  assert prefix == ("Answer the following questions.\n\n" +
+                    "\n\n".join(f"Question: {q}\nAnswer: {a}" for q, a in want) + "\n\n")
   assert gsm8k.prompt_prefix([], 0, random.Random(42)) == "Answer the following question.\n\n"
 
 
@@ -52,18 +52,20 @@ def test_embedded_exemplars_are_lm_evals_with_open_instructs_wording():
     pytest.skip("assets not fetched (python -m experiments.fetch_assets --only lm_eval)")
   shots = gsm8k.load_exemplars("file", os.path.dirname(path))
   assert [q for q, _ in shots] == [q for q, _ in gsm8k.EXEMPLARS]
-  assert [a.replace("The answer is", "So the answer is") for _, a in shots] == [
-      a for _, a in gsm8k.EXEMPLARS]
+  assert [a.replace("The answer is", "So the answer is") for _, a in shots
+         ] == [a for _, a in gsm8k.EXEMPLARS]
 
 
 def test_score_uses_the_last_number(fixtures_dir):
   test = gsm8k.read_test(os.path.join(fixtures_dir, "gsm8k", "test.jsonl"))
-  outputs = ["27 - 20 = 7. So the answer is 7.", "So the answer is 1,550.", "maybe 71",
-             "The price is $20.00", "I am not sure"]
+  outputs = [
+      "27 - 20 = 7. So the answer is 7.", "So the answer is 1,550.", "maybe 71",
+      "The price is $20.00", "I am not sure"
+  ]
   result = gsm8k.score(test, outputs)
   assert result["exact_match"] == pytest.approx(2 / 5)  # "20.00" -> "2000" != "20"
-  assert [e["prediction"] for e in result["examples"]] == ["7", "1550", "71", "20.00",
-                                                           "I am not sure"]
+  assert [e["prediction"] for e in result["examples"]
+         ] == ["7", "1550", "71", "20.00", "I am not sure"]
 
 
 def test_evaluate_end_to_end_with_lora(fixtures_dir, tiny, tok, template, eval_cfg):

@@ -29,9 +29,12 @@ def test_check_program_is_human_evals(problems):
 def test_canonical_solutions_pass_and_wrong_ones_fail(problems, eval_cfg):
   cfg = eval_cfg.humaneval  # 2 samples per problem, k in (1, 2)
   completions = [
-      problems[0]["canonical_solution"], "    return x + 2\n",  # 1 of 2 correct
-      problems[1]["canonical_solution"], problems[1]["canonical_solution"],  # 2 of 2
-      "    while True:\n        pass\n", "    import os\n    os._exit(0)\n",  # 0 of 2
+      problems[0]["canonical_solution"],
+      "    return x + 2\n",  # 1 of 2 correct
+      problems[1]["canonical_solution"],
+      problems[1]["canonical_solution"],  # 2 of 2
+      "    while True:\n        pass\n",
+      "    import os\n    os._exit(0)\n",  # 0 of 2
   ]
   cfg.timeout_s = 1.0
   result = humaneval.score(problems, completions, cfg)

@@ -7,13 +7,14 @@ import pytest
 from lead_jax import decoding, model
 from lead_jax.evals import lm
 
-PROMPTS = ["Question: 2+2?\nAnswer:", "hi", "a much longer prompt than the others, with words",
-           "x y z", "The capital of France is"]
+PROMPTS = [
+    "Question: 2+2?\nAnswer:", "hi", "a much longer prompt than the others, with words", "x y z",
+    "The capital of France is"
+]
 
 
 def test_bucket_length():
-  assert [lm.bucket_length(n) for n in (1, 64, 65, 128, 129, 3000)] == [64, 64, 128, 128, 256,
-                                                                          4096]
+  assert [lm.bucket_length(n) for n in (1, 64, 65, 128, 129, 3000)] == [64, 64, 128, 128, 256, 4096]
 
 
 def test_next_token_probs_match_unpadded_forward(tiny, tok):

@@ -29,16 +29,18 @@ def test_answer_recall():
   assert metrics.answer_recall(["It was in Paris, France", "no"], [["paris"], ["yes"]]) == 50.0
 
 
-@pytest.mark.parametrize("output, number", [
-    ("So the answer is 1,234.", "1234"),
-    ("He paid $5.50, then 6 more", "6"),
-    ("1,234,567 apples", "1234567"),
-    ("1,2,3", "3"),  # left-to-right substitution gives "12,3"
-    ("-3 degrees", "3"),  # the sign only attaches to decimals
-    ("it is -0.5", "-0.5"),
-    ("about .5 of it", ".5"),
-    ("no digits here", "no digits here"),
-])
+@pytest.mark.parametrize(
+    "output, number",
+    [
+        ("So the answer is 1,234.", "1234"),
+        ("He paid $5.50, then 6 more", "6"),
+        ("1,234,567 apples", "1234567"),
+        ("1,2,3", "3"),  # left-to-right substitution gives "12,3"
+        ("-3 degrees", "3"),  # the sign only attaches to decimals
+        ("it is -0.5", "-0.5"),
+        ("about .5 of it", ".5"),
+        ("no digits here", "no digits here"),
+    ])
 def test_last_number(output, number):
   assert metrics.last_number(output) == number
 

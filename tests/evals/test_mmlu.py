@@ -12,9 +12,10 @@ from lead_jax.evals import mmlu
 
 def test_read_csv_reads_cells_like_pandas(tmp_path):
   path = tmp_path / "x_test.csv"
-  path.write_text('"Q, with ""quotes""\nand a newline",None,1,0.5,True,A\n'
-                  'Plain?,NA,2,,False,B\n'
-                  'Third?,text,3,7,True,C\n', encoding="utf-8")
+  path.write_text(
+      '"Q, with ""quotes""\nand a newline",None,1,0.5,True,A\n'
+      'Plain?,NA,2,,False,B\n'
+      'Third?,text,3,7,True,C\n', encoding="utf-8")
   qs = mmlu.read_csv(str(path))
   assert qs[0].question == 'Q, with "quotes"\nand a newline'
   assert [q.choices for q in qs] == [("nan", "1", "0.5", "True"), ("nan", "2", "nan", "False"),
@@ -62,8 +63,8 @@ def test_long_prompts_drop_shots_from_the_end(fixtures_dir, tok):
       test[3], include_answer=False)
   limit = len(tok.encode(two_shots, add_special_tokens=False))  # bytes = tokens here
   assert mmlu.build_prompt(tok, dev, "abstract_algebra", test[3], 5, limit) == two_shots
-  assert mmlu.build_prompt(tok, dev, "abstract_algebra", test[3], 5, limit - 1).count(
-      "Answer: ") == 1
+  assert mmlu.build_prompt(tok, dev, "abstract_algebra", test[3], 5,
+                           limit - 1).count("Answer: ") == 1
 
 
 def test_limit_draws_like_pandas_sample():
@@ -94,8 +95,10 @@ def test_evaluate_end_to_end_with_lora(fixtures_dir, tiny, tok, eval_cfg):
   for row, ids in enumerate(prompts):
     tokens[row, :len(ids)] = ids
   logits = np.asarray(jax.jit(model.forward, static_argnums=0)(config, params, tokens))
-  picks = [int(np.argmax(logits[r, len(ids) - 1][mmlu.candidate_ids(tok)]))
-           for r, ids in enumerate(prompts)]
+  picks = [
+      int(np.argmax(logits[r, len(ids) - 1][mmlu.candidate_ids(tok)]))
+      for r, ids in enumerate(prompts)
+  ]
   correct = [mmlu.CHOICES[p] == a for p, a in zip(picks, answers)]
   assert result["accuracy"] == pytest.approx(np.mean(correct))
   limited = mmlu.evaluate(config, params, tok, data_dir, eval_cfg.mmlu, limit=2)

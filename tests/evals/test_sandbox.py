@@ -36,12 +36,13 @@ def sandbox_root(tmp_path):
 
 
 def _run(program, sandbox_root, timeout_s=2.0, **kw):
-  return sandbox.execute(textwrap.dedent(program), timeout_s, MEMORY_MB, tmp_root=sandbox_root,
-                         **kw)
+  return sandbox.execute(
+      textwrap.dedent(program), timeout_s, MEMORY_MB, tmp_root=sandbox_root, **kw)
 
 
 def test_correct_program_passes_and_output_is_captured(sandbox_root):
-  r = _run("""
+  r = _run(
+      """
       def add(a, b):
           return a + b
       assert add(2, 3) == 5
@@ -85,7 +86,8 @@ def test_fork_bombs_fail(program, sandbox_root):
 def test_forked_children_die_with_the_process_group(sandbox_root):
   # With the Python guard off, only the OS layer stands: children that
   # outlive the program must be killed with its process group.
-  r = _run("""
+  r = _run(
+      """
       import os, time
       for _ in range(3):
           pid = os.fork()
@@ -152,7 +154,8 @@ def test_file_destruction_outside_is_blocked(tmp_path, sandbox_root):
 
 
 def test_files_inside_the_working_directory_are_allowed(sandbox_root):
-  r = _run("""
+  r = _run(
+      """
       import os, tempfile
       with open("scratch.txt", "w") as f:
           f.write("ok")
@@ -177,6 +180,7 @@ def listener():
         accepted.append(server.accept())
       except OSError:
         pass
+
   thread = threading.Thread(target=serve, daemon=True)
   thread.start()
   yield server.getsockname()[1], accepted
@@ -188,7 +192,8 @@ def listener():
 @pytest.mark.parametrize("guard", [True, False])
 def test_network_connections_fail(listener, sandbox_root, guard):
   port, accepted = listener
-  r = _run(f"""
+  r = _run(
+      f"""
       import socket
       s = socket.create_connection(("127.0.0.1", {port}), timeout=1)
       s.sendall(b"leak")
@@ -231,8 +236,12 @@ def test_early_exits_do_not_pass(program, sandbox_root):
 
 
 def test_harness_keeps_going_after_hostile_programs(sandbox_root):
-  programs = ["while True:\n    pass", "import os\nos.fork()", "x = bytearray(4 * 1024 ** 3)",
-              "print('ok')", "import sys\nsys.exit(3)", "assert sum([1, 2]) == 3"]
-  statuses = [r.status for r in sandbox.execute_many(programs, 1.0, MEMORY_MB, workers=3,
-                                                      tmp_root=sandbox_root)]
+  programs = [
+      "while True:\n    pass", "import os\nos.fork()", "x = bytearray(4 * 1024 ** 3)",
+      "print('ok')", "import sys\nsys.exit(3)", "assert sum([1, 2]) == 3"
+  ]
+  statuses = [
+      r.status
+      for r in sandbox.execute_many(programs, 1.0, MEMORY_MB, workers=3, tmp_root=sandbox_root)
+  ]
   assert statuses == ["timeout", "failed", "failed", "passed", "failed", "passed"]

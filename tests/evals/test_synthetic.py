@@ -43,8 +43,8 @@ def test_held_out_loss_is_the_training_response_loss(test_path, data_cfg, tiny, 
 def test_exact_match_compares_stripped_text(test_path, data_cfg):
   records = synthetic.read(data_cfg, test_path, limit=1)[:3]
   refs = [r.messages[-1][1] for r in records]
-  overall, macro, per_task = synthetic.exact_match(records, [f"  {refs[0]}\n", refs[1] + "x",
-                                                             refs[2]])
+  overall, macro, per_task = synthetic.exact_match(records,
+                                                   [f"  {refs[0]}\n", refs[1] + "x", refs[2]])
   assert overall == pytest.approx(2 / 3) and macro == pytest.approx(2 / 3)
   assert per_task == {records[0].task: 1.0, records[1].task: 0.0, records[2].task: 1.0}
 
@@ -55,5 +55,4 @@ def test_evaluate_end_to_end_with_lora(test_path, data_cfg, tiny, tok, eval_cfg)
                               key=jax.random.PRNGKey(0), limit=1)
   assert result["num_examples"] == len(result["per_task"])
   assert np.isfinite(result["loss"]) and result["loss"] > 0
-  assert all(0.0 <= v["exact_match"] <= 1.0 and v["loss"] > 0
-             for v in result["per_task"].values())
+  assert all(0.0 <= v["exact_match"] <= 1.0 and v["loss"] > 0 for v in result["per_task"].values())
