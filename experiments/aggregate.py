@@ -2,6 +2,7 @@ r"""Tables and plots of a suite's finished runs (experiments/run_suite.py).
 
   python -m experiments.aggregate --suite=main --results=results
   python -m experiments.aggregate --suite=efficiency --results=results --out=results/tables
+  python -m experiments.aggregate --suite=main --results=results --docs=docs/experiments.md
 
 Writes to --out (default <results>/tables):
   <suite>.md        one row per variant: mean ± sd over its seeds (sample sd,
@@ -21,6 +22,13 @@ Writes to --out (default <results>/tables):
   largest share of one task: what a selector picked, not only how it scored)
   plots/<suite>_*.png  metric vs budget, metric vs wall time, the variants'
                     bars, bandit probabilities; efficiency: wall time vs N
+
+With --docs=FILE the same Markdown also replaces the block of FILE between the
+lines `<!-- BEGIN suite:<suite> -->` and `<!-- END suite:<suite> -->` (each
+exactly once, BEGIN first; the markers stay, the rest of FILE is untouched),
+so a page's result tables are the aggregator's output, regenerated in place.
+--shown_results names the results directory in the generated text (default:
+--results, relative to the working directory when under it).
 
 Every run's accounting is checked (`lead_jax.accounting.check`: the
 activities add up to their phases, the phases to the totals, the wall
@@ -50,7 +58,16 @@ _SUITE = flags.DEFINE_string("suite", None, f"one of {', '.join(suites.SUITES)}"
 _RESULTS = flags.DEFINE_string("results", None, "results directory of run_suite")
 _OUT = flags.DEFINE_string("out", None, "output directory (default <results>/tables)")
 _SEEDS = flags.DEFINE_list("seeds", [], "only these seeds (default: every finished one)")
+_DOCS = flags.DEFINE_string(
+    "docs", None, "also replace the block between <!-- BEGIN suite:<suite> --> and "
+    "<!-- END suite:<suite> --> of this Markdown file with the tables")
+_SHOWN_RESULTS = flags.DEFINE_string(
+    "shown_results", None, "the results directory as the generated text names it "
+    "(default: --results, relative to the working directory when under it)")
 flags.mark_flags_as_required(["suite", "results"])
+
+BEGIN_MARKER = "<!-- BEGIN suite:{suite} -->"
+END_MARKER = "<!-- END suite:{suite} -->"
 
 PHASES = accounting.WALL_PHASES
 # (key, header, format) of the variant tables.
@@ -289,8 +306,44 @@ def write_csv(path: str, rows: list[dict]) -> None:
     w.writerows(rows)
 
 
-def aggregate(suite: str, results: str, out: str, seeds=()) -> str:
-  """Writes the tables and plots of `suite`; returns the Markdown."""
+def replace_block(text: str, suite: str, block: str) -> str:
+  """`text` with everything between its BEGIN and END markers of `suite`
+  replaced by `block` (the markers kept, a blank line either side of the block); ValueError
+  unless each marker occurs exactly once, BEGIN before END."""
+  begin, end = BEGIN_MARKER.format(suite=suite), END_MARKER.format(suite=suite)
+  counts = text.count(begin), text.count(end)
+  if counts != (1, 1):
+    raise ValueError(f"expected {begin} and {end} once each, found them {counts[0]} and "
+                     f"{counts[1]} times")
+  start, stop = text.index(begin) + len(begin), text.index(end)
+  if stop < start:
+    raise ValueError(f"{end} comes before {begin}")
+  return text[:start] + "\n\n" + block.strip("\n") + "\n\n" + text[stop:]
+
+
+def write_docs(path: str, suite: str, markdown: str) -> bool:
+  """Replaces `suite`'s block of the Markdown file `path` with `markdown`
+  (written through a temporary file, so a failure leaves the file as it
+  was); returns whether the file changed."""
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  try:
+    new = replace_block(text, suite, markdown)
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from None
+  if new == text:
+    return False
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(new)
+  os.replace(tmp, path)
+  return True
+
+
+def aggregate(suite: str, results: str, out: str, seeds=(),
+              shown_results: Optional[str] = None) -> str:
+  """Writes the tables and plots of `suite`; returns the Markdown.
+  `shown_results` is how the command line in the text names `results`."""
   variants = suites.get(suite)
   rows = collect(variants, results, seeds)
   if not rows:
@@ -305,7 +358,8 @@ def aggregate(suite: str, results: str, out: str, seeds=()) -> str:
   tasks = sorted({k[3:] for r in rows for k in r if k.startswith("em_")})
   keys += [f"em_{t}" for t in tasks]
   summary = summarise(rows, keys)
-  cmd = f"python -m experiments.aggregate --suite={suite} --results={_display(results)}"
+  shown = shown_results if shown_results is not None else _display(results)
+  cmd = f"python -m experiments.aggregate --suite={suite} --results={shown}"
   text = [
       f"Suite `{suite}`: generated {datetime.date.today().isoformat()} by `{cmd}` from "
       f"{len(rows)} runs (mean ± sample sd over seeds, n per row).", "",
@@ -358,7 +412,12 @@ def main(argv):
   results = os.path.abspath(_RESULTS.value)
   try:
     text = aggregate(_SUITE.value, results, _OUT.value or os.path.join(results, "tables"),
-                     tuple(int(s) for s in _SEEDS.value))
+                     tuple(int(s) for s in _SEEDS.value), _SHOWN_RESULTS.value)
+    if _DOCS.value:
+      changed = write_docs(_DOCS.value, _SUITE.value, text)
+      print(
+          f"{_DOCS.value}: block suite:{_SUITE.value} "
+          f"{'replaced' if changed else 'already up to date'}", file=sys.stderr)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
