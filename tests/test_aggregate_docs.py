@@ -20,9 +20,8 @@ def _fake_run(results, variant, seed, loss):
   """A finished run: final metrics and a ledger that adds up."""
   workdir = suites.run_dir(str(results), variant, seed)
   os.makedirs(workdir)
-  ledger = accounting.add(accounting.empty(), "offline", "ifd", {
-      "forward_samples": 12, "forward_tokens": 100
-  })
+  ledger = accounting.add(accounting.empty(), "offline", "ifd",
+                          {"forward_samples": 12, "forward_tokens": 100})
   ledger = accounting.add_seconds(ledger, "training", 1.0)
   final = {
       "pool_size": 100, "budget": 10, "exact_match": loss / 10, "test_loss": loss,
