@@ -95,6 +95,7 @@ def test_write_docs_without_markers_leaves_the_file(tmp_path):
   assert not os.path.exists(str(page) + ".tmp")
 
 
+@pytest.mark.slow  # a subprocess
 def test_command_line_docs_option(tmp_path):
   results = _results(tmp_path)
   page = tmp_path / "experiments.md"
