@@ -21,7 +21,7 @@ config.json, so the config builds, compiles ahead of time and fits memory
 without weights (`python -m experiments.aot_memory --config
 configs/paper_llama3_8b.py`); a real run loads them from model.checkpoint.
 Expected: one 8-row step of 3080 tokens in a few seconds on v5e-8; per-device
-memory from the compiled step is in the README (training-core section).
+memory from the compiled step is in docs/training.md.
 """
 
 from configs import base, base_loop
