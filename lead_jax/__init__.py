@@ -7,3 +7,9 @@ Array names carry their shape as a suffix. Legend:
   P  LoRA parameters (flattened)
 e.g. `tokens_BxL`, `loss_B`, `g_BxK`, `idu_N`, `cluster_N`.
 """
+
+import os as _os
+
+# transformers serves only tokenizers and configs here; without PyTorch it warns
+# at import that "Models won't be available", which says nothing about this project.
+_os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
