@@ -11,10 +11,11 @@ A base built by `lead_jax.pretrain` from the `pretrain` sub-config
   <cache>/bases/<fingerprint>.partial/   the same while building, plus its orbax
                                          checkpoints: an interrupted build resumes
 
-The fingerprint covers `corpus.VERSION`, `BASE_VERSION` and the whole pretrain
-sub-config (corpus fields included). A base is valid when `manifest.json` names
-the right fingerprint and every file it lists is present with the recorded size
-and sha256; anything else is logged with a one-line warning, removed and built
+The fingerprint (`lead_jax.artifacts.fingerprint`) covers `corpus.VERSION`,
+`BASE_VERSION` and the whole pretrain sub-config (corpus fields included). A
+base is valid when `manifest.json` (written atomically, last) names the right
+fingerprint and every file it lists is present with the recorded size and
+sha256; anything else is logged with a one-line warning, removed and built
 again, never used.
 
 The reserved model checkpoint value `model.checkpoint = "pretrain"` means "the
@@ -31,7 +32,7 @@ import shutil
 import sys
 from typing import Optional
 
-from lead_jax import pretrain
+from lead_jax import artifacts, pretrain
 from lead_jax.data import cache as data_cache
 from lead_jax.data import corpus
 
@@ -45,8 +46,12 @@ PARTIAL = ".partial"  # suffix of a base directory while it is being built
 
 def fingerprint(pretrain_cfg) -> str:
   """The key of the base `pretrain_cfg` builds from the current corpus."""
-  return data_cache.fingerprint({
-      "stage": "pretrain_base", "base_version": BASE_VERSION, "corpus_version": corpus.VERSION,
+  return artifacts.fingerprint({
+      # the pool cache's version, which this key always carried: cached bases stay valid
+      "version": data_cache.CACHE_VERSION,
+      "stage": "pretrain_base",
+      "base_version": BASE_VERSION,
+      "corpus_version": corpus.VERSION,
       "pretrain": pretrain_cfg.to_dict()
   })
 
@@ -100,10 +105,7 @@ def build(pretrain_cfg, out_dir: str, max_steps: Optional[int] = None) -> Option
       "final_loss": summary["final_loss"], "heldout_initial": summary["heldout_initial"],
       "heldout_final": summary["heldout_final"], "files": _file_table(out_dir)
   }
-  tmp = os.path.join(out_dir, MANIFEST + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(manifest, f, indent=2)
-  os.replace(tmp, os.path.join(out_dir, MANIFEST))
+  artifacts.write_json(os.path.join(out_dir, MANIFEST), manifest, indent=2)
   return manifest
 
 

@@ -21,17 +21,24 @@
              LESS proper sums over several warmup checkpoints weighted by their
              learning rate and uses Adam-preconditioned training gradients; this
              uses the one warmup model and plain gradients (one checkpoint).
+
+Both take the offline stage (`lead_jax.offline` builds it and calls them) as
+an argument described by the `Stage` protocol; this module does not import
+the offline stage. Their artifacts are cached by the stage
+(`Stage.artifact`) under `lead_jax.artifacts.fingerprint` keys that include
+the warmup's key (and so the offline stage's VERSION) and this module's VERSION.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
-from lead_jax import clustering, scoring
+from lead_jax import artifacts, clustering, scoring
 
+VERSION = 1  # bump when a baseline score's computation changes
 LESS_AGGREGATES = ("task_max", "max", "mean")
 _CHUNK = 65536  # pool rows per cosine block (bounds memory at N x dev)
 
@@ -44,19 +51,42 @@ class Proxy:
   model_key: str  # fingerprint of those weights (config and seed, or checkpoint)
 
 
-def proxy_ifd(stage) -> np.ndarray:
+class Stage(Protocol):
+  """What the baselines use of the offline stage (`lead_jax.offline`)."""
+  cfg: Any  # the `offline` sub-config (score_batch_size, less_aggregate)
+  env: Any  # the stage's `offline.Env` (proxy, dev_pool, train_cfg, mesh)
+  pool: Any  # the pool (`data.Pool`)
+
+  def warmup_config(self, model_config=None) -> Any:
+    """`model_config` (default the run's) with the warmup LoRA."""
+
+  def warmup_fp(self, base_fp: Optional[str] = None) -> str:
+    """The key of the warmup on the base keyed `base_fp` (default the run's)."""
+
+  def warmup(self, base) -> tuple:
+    """The run's warmup model (steps, params, ...), trained unless cached."""
+
+  def warmed(self, name: str, model_config, base, fp: str) -> tuple:
+    """Model `model_config` after the warmup (the artifact `name`, key `fp`)."""
+
+  def artifact(self, name: str, fp: str, compute: Callable) -> tuple[dict, dict]:
+    """(arrays, meta) of artifact `name` with key `fp`, cached, else `compute()`."""
+
+
+def proxy_ifd(stage: Stage) -> np.ndarray:
   """Raw IFD (before the > 1 mapping) of every pool sample under the warmed-up
-  proxy; `stage` is the offline stage (`offline._Stage`)."""
-  from lead_jax import offline  # the offline stage imports this module
+  proxy."""
   proxy = stage.env.proxy
   if proxy is None:
     raise ValueError("proxy_ifd needs the proxy model (config.proxy); the loop builds it "
                      "for method='superfilter'")
-  base_fp = offline.fingerprint({"pool": stage.pool.fingerprint, "model": proxy.model_key})
+  base_fp = artifacts.fingerprint({"pool": stage.pool.fingerprint, "model": proxy.model_key})
   warm_fp = stage.warmup_fp(base_fp)
   steps, params, _ = stage.warmed("proxy_warmup", stage.warmup_config(proxy.model_config),
                                   proxy.base, warm_fp)
-  fp = offline.fingerprint({"warmup": warm_fp, "batch": stage.cfg.score_batch_size})
+  fp = artifacts.fingerprint({
+      "version": VERSION, "warmup": warm_fp, "batch": stage.cfg.score_batch_size
+  })
 
   def compute():
     out, counts = scoring.losses(steps.score, params, stage.pool, np.arange(len(stage.pool)),
@@ -92,9 +122,8 @@ def aggregate(pool_NxK: np.ndarray, dev_DxK: np.ndarray, dev_task_D: np.ndarray,
   return out
 
 
-def less(stage, base):
+def less(stage: Stage, base):
   """`(scores_N, base)`: LESS scores of the pool against the dev set (see module doc)."""
-  from lead_jax import offline  # the offline stage imports this module
   dev, t = stage.env.dev_pool, stage.env.train_cfg
   if dev is None:
     raise ValueError("method='less' needs a dev set: set data.dev_path (the synthetic lake "
@@ -103,8 +132,8 @@ def less(stage, base):
     raise ValueError("method='less' needs projected gradients: set train.projection_dim > 0")
   steps, params, base = stage.warmup(base)
   how = stage.cfg.less_aggregate
-  fp = offline.fingerprint({
-      "warmup": stage.warmup_fp(), "dev": dev.fingerprint, "how": how,
+  fp = artifacts.fingerprint({
+      "version": VERSION, "warmup": stage.warmup_fp(), "dev": dev.fingerprint, "how": how,
       "batch": stage.cfg.score_batch_size,
       "projection": [t.projection_dim, list(t.projection_targets)]
   })

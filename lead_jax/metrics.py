@@ -5,7 +5,8 @@ multi-host runs produce one record per step. Each JSONL line is one object:
 `{"step": int, "split": str, <name>: value, ...}`; TensorBoard gets every
 scalar as `<split>/<name>` (tensorboardX: no TensorFlow needed). On resume,
 `truncate_after(step)` drops the records written after the restored
-checkpoint, so a resumed run's file equals an uninterrupted run's.
+checkpoint, so a resumed run's file equals an uninterrupted run's; that
+rewrite and the config file are written atomically (`lead_jax.artifacts`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, Mapping, Optional
 
 import jax
 import numpy as np
+
+from lead_jax import artifacts
 
 JSONL = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
@@ -68,10 +71,7 @@ class Writer:
     with open(self._path) as f:
       records = [(line, json.loads(line)) for line in f if line.strip()]
     lines = [line for line, r in records if r["step"] <= step and r["split"] not in drop_splits]
-    tmp = self._path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(lines)
-    os.replace(tmp, self._path)
+    artifacts.write_text(self._path, "".join(lines))
 
   def close(self) -> None:
     if self._tb is not None:
@@ -88,9 +88,6 @@ def write_config(workdir: str, config) -> Optional[str]:
   """The resolved config as JSON (process 0 only); returns the path written."""
   if jax.process_index() != 0:
     return None
-  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, CONFIG)
-  text = config.to_json_best_effort(indent=2, sort_keys=True)
-  with open(path, "w") as f:
-    f.write(text + "\n")
+  artifacts.write_text(path, config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
   return path

@@ -14,10 +14,13 @@
   proxy_ifd, less  the baselines' scores (superfilter, less): see
              `lead_jax.baseline_scores`
 
-Each artifact is an .npz in `<workdir>/offline/` (or `offline.cache_dir`,
-shared by several runs) named by a fingerprint of
-everything it depends on (pool fingerprint, model, seed and the config fields
-it reads), written atomically, and loaded instead of recomputed when present.
+Each artifact is one .npz, `<name>-<fingerprint>.npz` in `<workdir>/offline/`
+(or `offline.cache_dir`, shared by several runs). Its fingerprint (`fingerprint`:
+`lead_jax.artifacts.fingerprint` with this module's VERSION) covers everything
+it depends on (pool fingerprint, model, seed and the config fields it reads).
+It is written atomically with the fingerprint in its meta
+(`artifacts.cached_npz`) and loaded instead of recomputed when present and
+matching (with offline.cache).
 It stores the passes and seconds it cost, so a run's accounting books the same
 offline cost whether the artifact was computed now or by an earlier, killed
 process; `Result.computed` lists what this call actually computed.
@@ -26,8 +29,6 @@ process; `Result.computed` lists what this call actually computed.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 import time
@@ -37,8 +38,8 @@ import jax
 import numpy as np
 import tqdm
 
-from lead_jax import (accounting, baseline_scores, build, clustering, data, optim, paths, scoring,
-                      sharding, train)
+from lead_jax import (accounting, artifacts, baseline_scores, build, clustering, data, optim, paths,
+                      scoring, sharding, train)
 from lead_jax import lora as lora_lib
 
 log = logging.getLogger(__name__)
@@ -95,39 +96,9 @@ def wants_for(needs, cluster_features: str) -> set[str]:
 
 
 def fingerprint(parts: dict) -> str:
-  """A short stable hash of a JSON-able dict (artifact names, checkpoint checks)."""
-  blob = json.dumps({"version": VERSION, **parts}, sort_keys=True, default=str)
-  return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-class _Cache:
-  """Artifacts in `directory` (`<workdir>/offline` by default), each
-  `<name>-<fingerprint>.npz`."""
-
-  def __init__(self, directory: str, enabled: bool):
-    self.dir, self.enabled = directory, enabled
-
-  def path(self, name: str, fp: str) -> str:
-    return os.path.join(self.dir, f"{name}-{fp}.npz")
-
-  def load(self, name: str, fp: str):
-    path = self.path(name, fp)
-    if not (self.enabled and os.path.exists(path)):
-      return None
-    try:
-      with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["__meta__"]))
-        return {k: z[k] for k in z.files if k != "__meta__"}, meta
-    except (OSError, ValueError, KeyError):
-      log.warning("unreadable offline artifact %s: recomputing", path)
-      return None
-
-  def save(self, name: str, fp: str, arrays: dict, meta: dict) -> None:
-    os.makedirs(self.dir, exist_ok=True)
-    path = self.path(name, fp)
-    tmp = f"{path}.tmp{os.getpid()}.npz"
-    np.savez(tmp, __meta__=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)
+  """The offline stage's key: `artifacts.fingerprint` of `parts` and `VERSION`
+  (artifact names; the loop's run fingerprint)."""
+  return artifacts.fingerprint({"version": VERSION, **parts})
 
 
 class _Stage:
@@ -135,23 +106,26 @@ class _Stage:
 
   def __init__(self, cfg, env: Env, pool: data.Pool, workdir: str, num_clusters: int):
     self.cfg, self.env, self.pool, self.k = cfg, env, pool, num_clusters
-    self.cache = _Cache(cfg.cache_dir or os.path.join(workdir, "offline"), cfg.cache)
+    self.dir = cfg.cache_dir or os.path.join(workdir, "offline")
     self.ledger, self.computed = accounting.empty(), []
     self.base_fp = fingerprint({"pool": pool.fingerprint, "model": env.model_key})
     self._warm, self._warm_loss = {}, {}
 
   def artifact(self, name: str, fp: str, compute):
-    """(arrays, meta) from the cache, else from `compute() -> (arrays, counts, extra)`."""
-    got = self.cache.load(name, fp)
-    if got is None:
+    """(arrays, meta) of `<dir>/<name>-<fp>.npz` (`artifacts.cached_npz`; loaded
+    only with offline.cache), else from `compute() -> (arrays, counts, extra)`."""
+
+    def timed():
       start = time.monotonic()
       arrays, counts, extra = compute()
-      meta = {"cost": counts, "seconds": time.monotonic() - start, **extra}
-      self.cache.save(name, fp, arrays, meta)
+      return arrays, {"cost": counts, "seconds": time.monotonic() - start, **extra}
+
+    path = os.path.join(self.dir, f"{name}-{fp}.npz")
+    arrays, meta, computed = artifacts.cached_npz(path, timed, expect={"fingerprint": fp},
+                                                  reuse=self.cfg.cache)
+    if computed:
       self.computed.append(name)
-      got = (arrays, meta)
       log.info("offline %s: computed in %.1fs", name, meta["seconds"])
-    arrays, meta = got
     for activity, counts in meta["cost"].items():
       self.ledger = accounting.add(self.ledger, "offline", activity, counts)
     self.ledger = accounting.add_seconds(self.ledger, "offline", meta["seconds"])

@@ -13,6 +13,9 @@ equal an uninterrupted run's.
 Lines carry their iteration; `Files.rewind(t)` drops every line of iteration
 >= t (written after the checkpoint a run resumes from) and the snapshots of
 those iterations, before the iterations are run again. Process 0 writes.
+Whole-file writes (the rewound files, the snapshots) go through
+`lead_jax.artifacts` (atomic); the run's JSON reports are written with
+`artifacts.write_json`.
 """
 
 from __future__ import annotations
@@ -24,18 +27,11 @@ from typing import Iterable, Mapping
 import jax
 import numpy as np
 
+from lead_jax import artifacts
+
 SELECTED = "selected.jsonl"
 BANDIT = "bandit.jsonl"
 IDU_DIR = "idu"
-
-
-def write_json(path: str, obj) -> None:
-  """Atomic JSON write (a kill leaves the old file or the new one)."""
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=1, sort_keys=True, allow_nan=True)
-    f.write("\n")
-  os.replace(tmp, path)
 
 
 def read_jsonl(path: str) -> list[dict]:
@@ -67,10 +63,7 @@ class Files:
         continue
       with open(path, encoding="utf-8") as f:
         keep = [line for line in f if line.strip() and json.loads(line)["iteration"] < iteration]
-      tmp = f"{path}.tmp{os.getpid()}"
-      with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(keep)
-      os.replace(tmp, path)
+      artifacts.write_text(path, "".join(keep))
     snap_dir = self.path(IDU_DIR)
     for name in os.listdir(snap_dir):
       stem = name[len("idu_"):-len(".npz")] if name.endswith(".npz") else ""
@@ -89,9 +82,7 @@ class Files:
     if not self.enabled:
       return
     path = os.path.join(self.path(IDU_DIR), f"idu_{label}.npz")
-    tmp = f"{path}.tmp{os.getpid()}.npz"
-    np.savez(tmp, idu_N=np.asarray(idu_N, np.float32))
-    os.replace(tmp, path)
+    artifacts.save_npz(path, {"idu_N": np.asarray(idu_N, np.float32)})
 
 
 def selected_records(ids_S, pool, iteration: int, cluster_N, scores_S, use_count_S):

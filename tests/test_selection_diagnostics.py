@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from configs import base_lead
-from lead_jax import outputs, selection
+from lead_jax import artifacts, outputs, selection
 from lead_jax.data import DataError
 from lead_jax.loop import iteration
 from lead_jax.selection.base import Inputs
@@ -135,7 +135,7 @@ def _source(workdir, lines, **final):
         r["passes"] = line[2]
       f.write(json.dumps(r) + "\n")
   passes = sum(l[2] if len(l) > 2 else 1 for l in lines)
-  outputs.write_json(
+  artifacts.write_json(
       os.path.join(workdir, "final_metrics.json"),
       {"pool_size": 4, "train_sample_passes": passes, **final})
   return str(workdir)
@@ -181,7 +181,7 @@ def test_bad_replay_sources_are_one_line_errors(tmp_path):
   cases.append(_source(tmp_path / "passes", [("a", "t1")], train_sample_passes=3))
   other = _source(tmp_path / "other_file", [("a", "t1")])
   other_pool = _write_pool(tmp_path / "other.jsonl", [("a", "clean")])
-  outputs.write_json(os.path.join(other, "config.json"), {"data": {"train_path": other_pool}})
+  artifacts.write_json(os.path.join(other, "config.json"), {"data": {"train_path": other_pool}})
   cases.append(other)
   for workdir in cases:
     with pytest.raises(DataError) as e:
@@ -189,7 +189,7 @@ def test_bad_replay_sources_are_one_line_errors(tmp_path):
     _one_line(e, workdir)
   # the same pool file named by the source's config: no error
   same = _source(tmp_path / "same", [("a", "t1")])
-  outputs.write_json(os.path.join(same, "config.json"), {"data": {"train_path": pool_file}})
+  artifacts.write_json(os.path.join(same, "config.json"), {"data": {"train_path": pool_file}})
   assert selection.read_replay(same, POOL, pool_file).tolist() == [0]
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from experiments import aggregate, suites
-from lead_jax import accounting, outputs
+from lead_jax import accounting, artifacts, outputs
 
 pytestmark = pytest.mark.slow  # subprocess end-to-end runs
 
@@ -37,8 +37,8 @@ def _fake_run(results, variant, seed, loss, wall_parts, scoring=12):
       "samples_selected": 10, "iterations": 2, "train_sample_passes": 5,
       "forward_sample_passes": scoring, "wall_seconds": accounting.wall_seconds(ledger)
   }
-  outputs.write_json(os.path.join(workdir, "accounting.json"), acct)
-  outputs.write_json(os.path.join(workdir, "final_metrics.json"), final)
+  artifacts.write_json(os.path.join(workdir, "accounting.json"), acct)
+  artifacts.write_json(os.path.join(workdir, "final_metrics.json"), final)
   return workdir
 
 
@@ -54,7 +54,7 @@ def _fake_lake(workdir, picked):
   with open(os.path.join(workdir, "selected.jsonl"), "w") as f:
     for i in picked + picked[:1]:
       f.write(json.dumps({"source_id": i, "task": tiers[i][0]}) + "\n")
-  outputs.write_json(os.path.join(workdir, "config.json"), {"data": {"train_path": ""}})
+  artifacts.write_json(os.path.join(workdir, "config.json"), {"data": {"train_path": ""}})
 
 
 def test_suites_without_random_are_compared_with_lead(tmp_path):
@@ -74,7 +74,7 @@ def test_aggregation_mean_sd_and_accounting_check(tmp_path):
   bad = _fake_run(tmp_path, "random", 1, 5.0, {"training": 1.5})
   acct = json.load(open(os.path.join(bad, "accounting.json")))
   acct["wall_seconds"]["total"] += 1.0  # a ledger whose phases do not add up
-  outputs.write_json(os.path.join(bad, "accounting.json"), acct)
+  artifacts.write_json(os.path.join(bad, "accounting.json"), acct)
   text = aggregate.aggregate("main", str(tmp_path), str(tmp_path / "out"))
   rows = {r["variant"]: r for r in csv.DictReader(open(tmp_path / "out" / "main.csv"))}
   assert rows["lead"]["n"] == "3"
@@ -215,7 +215,7 @@ def test_aggregation_against_random_and_per_task(tmp_path):
       wd = _fake_run(tmp_path, variant, seed, 2.0 + seed, {"training": 1.0})
       final = json.load(open(os.path.join(wd, "final_metrics.json")))
       final.update(exact_match_macro=em, per_task_exact_match={"t1": em, "t2": 2 * em})
-      outputs.write_json(os.path.join(wd, "final_metrics.json"), final)
+      artifacts.write_json(os.path.join(wd, "final_metrics.json"), final)
   text = aggregate.aggregate("main", str(tmp_path), str(tmp_path / "out"))
   # lead - random: mean 0.3 - 0.1333; se = sqrt(0.1^2/3 + 0.05774^2/3) = 0.06667
   diff = 0.3 - 0.4 / 3

@@ -5,12 +5,14 @@ synthetic lake (`<root>/lakes`) and the pretrained tiny base (`<root>/bases`)
 live there, so every run, seed and suite reuses them. It is
 $LEAD_JAX_CACHE, else $XDG_CACHE_HOME/lead_jax, else ~/.cache/lead_jax.
 
-The key hashes everything the arrays depend on: the pool file's bytes (or a
+The key (`lead_jax.artifacts.fingerprint`, computed by `load.load_pool`)
+hashes everything the arrays depend on: the pool file's bytes (or a
 prepared tfds directory's metadata), the tokenizer (its serialised vocabulary,
 merges and special tokens), the chat template, the length limits, format,
-task name, error policy and this module's format version. Any change gives a
-new key, so a stale pool is never reused; the key is stored in the Pool so
-checkpoints can check that they were made on the same data.
+task name, error policy and this module's CACHE_VERSION. Any change gives a
+new key, so a stale pool is never reused; the key is stored in the Pool (and
+in the file's meta, which `load` checks) so checkpoints can check that they
+were made on the same data. The file is an `artifacts.save_npz` .npz.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ import hashlib
 import json
 import os
 
-import numpy as np
-
+from lead_jax import artifacts
 from lead_jax.data.pool import Pool
 
 CACHE_VERSION = 1  # bump when the Pool layout or the tokenisation rules change
@@ -66,34 +67,22 @@ def tokenizer_digest(tokenizer) -> str:
   return h.hexdigest()
 
 
-def fingerprint(parts: dict) -> str:
-  """Key over a JSON-able dict of everything the pool depends on."""
-  blob = json.dumps({"version": CACHE_VERSION, **parts}, sort_keys=True)
-  return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
 def save(pool: Pool, path: str) -> None:
   """Atomic write of the pool's arrays and metadata to one .npz file."""
   meta = {
       "task_names": list(pool.task_names), "max_length": pool.max_length, "pad_id": pool.pad_id,
       "fingerprint": pool.fingerprint, "stats": pool.stats
   }
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}.npz"
-  np.savez(tmp, meta=np.array(json.dumps(meta)), **pool.arrays())
-  os.replace(tmp, path)
+  artifacts.save_npz(path, pool.arrays(), meta)
 
 
-def load(path: str) -> Pool | None:
-  """The cached pool at `path`, or None when absent or unreadable."""
-  if not os.path.exists(path):
+def load(path: str, fingerprint: str | None = None) -> Pool | None:
+  """The cached pool at `path` (with key `fingerprint`, when given), or None
+  when absent, unreadable (a partial or foreign file: rebuild) or another key's."""
+  got = artifacts.load_npz(path, None if fingerprint is None else {"fingerprint": fingerprint})
+  if got is None or "task_names" not in got[1]:
     return None
-  try:
-    with np.load(path, allow_pickle=False) as z:
-      meta = json.loads(str(z["meta"]))
-      arrays = {k: z[k] for k in z.files if k != "meta"}
-  except (OSError, ValueError, KeyError):
-    return None  # a partial or foreign file: rebuild
+  arrays, meta = got
   return Pool(
       task_names=tuple(meta["task_names"]), max_length=meta["max_length"], pad_id=meta["pad_id"],
       fingerprint=meta["fingerprint"], stats=meta["stats"], **arrays)

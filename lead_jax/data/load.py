@@ -15,6 +15,7 @@ import json
 import logging
 import os
 
+from lead_jax import artifacts
 from lead_jax.data import cache, formats, pool as pool_lib, templates, tfds_builder
 from lead_jax.data.errors import DataError
 from lead_jax.data.formats import Record, Reject
@@ -79,15 +80,15 @@ def load_pool(data_config, tokenizer, workdir: str | None = None,
   task_lengths = pool_lib.parse_task_lengths(data_config.max_length_per_task,
                                              data_config.max_length)
   buckets = normalize_buckets(tuple(data_config.buckets), data_config.max_length)
-  fp = cache.fingerprint({
-      "source": _source_digest(data_config, path), "path": path,
+  fp = artifacts.fingerprint({
+      "version": cache.CACHE_VERSION, "source": _source_digest(data_config, path), "path": path,
       "tokenizer": cache.tokenizer_digest(tokenizer), "template": template.fingerprint,
       "max_length": data_config.max_length, "task_lengths": task_lengths,
       **{k: data_config[k] for k in ("format", "task_name", "on_error", "max_record_bytes")}
   })
   cache_path = (
       os.path.join(workdir, "data", f"pool-{fp}.npz") if workdir and data_config.cache else None)
-  cached = cache.load(cache_path) if cache_path else None
+  cached = cache.load(cache_path, fp) if cache_path else None
   if cached is not None:
     log.info("pool cache hit: %s (%d samples)", cache_path, len(cached))
     return dataclasses.replace(cached, buckets=buckets)

@@ -31,6 +31,8 @@ pool and the pretraining corpus (`lead_jax.data.corpus`) never draw.
 Files (messages JSONL; each pool record also carries its `tier`, which the
 data layer ignores, so that analyses can count what a selector picked):
   train.jsonl, test.jsonl (all tasks, `dataset` = task), dev.jsonl, lake.json
+each written atomically (`lead_jax.artifacts`), in a cache folder named by the
+`artifacts.fingerprint` of the arguments and LAKE_VERSION (`lake_dir`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import zlib
 
 import numpy as np
 
+from lead_jax import artifacts
 from lead_jax.data import cache
 from lead_jax.data.synthetic_tasks import TASKS, Task, instance_key, reserved
 
@@ -83,7 +86,7 @@ def _params(seed, size, test_per_task, dev_per_task, tasks) -> dict:
 def lake_dir(seed: int = 0, size: int = 4000, test_per_task: int = 50, dev_per_task: int = 10,
              tasks: str = "") -> str:
   """The lake's folder in the cache root, keyed by the generator's version and arguments."""
-  fp = cache.fingerprint(_params(seed, size, test_per_task, dev_per_task, tasks))
+  fp = artifacts.fingerprint(_params(seed, size, test_per_task, dev_per_task, tasks))
   return os.path.join(cache.cache_root(), "lakes", f"lake-{fp}")
 
 
@@ -105,7 +108,7 @@ def write_lake(out_dir: str, seed: int = 0, size: int = 4000, test_per_task: int
           t.name: {"difficulty": t.difficulty, "noise": t.noise, "tiers": counts[t.name]}
           for t in select_tasks(tasks)
       })
-  _write_text(paths["manifest"], json.dumps(manifest, indent=1, sort_keys=True))
+  artifacts.write_json(paths["manifest"], manifest)
   return paths
 
 
@@ -217,14 +220,7 @@ def _is_written(paths: dict, params: dict) -> bool:
 
 
 def _write_jsonl(path: str, rows: list[dict]) -> None:
-  _write_text(
+  artifacts.write_text(
       path, "".join(
           json.dumps({k: v for k, v in r.items() if k != "input"}, ensure_ascii=False) +
           "\n" for r in rows))
-
-
-def _write_text(path: str, text: str) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)

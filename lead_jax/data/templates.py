@@ -24,9 +24,9 @@ asking for `data.template="tulu"`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Sequence
 
+from lead_jax import artifacts
 from lead_jax.data.errors import DataError
 
 CONTEXT, HEADER, RESPONSE = 0, 1, 2
@@ -42,7 +42,8 @@ class Template:
 
   @property
   def fingerprint(self) -> str:
-    return hashlib.sha256(f"{self.name}\0{self.eos}\0{self.source}".encode()).hexdigest()[:16]
+    """The template's key (`lead_jax.artifacts.fingerprint`; part of the pool cache's)."""
+    return artifacts.fingerprint({"name": self.name, "eos": self.eos, "source": self.source})
 
 
 def resolve(tokenizer, name: str = "auto") -> Template:

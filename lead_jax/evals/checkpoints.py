@@ -18,7 +18,7 @@ import os
 
 import ml_collections
 
-from lead_jax import base_cache, build, checkpoint, optim, tokenizer as tokenizer_lib
+from lead_jax import artifacts, base_cache, build, checkpoint, optim, tokenizer as tokenizer_lib
 from lead_jax.data import load as data_load
 from lead_jax.evals import runner
 
@@ -79,6 +79,6 @@ def evaluate(config) -> dict:
   output = config.output or os.path.join(
       config.checkpoint if os.path.isdir(config.checkpoint) else os.path.dirname(config.checkpoint),
       "eval_results.json")
-  runner.write_json(output, report)
+  artifacts.write_json(output, report, ensure_ascii=False)
   log.info("results: %s -> %s", report["summary"], output)
   return report

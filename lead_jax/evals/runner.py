@@ -7,7 +7,6 @@ config must then have `lora` set).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -86,11 +85,3 @@ def run(model_config, params, tokenizer, eval_cfg, data_cfg, *, test_path: str =
       "summary": {n: headline(n, r) for n, r in results.items()}, "benchmarks": results,
       "template": template.name, "seconds": round(time.monotonic() - start, 2)
   }
-
-
-def write_json(path: str, report: dict) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(report, f, indent=1, ensure_ascii=False, sort_keys=True)
-  os.replace(tmp, path)

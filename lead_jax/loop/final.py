@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from lead_jax import accounting, outputs, report, scoring, selection
+from lead_jax import accounting, artifacts, report, scoring, selection
 from lead_jax.data import DataError, pool as pool_lib, templates
 from lead_jax.evals import runner, synthetic
 
@@ -181,9 +181,9 @@ def finish(run, state, h, writer) -> dict:
   workdir = run.workdir
   if writer.enabled:
     if result is not None:
-      outputs.write_json(os.path.join(workdir, "eval_results.json"), result)
+      artifacts.write_json(os.path.join(workdir, "eval_results.json"), result)
     if arrays is not None:
-      np.savez(os.path.join(workdir, "idu_vs_loss.npz"), **arrays)
+      artifacts.save_npz(os.path.join(workdir, "idu_vs_loss.npz"), arrays)
     if run.config.loop.plots:
       report.plots(workdir, arrays, run.offline.num_clusters if run.clusters is not None else 0)
   ledger = accounting.add_seconds(ledger, "evaluation", time.monotonic() - t0)
@@ -193,8 +193,8 @@ def finish(run, state, h, writer) -> dict:
       {k: v for k, v in final.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
       split="final")
   if writer.enabled:
-    outputs.write_json(os.path.join(workdir, "accounting.json"), accounting.to_dict(ledger))
-    outputs.write_json(os.path.join(workdir, "final_metrics.json"), final)
+    artifacts.write_json(os.path.join(workdir, "accounting.json"), accounting.to_dict(ledger))
+    artifacts.write_json(os.path.join(workdir, "final_metrics.json"), final)
   log.info(
       "final: %s", {
           k: final[k] for k in ("exact_match", "test_loss", "samples_selected", "train_steps",
