@@ -11,10 +11,12 @@ config (configs/default.py). Its run directory is
 
 The protocol (every suite):
   * equal budget: every method spends the same distinct-sample budget;
-    one-shot selectors (random, random_balanced, ppl, ifd, superfilter, less)
-    get the distinct samples their reference LEAD run of the same seed
-    selected, and the same training sample-passes (`matched`, the rule
-    `experiments/main.py` uses); `full` trains one epoch on the whole pool;
+    one-shot selectors (`ONE_SHOT`, from the method registry
+    `lead_jax.selection.registry`: random, random_balanced, ppl, ifd,
+    superfilter, less) get the distinct samples their reference LEAD run of
+    the same seed selected, and the same training sample-passes (`matched`,
+    the rule `experiments/main.py` uses); `full` trains one epoch on the
+    whole pool;
     iterative methods (lead and its ablations, odm, iterative_rescore) run
     their own schedule (budget, T_max, one pass per iteration) and report
     their sample-passes;
@@ -47,9 +49,13 @@ import json
 import os
 from typing import Mapping, Optional
 
+from lead_jax import selection
+
 BASE_CONFIG = "configs/default.py"
 SEEDS = (0, 1, 2)
-ONE_SHOT = ("random", "random_balanced", "ppl", "ifd", "superfilter", "less")
+# The methods matched to LEAD's budget and sample-passes: the registry's
+# one-shot methods that spend the distinct budget (not full), diagnostics aside.
+ONE_SHOT = selection.names(schedule=selection.ONE_SHOT, budgeted=True, diagnostic=False)
 # Every run of every suite (the results directory is substituted for {results}).
 COMMON = {"loop.train_step": "auto", "offline.cache_dir": "{results}/offline_cache"}
 

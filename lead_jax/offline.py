@@ -79,19 +79,14 @@ class Result:
 
 
 def wants_for(needs, cluster_features: str) -> set[str]:
-  """Artifacts a selector's `needs` imply."""
-  want = set()
-  scores = set(needs.offline_scores)
-  if "base_loss" in scores:
-    want.add("base_loss")
-  if "ifd" in scores or (needs.bandit and cluster_features == "ifd"):
-    want.add("ifd")
+  """Artifacts a selector's `needs` (`selection.needs`) imply: every offline
+  score by its name (`selection.SCORES`: ifd, base_loss, proxy_ifd, less),
+  and the clusters (on the IFD by default) for the bandit's methods."""
+  want = set(needs.offline_scores)
   if needs.bandit:
     want.add("clusters")
-  if "proxy_ifd" in scores:
-    want.add("proxy_ifd")
-  if "dev_grad_cosine" in scores:
-    want.add("less")
+    if cluster_features == "ifd":
+      want.add("ifd")
   return want
 
 

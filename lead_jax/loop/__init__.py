@@ -8,11 +8,13 @@ reached, T_max, or a one-shot selector's single iteration):
              IDU table (needs.idu), on fresh scores of the whole pool under
              the current model (needs.rescore: iterative_rescore, N or 2N
              forward passes booked as `selection/rescore`) or on the
-             selector's fixed scores, record
+             selector's fixed scores, record (selected.jsonl's scores:
+             selector.scores_of)
   training   one pass over S_t shuffled by the run's NumPy Generator (one-shot
              selectors: loop.static_epochs passes), fixed-shape batches; the
-             LEAD step (per-example loss, dL, projected gradients) when the
-             IDU table is kept or loop.train_step = lead, else the plain step
+             LEAD step (per-example loss, dL, projected gradients) when
+             loop.train_step resolves to it (auto: the registry's default,
+             the LEAD step when the IDU table is kept), else the plain step
              (the same update); one fetch per step
   selection  idu.update from the fetched outputs, reward, bandit.update
   outputs    selected.jsonl, bandit.jsonl, metrics.jsonl, IDU snapshot
@@ -24,8 +26,9 @@ Per-step keys are fold_in(step key, global step); every host draw comes from
 one Generator whose state is checkpointed, so a run resumed from any
 checkpoint repeats the uninterrupted run bit for bit (on CPU).
 
-One-shot selectors (full, random, random_balanced, ppl, ifd, superfilter,
-less, and the oracle diagnostic) select their whole subset in iteration 0 and train
+One-shot selectors (the registry's schedule one_shot, `lead_jax.selection.registry`:
+full, random, random_balanced, ppl, ifd, superfilter, less, and the oracle
+diagnostic) select their whole subset in iteration 0 and train
 `loop.static_epochs` epochs over it (a fractional last epoch takes the head
 of a fresh permutation). Equal distinct budget is guaranteed by the
 selector; comparable training compute is the experimenter's choice of

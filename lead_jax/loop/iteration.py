@@ -16,18 +16,16 @@ from lead_jax import sharding, train
 from lead_jax.loop.host import Host, generator
 from lead_jax.loop.setup import Run
 
-ONE_SHOT = ("full", "random", "random_balanced", "ppl", "ifd", "superfilter", "less", "oracle")
-REPLAY = "replay"  # trains its selector's passes_M (a multiset) in one shuffled pass
-
 
 def _schedule(run: Run, ids_S: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
-  """The training order of S_t: one shuffled pass, or static_epochs passes for
-  one-shot selectors (a fractional last pass takes a fresh permutation's head);
-  replay: one shuffled pass over the replayed multiset (each id as often as
-  the source run trained it)."""
-  if run.config.method == REPLAY:
+  """The training order of S_t by the method's registry schedule: one
+  shuffled pass (iterative), static_epochs passes (one-shot; a fractional last
+  pass takes a fresh permutation's head), or one shuffled pass over the
+  replayed multiset (replay: each id as often as the source run trained it)."""
+  schedule = selection.get(run.config.method).schedule
+  if schedule == selection.REPLAY:
     return [rng.permutation(run.selector.passes_M)]
-  epochs = run.config.loop.static_epochs if run.config.method in ONE_SHOT else 1.0
+  epochs = run.config.loop.static_epochs if schedule == selection.ONE_SHOT else 1.0
   if epochs <= 0:
     raise ValueError(f"loop.static_epochs={epochs} must be positive")
   whole = int(math.floor(epochs + 1e-9))
@@ -44,18 +42,18 @@ def _book(counts: dict, activity: str, batch: dict, backward: bool) -> None:
     row[name] = row.get(name, 0) + value
 
 
-def uses_lead_step(config, needs) -> bool:
-  """The LEAD step (per-example outputs) for IDU methods, or when asked for by
-  `loop.train_step` (it applies the same update as the plain step, and on CPU
-  its vmapped per-example backward is the faster one)."""
-  if needs.idu:  # the IDU update reads the per-example outputs
-    return True
-  return config.loop.train_step == "lead"
+def uses_lead_step(config) -> bool:
+  """The LEAD step (per-example outputs) when `loop.train_step` resolves to it
+  (`selection.train_step`: auto is the method's registry default, the LEAD
+  step for IDU methods, whose update reads the per-example outputs). It
+  applies the same update as the plain step, and on CPU its vmapped
+  per-example backward is the faster one."""
+  return selection.train_step(config.method, config.select, config.loop.train_step) == "lead"
 
 
 def _train_pass(run: Run, state, h: Host, orders: list[np.ndarray]):
   """`(state, StepOutputs, stats, counts)`: the jitted steps over the orders."""
-  b, lead = run.config.train.batch_size, uses_lead_step(run.config, run.needs)
+  b, lead = run.config.train.batch_size, uses_lead_step(run.config)
   step = run.steps.train if lead else run.steps.plain
   parts, losses, counts, k, skipped, lr = [], [], {}, h.train_steps, 0, float("nan")
   total = sum(-(-len(o) // b) for o in orders)
@@ -141,10 +139,9 @@ def _select(run: Run, h: Host, rng: np.random.Generator, params):
   scores_N, counts = (h.table.idu_N if run.needs.idu else None), {}
   if run.needs.rescore:
     scores_N, counts = _rescore(run, params)
-  ids_S = run.selector.select(h.sel, selection.Inputs(arm, scores_N), rng)
-  if scores_N is None:
-    scores_N = getattr(run.selector, "scores_N", None)  # the top-k selectors' fixed scores
-  return arm, p_C, ids_S, None if scores_N is None else scores_N[ids_S], counts
+  inputs = selection.Inputs(arm, scores_N)
+  ids_S = run.selector.select(h.sel, inputs, rng)
+  return arm, p_C, ids_S, run.selector.scores_of(ids_S, inputs), counts
 
 
 def _monitor_dev(run: Run, h: Host, state, record: dict, ledger):
@@ -217,7 +214,7 @@ def _selected(run: Run, h: Host, t: int, ids_S, scores_S, orders):
   """selected.jsonl lines; a replay's also carry `passes` (times trained)."""
   lines = outputs.selected_records(ids_S, run.pool, t, run.clusters, scores_S,
                                    h.sel.use_count_N[ids_S])
-  if run.config.method != REPLAY:
+  if selection.get(run.config.method).schedule != selection.REPLAY:
     return lines
   passes_N = np.bincount(np.concatenate(orders), minlength=len(run.pool)) if orders else \
       np.zeros(len(run.pool), np.int64)

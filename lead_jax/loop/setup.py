@@ -16,9 +16,6 @@ from lead_jax.loop import final
 
 # Named purposes of the root key, one fold each (0 is the base: build.base_key).
 _LORA, _STEP, _WARMUP_LORA, _WARMUP_STEP, _PROXY_BASE = 1, 2, 3, 4, 5
-# Score arrays of the top-k selectors, by offline result field.
-TOP_K_SCORES = {"ppl": "idu0_N", "ifd": "ifd_N", "superfilter": "proxy_ifd_N", "less": "less_N"}
-TRAIN_STEPS = ("auto", "lead", "plain")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +58,7 @@ def _load_data(config, workdir: str, tok, needs):
   dev_pool = None
   wants_dev = {
       "dev_gain": config.bandit.reward == "dev_gain" and needs.idu,
-      "method='less'": "dev_grad_cosine" in needs.offline_scores
+      f"method={config.method!r}": needs.dev_set
   }
   if paths["dev"] and (any(wants_dev.values()) or config.loop.dev_every > 0):
     dev_pool = data.load_pool(config.data, tok, workdir, path=paths["dev"])
@@ -106,11 +103,7 @@ def _check(config) -> None:
   """Config errors caught before anything is loaded."""
   if config.method not in selection.NAMES:
     raise ValueError(f"method={config.method!r}; the LEAD loop runs {selection.NAMES}")
-  if config.loop.train_step not in TRAIN_STEPS:
-    raise ValueError(f"loop.train_step={config.loop.train_step!r}; use one of {TRAIN_STEPS}")
-  if config.loop.train_step == "plain" and selection.needs(config.method, config.select).idu:
-    raise ValueError(f"loop.train_step='plain' cannot train method={config.method!r}: its IDU "
-                     "update needs the LEAD step's per-example outputs (use auto or lead)")
+  selection.train_step(config.method, config.select, config.loop.train_step)  # raises
   benchmarks = runner.parse_benchmarks(config.eval.benchmarks)
   if set(benchmarks) - {"synthetic"} and not config.eval.data_dir:
     raise ValueError(f"eval.benchmarks={config.eval.benchmarks!r} needs eval.data_dir (the "
@@ -152,7 +145,7 @@ def setup(config, workdir: str):
   t_off = time.monotonic() - t_off
   cluster_N = off.cluster_N if off.cluster_N is not None else np.zeros(len(pool), np.int64)
   layout = selection.build_layout(cluster_N, pool.task_N, off.num_clusters, len(pool.task_names))
-  scores = getattr(off, TOP_K_SCORES[config.method]) if config.method in TOP_K_SCORES else None
+  scores = selection.offline_scores_N(config.method, off)  # the top-k methods' score
   selector = selection.make(config.method, config.select, layout, scores_N=scores, **diagnostic)
   state, shardings = build.init_state(model_config, base, tx, jax.random.fold_in(root, _LORA), mesh,
                                       config.mesh.rules)

@@ -1,4 +1,5 @@
-"""The interface every selector implements, and its cost declaration.
+"""The interface every selector implements, the scores it may rank by, and
+its cost declaration.
 
 The loop drives every method the same way:
 
@@ -7,10 +8,15 @@ The loop drives every method the same way:
       cluster = bandit draw            if selector.needs.bandit
       scores_N = idu_N                 if selector.needs.idu
                = fresh pool scores     if selector.needs.rescore
-      ids_S = selector.select(sel_state, Inputs(cluster, scores_N), rng)
+      inputs = Inputs(cluster, scores_N)
+      ids_S = selector.select(sel_state, inputs, rng)
+      scores_S = selector.scores_of(ids_S, inputs)   # selected.jsonl's `score`
       sel_state = selection.record(sel_state, ids_S)
       train on ids_S ...
 
+`SCORES` names every score once: the name a method's `Needs` lists is also
+the offline stage's artifact of that name (`lead_jax.offline`) and the key of
+its cost here; `Score.field` is the `offline.Result` field that holds it.
 `needs` says what the loop must compute for the selector; `scoring_passes`
 turns it into the forward sample passes outside training that the method
 costs, so a run's compute accounting can be checked against its declaration.
@@ -25,26 +31,54 @@ import numpy as np
 
 from lead_jax.selection.state import SelectionState
 
-# Forward passes per pool sample of each score the loop may compute.
-PASSES_PER_SCORE = {
-    "base_loss": 1,  # response loss under the base model (IDU_0, ppl)
-    "ifd": 2,  # response loss with and without the prompt
-    "proxy_ifd": 2,  # the same under a small proxy model (Superfiltering)
-    "dev_grad_cosine": 1,  # forward + backward per sample (LESS gradients)
-    "loss": 1,  # per-iteration rescoring by current loss
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+  """One per-sample score the loop can compute for a selector."""
+  passes: int  # forward passes per pool sample (LESS: forward + backward, counted once)
+  field: Optional[str] = None  # the offline.Result field holding it; None: not offline
+  dev_passes: int = 0  # passes per dev sample as well (LESS: the dev gradients)
+  rescore: bool = False  # the loop can recompute it over the pool every iteration
+  about: str = ""
+
+
+SCORES = {
+    "base_loss":
+        Score(1, "idu0_N", about="response loss under the base model (IDU_0, ppl)"),
+    "loss":
+        Score(1, rescore=True, about="response loss under the current model (rescore)"),
+    "ifd":
+        Score(
+            2, "ifd_N", rescore=True,
+            about="response loss with and without the prompt -> IFD (warmup model "
+            "offline, current model when rescored)"),
+    "proxy_ifd":
+        Score(2, "proxy_ifd_N", about="IFD under a small proxy model (Superfiltering)"),
+    "less":
+        Score(1, "less_N", dev_passes=1,
+              about="cosine of projected LoRA gradients with the dev set's (LESS)"),
 }
-# Scores that also pass over every dev sample once (LESS: the dev gradients).
-DEV_PASSES = {"dev_grad_cosine": 1}
+# Forward passes per pool sample of each score the loop may compute.
+PASSES_PER_SCORE = {name: s.passes for name, s in SCORES.items()}
+# Scores that also pass over every dev sample (LESS: the dev gradients).
+DEV_PASSES = {name: s.dev_passes for name, s in SCORES.items() if s.dev_passes}
+OFFLINE_SCORES = tuple(name for name, s in SCORES.items() if s.field)
+RESCORE_SCORES = tuple(name for name, s in SCORES.items() if s.rescore)
 
 
 @dataclasses.dataclass(frozen=True)
 class Needs:
   bandit: bool = False  # the loop draws `Inputs.cluster` from the bandit
   idu: bool = False  # the loop keeps the IDU table and passes it as scores_N
-  offline_scores: tuple[str, ...] = ()  # pool-wide scores computed once
-  rescore: Optional[str] = None  # score recomputed over the pool per iteration
+  offline_scores: tuple[str, ...] = ()  # pool-wide scores computed once (OFFLINE_SCORES)
+  rescore: Optional[str] = None  # score recomputed over the pool per iteration (RESCORE_SCORES)
   tiers: bool = False  # the loop reads the pool file's `tier` per sample (oracle)
   replay: bool = False  # the loop reads select.replay_from's sample-passes (replay)
+
+  @property
+  def dev_set(self) -> bool:
+    """An offline score passes over the dev set (the loop loads it)."""
+    return any(DEV_PASSES.get(s, 0) for s in self.offline_scores)
 
   def scoring_passes(self, num_pool: int, iterations: int, num_dev: int = 0) -> dict[str, int]:
     """Forward sample passes outside training: offline and per iteration."""
@@ -72,6 +106,16 @@ class Selector(Protocol):
   def done(self, state: SelectionState) -> bool:
     """True once the method has nothing more to select."""
     ...
+
+  def scores_of(self, ids_S: np.ndarray, inputs: Inputs) -> Optional[np.ndarray]:
+    """The score each of `select`'s picks was ranked by (the IDU, the fresh
+    or the fixed score), or None for selectors that rank by none."""
+    ...
+
+
+def picked(scores_N: Optional[np.ndarray], ids_S: np.ndarray) -> Optional[np.ndarray]:
+  """`scores_N[ids_S]`, or None without scores (the selectors' `scores_of`)."""
+  return None if scores_N is None else np.asarray(scores_N)[ids_S]
 
 
 def check_scores(scores_N: Optional[np.ndarray], num_pool: int, who: str) -> np.ndarray:

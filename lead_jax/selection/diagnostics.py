@@ -63,6 +63,9 @@ class OracleSelector:
     k = min(max(self.limits.budget - state.num_distinct, 0), fresh.size)
     return rng.choice(fresh, size=k, replace=False).astype(np.int64)
 
+  def scores_of(self, ids_S, inputs: Inputs) -> None:
+    return None  # unranked
+
 
 @dataclasses.dataclass(frozen=True)
 class ReplaySelector:
@@ -82,23 +85,28 @@ class ReplaySelector:
     ids = np.unique(self.passes_M)
     return ids[state.use_count_N[ids] == 0].astype(np.int64)
 
+  def scores_of(self, ids_S, inputs: Inputs) -> None:
+    return None  # unranked
 
-def make_diagnostic(name: str, needs: Needs, limits: Limits, num_pool: int,
-                    tier_N: Optional[np.ndarray], passes_M: Optional[np.ndarray]):
-  """The oracle (from the pool's tiers) or the replay (from the replayed passes)."""
-  if name == "oracle":
-    if tier_N is None or np.shape(tier_N) != (num_pool,):
-      got = None if tier_N is None else np.shape(tier_N)
-      raise ValueError(f"selection 'oracle': needs one tier per pool sample (shape "
-                       f"({num_pool},)), got {got}.")
-    clean_N = np.asarray(tier_N) == CLEAN
-    if clean_N.sum() < limits.budget:
-      log.warning(
-          "oracle: the pool holds %d clean samples, fewer than the budget of %d; "
-          "taking all of them", int(clean_N.sum()), limits.budget)
-    return OracleSelector(name=name, needs=needs, limits=limits, clean_N=clean_N)
-  if name != "replay":
-    raise ValueError(f"selection: {name!r} is not a diagnostic; use oracle or replay.")
+
+def make_oracle(name: str, needs: Needs, limits: Limits, num_pool: int,
+                tier_N: Optional[np.ndarray]) -> OracleSelector:
+  """The oracle, from the pool's tiers (`read_tiers`)."""
+  if tier_N is None or np.shape(tier_N) != (num_pool,):
+    got = None if tier_N is None else np.shape(tier_N)
+    raise ValueError(f"selection 'oracle': needs one tier per pool sample (shape "
+                     f"({num_pool},)), got {got}.")
+  clean_N = np.asarray(tier_N) == CLEAN
+  if clean_N.sum() < limits.budget:
+    log.warning(
+        "oracle: the pool holds %d clean samples, fewer than the budget of %d; "
+        "taking all of them", int(clean_N.sum()), limits.budget)
+  return OracleSelector(name=name, needs=needs, limits=limits, clean_N=clean_N)
+
+
+def make_replay(name: str, needs: Needs, limits: Limits, num_pool: int,
+                passes_M: Optional[np.ndarray]) -> ReplaySelector:
+  """The replay, from the replayed sample-passes (`read_replay`)."""
   passes_M = np.asarray([] if passes_M is None else passes_M, np.int64)
   if not passes_M.size or passes_M.min() < 0 or passes_M.max() >= num_pool:
     raise ValueError(f"selection 'replay': needs the replayed sample-passes as pool ids in "

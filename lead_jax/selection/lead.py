@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 
 from lead_jax.selection import ranking
-from lead_jax.selection.base import Inputs, Needs, check_scores
+from lead_jax.selection.base import Inputs, Needs, check_scores, picked
 from lead_jax.selection.state import Layout, Limits, SelectionState, budget_done
 
 
@@ -80,3 +80,7 @@ class ClusterSelector:
                                     score_S, ids_S, remaining)
     ids_S, score_S = ids_S[keep_S], score_S[keep_S]
     return ids_S[np.lexsort((ids_S, -score_S))]
+
+  def scores_of(self, ids_S, inputs: Inputs):
+    """The IDU of the picks (LEAD); None for ODM's random ranking."""
+    return None if self.random_ranking else picked(inputs.scores_N, ids_S)

@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from lead_jax.selection import ranking
-from lead_jax.selection.base import Inputs, Needs, check_scores
+from lead_jax.selection.base import Inputs, Needs, check_scores, picked
 from lead_jax.selection.state import Limits, SelectionState, budget_done
 
 
@@ -58,3 +58,6 @@ class RescoreSelector:
     keep_S = ranking.trim_to_budget(new_S, ranking.quota_fraction(new_S), score_S, ids_S,
                                     self.limits.budget - state.num_distinct)
     return ids_S[keep_S]
+
+  def scores_of(self, ids_S, inputs: Inputs):
+    return picked(inputs.scores_N, ids_S)  # the iteration's fresh scores

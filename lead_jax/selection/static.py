@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from lead_jax.selection import ranking
-from lead_jax.selection.base import Inputs, Needs
+from lead_jax.selection.base import Inputs, Needs, picked
 from lead_jax.selection.state import Layout, Limits, SelectionState, budget_done
 
 
@@ -35,6 +35,9 @@ class FullSelector:
 
   def select(self, state, inputs: Inputs, rng) -> np.ndarray:
     return _fresh(state).astype(np.int64)
+
+  def scores_of(self, ids_S, inputs: Inputs) -> None:
+    return None  # unranked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +68,9 @@ class RandomSelector:
     ]  # a loop over tasks
     return np.concatenate(picks).astype(np.int64) if picks else fresh[:0]
 
+  def scores_of(self, ids_S, inputs: Inputs) -> None:
+    return None  # unranked
+
 
 @dataclasses.dataclass(frozen=True)
 class TopKSelector:
@@ -88,3 +94,6 @@ class TopKSelector:
     scores = self.scores_N[fresh]
     pos = ranking.top_k(fresh, scores if self.highest else -scores, _remaining(state, self.limits))
     return fresh[pos].astype(np.int64)
+
+  def scores_of(self, ids_S, inputs: Inputs) -> np.ndarray:
+    return picked(self.scores_N, ids_S)  # the fixed score array
