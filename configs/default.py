@@ -45,7 +45,7 @@ The regime (the paper's, scaled down; why these numbers):
 Any messages-JSONL pool works with --config.data.train_path / test_path.
 """
 
-from configs import base, base_loop, pretrain
+from configs import base, base_lead, pretrain
 
 TASKS = "parity,vowel,last_digit,size,last_letter,max,count,city"
 
@@ -53,7 +53,7 @@ TASKS = "parity,vowel,last_digit,size,last_letter,max,count,city"
 def get_config(arg=None):
   """Whole config; `arg` is unused (no presets)."""
   del arg
-  config = base_loop.attach(base.get_config())
+  config = base_lead.attach(base.get_config())
   with config.unlocked():
     config.pretrain = pretrain.get()  # the base that model.checkpoint = "pretrain" names
   config.model.checkpoint = "pretrain"

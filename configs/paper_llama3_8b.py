@@ -24,7 +24,7 @@ Expected: one 8-row step of 3080 tokens in a few seconds on v5e-8; per-device
 memory from the compiled step is in docs/training.md.
 """
 
-from configs import base, base_loop
+from configs import base, base_lead
 from lead_jax import model as model_lib
 
 # Llama-3.1-8B (meta-llama/Llama-3.1-8B config.json), bf16 weights, remat.
@@ -40,7 +40,7 @@ LLAMA31_8B = model_lib.ModelConfig(
 def get_config(arg=None):
   """Whole config; `arg` is unused (no presets)."""
   del arg
-  config = base_loop.attach(base.get_config())
+  config = base_lead.attach(base.get_config())
   base.set_model(config.model, LLAMA31_8B)
   config.lora.rank, config.lora.alpha, config.lora.dropout = 64, 16.0, 0.1
   config.lora.targets = (r"(q|k|v|o|gate|up|down)_proj/kernel$",)

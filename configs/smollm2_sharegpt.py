@@ -24,13 +24,13 @@ IDU_0 already ranks the true current loss well on this pretrained model
 (Spearman 0.90 and 0.97; the updated IDU table 0.91 and 0.97).
 """
 
-from configs import base, base_loop
+from configs import base, base_lead
 
 
 def get_config(arg=None):
   """Whole config; `arg` is unused (no presets)."""
   del arg
-  config = base_loop.attach(base.get_config())
+  config = base_lead.attach(base.get_config())
   config.model.checkpoint = "assets/smollm2"  # converted by experiments.fetch_assets
   config.data.tokenizer = "assets/smollm2"
   config.data.train_path = "assets/sharegpt/pool_300.jsonl"
