@@ -54,8 +54,8 @@ def proxy_ifd(stage) -> np.ndarray:
                      "for method='superfilter'")
   base_fp = offline.fingerprint({"pool": stage.pool.fingerprint, "model": proxy.model_key})
   warm_fp = stage.warmup_fp(base_fp)
-  steps, params, _ = stage.warmed("proxy_warmup", stage.warmup_config(proxy.model_config),
-                                  proxy.base, warm_fp)
+  steps, params = stage.warmed("proxy_warmup", stage.warmup_config(proxy.model_config), proxy.base,
+                               warm_fp)
   fp = offline.fingerprint({"warmup": warm_fp, "batch": stage.cfg.score_batch_size})
 
   def compute():
@@ -93,7 +93,8 @@ def aggregate(pool_NxK: np.ndarray, dev_DxK: np.ndarray, dev_task_D: np.ndarray,
 
 
 def less(stage, base):
-  """`(scores_N, base)`: LESS scores of the pool against the dev set (see module doc)."""
+  """LESS scores of the pool against the dev set (see module doc), under the
+  warmup model on top of `base`."""
   from lead_jax import offline  # the offline stage imports this module
   dev, t = stage.env.dev_pool, stage.env.train_cfg
   if dev is None:
@@ -101,7 +102,7 @@ def less(stage, base):
                      "writes one)")
   if not t.projection_dim:
     raise ValueError("method='less' needs projected gradients: set train.projection_dim > 0")
-  steps, params, base = stage.warmup(base)
+  steps, params = stage.warmup(base)
   how = stage.cfg.less_aggregate
   fp = offline.fingerprint({
       "warmup": stage.warmup_fp(), "dev": dev.fingerprint, "how": how,
@@ -119,4 +120,4 @@ def less(stage, base):
     scores = aggregate(g_pool, g_dev, dev.task_N, how)
     return {"scores": scores}, {"less_grads": c_pool, "less_dev_grads": c_dev}, {}
 
-  return stage.artifact("less", fp, compute)[0]["scores"], base
+  return stage.artifact("less", fp, compute)[0]["scores"]
