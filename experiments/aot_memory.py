@@ -4,8 +4,8 @@
       [--devices 8 --batch 8 --length 2048 --step train]
 
 Starts JAX on `--devices` fake CPU devices, builds the config's mesh, the
-abstract TrainState with its shardings (`jax.eval_shape`) and an abstract
-batch, then lowers and compiles the jitted step and reads XLA's memory
+abstract TrainState and base weights with their shardings (`jax.eval_shape`)
+and an abstract batch, then lowers and compiles the jitted step and reads XLA's memory
 analysis of the per-device program. Nothing is allocated, so an 8B model
 compiles on a laptop. Hardware: any CPU; about 1-3 minutes for the paper config.
 The last line printed is one JSON object with `per_device_bytes` (arguments +
@@ -50,6 +50,9 @@ def measure(config, batch: int, length: int, step: str = "train") -> dict:
   model_config = build.model_config(config.model, config.lora)
   tx, lr_fn = optim.make(config.optim)
   state, shardings = build.abstract_state(model_config, tx, mesh, config.mesh.rules)
+  _, base_shardings = build.shardings(model_config, tx, mesh, config.mesh.rules)
+  base = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      build.abstract_base(model_config), base_shardings)
   spec = train.spec_from_config(model_config, config.train, config.optim, config.seed)
   rows = sharding.batch_sharding(mesh)
   shapes = {
@@ -60,7 +63,7 @@ def measure(config, batch: int, length: int, step: str = "train") -> dict:
   batch_abs = {k: jax.ShapeDtypeStruct(s, d, sharding=rows) for k, (s, d) in shapes.items()}
   key = jax.eval_shape(lambda: jax.random.key(0))
   fn = getattr(train.compile(spec, tx, lr_fn, mesh, shardings), step)
-  compiled = fn.lower(state, batch_abs, key).compile()
+  compiled = fn.lower(state, base, batch_abs, key).compile()
   m = compiled.memory_analysis()
   total = (
       m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes +

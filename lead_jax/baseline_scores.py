@@ -64,10 +64,10 @@ class Stage(Protocol):
     """The key of the warmup on the base keyed `base_fp` (default the run's)."""
 
   def warmup(self, base) -> tuple:
-    """The run's warmup model (steps, params, ...), trained unless cached."""
+    """`(steps, params)` of the run's warmup model, trained unless cached."""
 
   def warmed(self, name: str, model_config, base, fp: str) -> tuple:
-    """Model `model_config` after the warmup (the artifact `name`, key `fp`)."""
+    """`(steps, params)` of `model_config` after the warmup (artifact `name`, key `fp`)."""
 
   def artifact(self, name: str, fp: str, compute: Callable) -> tuple[dict, dict]:
     """(arrays, meta) of artifact `name` with key `fp`, cached, else `compute()`."""
@@ -82,8 +82,8 @@ def proxy_ifd(stage: Stage) -> np.ndarray:
                      "for method='superfilter'")
   base_fp = artifacts.fingerprint({"pool": stage.pool.fingerprint, "model": proxy.model_key})
   warm_fp = stage.warmup_fp(base_fp)
-  steps, params, _ = stage.warmed("proxy_warmup", stage.warmup_config(proxy.model_config),
-                                  proxy.base, warm_fp)
+  steps, params = stage.warmed("proxy_warmup", stage.warmup_config(proxy.model_config), proxy.base,
+                               warm_fp)
   fp = artifacts.fingerprint({
       "version": VERSION, "warmup": warm_fp, "batch": stage.cfg.score_batch_size
   })
@@ -123,14 +123,15 @@ def aggregate(pool_NxK: np.ndarray, dev_DxK: np.ndarray, dev_task_D: np.ndarray,
 
 
 def less(stage: Stage, base):
-  """`(scores_N, base)`: LESS scores of the pool against the dev set (see module doc)."""
+  """LESS scores of the pool against the dev set (see module doc), under the
+  warmup model on top of `base`."""
   dev, t = stage.env.dev_pool, stage.env.train_cfg
   if dev is None:
     raise ValueError("method='less' needs a dev set: set data.dev_path (the synthetic lake "
                      "writes one)")
   if not t.projection_dim:
     raise ValueError("method='less' needs projected gradients: set train.projection_dim > 0")
-  steps, params, base = stage.warmup(base)
+  steps, params = stage.warmup(base)
   how = stage.cfg.less_aggregate
   fp = artifacts.fingerprint({
       "version": VERSION, "warmup": stage.warmup_fp(), "dev": dev.fingerprint, "how": how,
@@ -148,4 +149,4 @@ def less(stage: Stage, base):
     scores = aggregate(g_pool, g_dev, dev.task_N, how)
     return {"scores": scores}, {"less_grads": c_pool, "less_dev_grads": c_dev}, {}
 
-  return stage.artifact("less", fp, compute)[0]["scores"], base
+  return stage.artifact("less", fp, compute)[0]["scores"]

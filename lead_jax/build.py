@@ -86,29 +86,50 @@ def abstract_base(config: model_lib.ModelConfig):
 def _creator(model_config: model_lib.ModelConfig, tx):
 
   def create(base, key):
-    lora = lora_lib.init(model_config.lora, base, key)
-    return train.TrainState.create(base, lora, tx)
+    return train.TrainState.create(lora_lib.init(model_config.lora, base, key), tx)
 
   return create
 
 
+def _split_shardings(mesh, rules, state_shapes, base_shapes):
+  """`(state shardings, base shardings)`: the rules matched over the paths
+  `base/...`, `step`, `lora/...` and `opt_state/...` together (a rule must match
+  one of them)."""
+  fields = {f.name: getattr(state_shapes, f.name) for f in dataclasses.fields(state_shapes)}
+  both = sharding.tree_shardings(mesh, rules, {"base": base_shapes, **fields})
+  base = both.pop("base")
+  return train.TrainState(**both), base
+
+
+def shardings(model_config: model_lib.ModelConfig, tx, mesh=None, rules=()):
+  """`(state shardings, base shardings)`, `(None, None)` without a mesh: where
+  `TrainState` leaves and base weights live (place the base with
+  `sharding.place(base, base_shardings)`), without allocating anything."""
+  if mesh is None:
+    return None, None
+  base = abstract_base(model_config)
+  state = jax.eval_shape(_creator(model_config, tx), base, jax.random.key(0))
+  return _split_shardings(mesh, rules, state, base)
+
+
 def abstract_state(model_config: model_lib.ModelConfig, tx, mesh=None, rules=()):
-  """`(abstract TrainState, shardings or None)` without allocating anything;
-  with a mesh the ShapeDtypeStructs carry their shardings (AOT, restore)."""
-  create = _creator(model_config, tx)
-  shapes = jax.eval_shape(create, abstract_base(model_config), jax.random.key(0))
+  """`(abstract TrainState, its shardings or None)` without allocating anything;
+  with a mesh the ShapeDtypeStructs carry their shardings (AOT, restore). The
+  base is not part of it (`abstract_base`, `shardings`)."""
+  base = abstract_base(model_config)
+  shapes = jax.eval_shape(_creator(model_config, tx), base, jax.random.key(0))
   if mesh is None:
     return shapes, None
-  shardings = sharding.tree_shardings(mesh, rules, shapes)
+  state_shardings, _ = _split_shardings(mesh, rules, shapes, base)
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes,
-                      shardings), shardings
+                      state_shardings), state_shardings
 
 
 def init_state(model_config: model_lib.ModelConfig, base, tx, key: jax.Array, mesh=None, rules=()):
-  """`(TrainState, shardings or None)`: fresh adapters and optimiser state on
-  top of `base`, created directly with their shardings when a mesh is given
-  (then `base` is placed by the rules). The state takes `base` over without a
-  copy, and the steps donate the state: do not use `base` afterwards."""
+  """`(TrainState, its shardings or None)`: fresh adapters and optimiser state
+  for `base` (read for its shapes only), created directly with their shardings
+  when a mesh is given. The base is not placed here: the caller places it
+  (`shardings`) and hands it to the steps beside the state."""
 
   def adapters(base, key):
     lora = lora_lib.init(model_config.lora, base, key)
@@ -116,10 +137,11 @@ def init_state(model_config: model_lib.ModelConfig, base, tx, key: jax.Array, me
 
   step = jnp.zeros((), jnp.int32)
   if mesh is None:
-    return train.TrainState(step, base, *jax.jit(adapters)(base, key)), None
-  create = _creator(model_config, tx)
-  shardings = sharding.tree_shardings(mesh, rules, jax.eval_shape(create, base, key))
-  base = sharding.place(base, shardings.base)
-  lora, opt_state = jax.jit(adapters, out_shardings=(shardings.lora, shardings.opt_state))(base,
-                                                                                           key)
-  return train.TrainState(jax.device_put(step, shardings.step), base, lora, opt_state), shardings
+    return train.TrainState(step, *jax.jit(adapters)(base, key)), None
+  state_shardings, _ = _split_shardings(mesh, rules,
+                                        jax.eval_shape(_creator(model_config, tx), base, key),
+                                        jax.eval_shape(lambda b: b, base))
+  lora, opt_state = jax.jit(adapters, out_shardings=(state_shardings.lora,
+                                                     state_shardings.opt_state))(base, key)
+  return train.TrainState(jax.device_put(step, state_shardings.step), lora,
+                          opt_state), state_shardings

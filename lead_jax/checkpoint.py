@@ -1,8 +1,9 @@
 """Composite checkpoints: device state plus host state, written by orbax.
 
 One checkpoint per step in `<directory>/<step>/`:
-  state/        the device TrainState (sharded arrays, restored onto the
-                shardings of the abstract state passed to `restore`)
+  state/        the device state as given, e.g. a `train.TrainState` (sharded
+                arrays, restored onto the shardings of the abstract state
+                passed to `restore`); the frozen base is not part of it
   host_arrays/  the NumPy arrays of the host state (IDU table, use counts, ...)
   host_json/    everything else of the host state (NumPy Generator state,
                 bandit history lists, strings), plus the arrays' dtypes/shapes
@@ -125,40 +126,36 @@ class Manager:
     return self._every > 0 and step % self._every == 0
 
   def save(self, step: int, state, host: Optional[dict] = None, force: bool = False) -> bool:
-    """Saves when `force` or `step` is a multiple of `every_steps`. A state
-    with a frozen `base` (`TrainState`) is saved without it."""
+    """Saves when `force` or `step` is a multiple of `every_steps`."""
     if not (force or self.should_save(step)) or step in self.all_steps():
       return False
     arrays, skeleton = split_host(host or {})
     items = {
-        "state": ocp.args.StandardSave(_without_base(state)),
+        "state": ocp.args.StandardSave(state),
         "host_json": ocp.args.JsonSave({"host": skeleton, "has_arrays": bool(arrays)})
     }
     if arrays:
       items["host_arrays"] = ocp.args.StandardSave(arrays)
     return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
 
-  def restore(self, abstract_state, step: Optional[int] = None, base=None):
+  def restore(self, abstract_state, step: Optional[int] = None):
     """`(state, host)` of `step` (default: the newest complete checkpoint).
 
     `abstract_state` gives the structure, dtypes and shardings to restore onto
-    (`jax.ShapeDtypeStruct` leaves, e.g. from `jax.eval_shape`). A `TrainState`
-    comes back with `base` (the frozen weights the caller rebuilt) put in.
+    (`jax.ShapeDtypeStruct` leaves, e.g. from `jax.eval_shape` or
+    `build.abstract_state`).
     """
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no complete checkpoint in {self._manager.directory}")
     meta = self._manager.restore(
         step, args=ocp.args.Composite(host_json=ocp.args.JsonRestore()))["host_json"]
-    items = {"state": ocp.args.StandardRestore(_without_base(abstract_state))}
+    items = {"state": ocp.args.StandardRestore(abstract_state)}
     if meta["has_arrays"]:
       items["host_arrays"] = ocp.args.StandardRestore(_template(meta["host"]))
     restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     arrays = restored["host_arrays"] if meta["has_arrays"] else {}
-    state = restored["state"]
-    if hasattr(state, "without_base"):
-      state = state.replace(base=base)
-    return state, join_host(meta["host"], arrays)
+    return restored["state"], join_host(meta["host"], arrays)
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
@@ -166,10 +163,6 @@ class Manager:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
-
-
-def _without_base(state):
-  return state.without_base() if hasattr(state, "without_base") else state
 
 
 def abstract(tree, shardings=None):

@@ -80,35 +80,37 @@ def _setup(config, workdir: str):
   model_config, base = build.load_base(
       base_cache.resolve_model(config), config.lora, build.base_key(config.seed))
   tx, lr_fn = optim.make(config.optim)
+  base = sharding.place(base, build.shardings(model_config, tx, mesh, config.mesh.rules)[1])
   state, shardings = build.init_state(model_config, base, tx, jax.random.fold_in(root, _LORA), mesh,
                                       config.mesh.rules)
   spec = train.spec_from_config(model_config, config.train, config.optim, config.seed)
   steps = train.compile(spec, tx, lr_fn, mesh, shardings)
-  return mesh, pool, test, state, shardings, steps, jax.random.fold_in(root, _STEP)
+  return mesh, pool, test, base, state, shardings, steps, jax.random.fold_in(root, _STEP)
 
 
 def run(config, workdir: str) -> dict:
   """Trains, checkpoints, resumes; writes `final_metrics.json`; returns it."""
   start_time = time.time()
-  mesh, pool, test, state, shardings, steps, step_key = _setup(config, workdir)
+  mesh, pool, test, base, state, shardings, steps, step_key = _setup(config, workdir)
   b = config.train.batch_size
   total = config.train.epochs * math.ceil(len(pool) / b)
   total = min(total, config.train.max_steps) if config.train.max_steps else total
   manager = checkpoint.Manager(checkpoint.directory(config.checkpoint, workdir), config.checkpoint)
   host = _initial_host(config.seed, len(pool))
   if config.checkpoint.resume and manager.latest_step() is not None:
-    state, host = manager.restore(checkpoint.abstract(state, shardings), base=state.base)
+    state, host = manager.restore(checkpoint.abstract(state, shardings))
     log.info("resumed from step %d", host["step"])
   writer = metrics.Writer(workdir)
   writer.truncate_after(host["step"], drop_splits=("final",))
   if host["test_loss_initial"] is None and test is not None:
-    host["test_loss_initial"] = pool_loss(steps.score, state.params, test, b, mesh, "test loss")
+    host["test_loss_initial"] = pool_loss(steps.score, train.params(base, state.lora), test, b,
+                                          mesh, "test loss")
   window = []
   for step in tqdm.trange(host["step"], total, initial=host["step"], total=total, desc="train",
                           disable=None):
     ids, host = _next_ids(host, len(pool), b)
     batch = sharding.shard_batch(mesh, data.gather(pool, ids, b))
-    state, out = steps.plain(state, batch, jax.random.fold_in(step_key, step))
+    state, out = steps.plain(state, base, batch, jax.random.fold_in(step_key, step))
     window.append(train.fetch(out["metrics"]))
     host = dict(host, step=step + 1, skipped=host["skipped"] + int(window[-1]["skipped"]))
     if (step + 1) % config.train.log_every == 0 or step + 1 == total:
@@ -119,7 +121,7 @@ def run(config, workdir: str) -> dict:
   final = {
       "train_steps": total, "epochs_started": host["epoch"] + 1, "skipped_steps": host["skipped"],
       "test_loss_initial": host["test_loss_initial"], "test_loss":
-          (pool_loss(steps.score, state.params, test, b, mesh, "test loss")
+          (pool_loss(steps.score, train.params(base, state.lora), test, b, mesh, "test loss")
            if test is not None else None), "wall_seconds": time.time() - start_time
   }
   writer.write(total, {k: v for k, v in final.items() if v is not None}, split="final")

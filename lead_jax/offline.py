@@ -145,49 +145,49 @@ class _Stage:
     })
 
   def warmup(self, base):
-    """`(warmup steps, warmup params, base)` of the run's model; trains unless cached."""
+    """`(warmup steps, warmup params)` of the run's model on top of `base`;
+    trains unless cached."""
     got = self.warmed("warmup", self.warmup_config(), base, self.warmup_fp())
     self.warmup_loss = self._warm_loss["warmup"]
     return got
 
   def warmed(self, name: str, mc_w, base, fp: str):
-    """`(steps, params, base)` of model `mc_w` after the warmup on the seeded
-    subset (the artifact `name`); the same subset for every model."""
+    """`(steps, params)` of model `mc_w` (base weights `base`) after the warmup
+    on the seeded subset (the artifact `name`); the same subset for every model."""
     if name in self._warm:
       return self._warm[name]
     tx, lr_fn = optim.make(self.env.optim_cfg)
     spec = train.spec_from_config(mc_w, self.env.train_cfg, self.env.optim_cfg, self.env.seed)
-    _, shardings = build.abstract_state(mc_w, tx, self.env.mesh, self.env.rules)
-    steps = train.compile(spec, tx, lr_fn, self.env.mesh, shardings)
-    box = {"base": base}
-    arrays, meta = self.artifact(name, fp, lambda: self._train_warmup(box, mc_w, tx, steps, name))
+    state_shardings, base_shardings = build.shardings(mc_w, tx, self.env.mesh, self.env.rules)
+    if base_shardings is not None:  # the run's base is there already, a proxy's is not
+      base = sharding.place(base, base_shardings)
+    steps = train.compile(spec, tx, lr_fn, self.env.mesh, state_shardings)
+    arrays, meta = self.artifact(name, fp, lambda: self._train_warmup(base, mc_w, tx, steps, name))
     lora = paths.unflatten({
         k[len("lora/"):]: v for k, v in arrays.items() if k.startswith("lora/")
     })
     self._warm_loss[name] = meta.get("loss_per_epoch")
-    self._warm[name] = (steps, {"params": box["base"], "lora": lora}, box["base"])
+    self._warm[name] = (steps, train.params(base, lora))
     return self._warm[name]
 
-  def _train_warmup(self, box, mc_w, tx, steps, name: str):
+  def _train_warmup(self, base, mc_w, tx, steps, name: str):
     pool, c, b = self.pool, self.cfg, self.env.train_cfg.batch_size
     n = min(len(pool), max(1, int(round(c.warmup_fraction * len(pool)))))
     rng = np.random.default_rng([self.env.seed, 0x3A7])
     ids = np.sort(rng.choice(len(pool), n, replace=False))
-    state, _ = build.init_state(mc_w, box["base"], tx, self.env.lora_key, self.env.mesh,
-                                self.env.rules)
+    state, _ = build.init_state(mc_w, base, tx, self.env.lora_key, self.env.mesh, self.env.rules)
     counts, losses, k = {}, [], 0
     for _ in tqdm.trange(c.warmup_epochs, desc=f"{name} epochs", leave=False, disable=None):
       order, epoch = rng.permutation(ids), []
       for start in range(0, n, b):
         batch = data.gather(pool, order[start:start + b], b)
-        state, out = steps.plain(state, sharding.shard_batch(self.env.mesh, batch),
+        state, out = steps.plain(state, base, sharding.shard_batch(self.env.mesh, batch),
                                  jax.random.fold_in(self.env.step_key, k))
         epoch.append(float(train.fetch(out["metrics"])["loss"]))
         for counter, v in accounting.passes_of_batch(batch, backward=True).items():
           counts[counter] = counts.get(counter, 0) + v
         k += 1
       losses.append(float(np.mean(epoch)))
-    box["base"] = state.base  # the steps donated the state: the live base is its copy
     flat = {f"lora/{p}": np.asarray(x) for p, x in paths.flatten(jax.device_get(state.lora)).items()}
     log.info("%s: %d samples x %d epochs (%d steps), loss per epoch %s", name, n, c.warmup_epochs,
              k, [round(x, 3) for x in losses])
@@ -198,7 +198,7 @@ class _Stage:
     return np.arange(len(self.pool))
 
   def ifd(self, base):
-    steps, params, base = self.warmup(base)
+    steps, params = self.warmup(base)
     fp = fingerprint({"warmup": self.warmup_fp(), "batch": self.cfg.score_batch_size})
 
     def compute():
@@ -209,7 +209,7 @@ class _Stage:
       return dict(out, ifd_raw=ifd_raw), {"ifd": counts}, {}
 
     arrays, _ = self.artifact("ifd", fp, compute)
-    return arrays["ifd_raw"], base
+    return arrays["ifd_raw"]
 
   def base_loss(self, base):
     fp = fingerprint({"base": self.base_fp, "batch": self.cfg.score_batch_size})
@@ -223,7 +223,7 @@ class _Stage:
     return self.artifact("base_loss", fp, compute)[0]["loss"]
 
   def features(self, kind: str, base):
-    steps, params, base = self.warmup(base)
+    steps, params = self.warmup(base)
     t = self.env.train_cfg
     fp = fingerprint({
         "warmup": self.warmup_fp(), "kind": kind, "batch": self.cfg.score_batch_size,
@@ -241,7 +241,7 @@ class _Stage:
                                             self.cfg.score_batch_size, self.env.mesh)
       return {"features": f}, {f"features_{kind}": counts}, {}
 
-    return self.artifact(f"features_{kind}", fp, compute)[0]["features"], fp, base
+    return self.artifact(f"features_{kind}", fp, compute)[0]["features"], fp
 
   def clusters(self, feats_NxD: np.ndarray, source_fp: str) -> np.ndarray:
     fp = fingerprint({
@@ -259,11 +259,11 @@ class _Stage:
 
 
 def run(cfg, env: Env, pool: data.Pool, workdir: str, wants: set[str], num_clusters: int, base):
-  """`(Result, base)`: the artifacts in `wants` (ifd, base_loss, clusters, and
+  """The `Result` of the artifacts in `wants` (ifd, base_loss, clusters, and
   the baselines' proxy_ifd and less, `lead_jax.baseline_scores`).
 
-  `cfg` is the `offline` sub-config. `base` is handed back because the warmup
-  steps donate their state: use the returned one afterwards.
+  `cfg` is the `offline` sub-config, `base` the run model's base weights
+  (placed on the run's devices; read, never donated).
   """
   if cfg.cluster_features not in FEATURES:
     raise ValueError(f"offline.cluster_features={cfg.cluster_features!r}; use one of "
@@ -271,7 +271,7 @@ def run(cfg, env: Env, pool: data.Pool, workdir: str, wants: set[str], num_clust
   stage = _Stage(cfg, env, pool, workdir, num_clusters)
   ifd_raw = ifd = idu0 = cluster = None
   if "ifd" in wants or ("clusters" in wants and cfg.cluster_features == "ifd"):
-    ifd_raw, base = stage.ifd(base)
+    ifd_raw = stage.ifd(base)
     ifd = clustering.clip_ifd(ifd_raw, cfg.ifd_clip)
   if "base_loss" in wants:
     idu0 = stage.base_loss(base)
@@ -279,15 +279,15 @@ def run(cfg, env: Env, pool: data.Pool, workdir: str, wants: set[str], num_clust
     if cfg.cluster_features == "ifd":
       feats, source = ifd, fingerprint({"ifd": stage.warmup_fp(), "clip": cfg.ifd_clip})
     else:
-      feats, source, base = stage.features(cfg.cluster_features, base)
+      feats, source = stage.features(cfg.cluster_features, base)
     cluster = stage.clusters(feats, source)
   proxy_ifd = less = None
   if "proxy_ifd" in wants:
     proxy_ifd = clustering.clip_ifd(baseline_scores.proxy_ifd(stage), cfg.ifd_clip)
   if "less" in wants:
-    less, base = baseline_scores.less(stage, base)
+    less = baseline_scores.less(stage, base)
   k = int(cluster.max()) + 1 if cluster is not None else 1
   result = Result(ifd_raw_N=ifd_raw, ifd_N=ifd, idu0_N=idu0, cluster_N=cluster, num_clusters=k,
                   ledger=stage.ledger, computed=tuple(stage.computed), warmup_loss=getattr(
                       stage, "warmup_loss", None), proxy_ifd_N=proxy_ifd, less_N=less)
-  return result, base
+  return result

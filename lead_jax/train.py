@@ -1,11 +1,18 @@
 """The training state and the pure steps: LEAD, plain, scoring, projection.
 
-  train_step(spec, tx, lr_fn, state, batch, key) -> (state, outputs)   LEAD
-  plain_step(spec, tx, lr_fn, state, batch, key) -> (state, outputs)   baselines
+  train_step(spec, tx, lr_fn, state, base, batch, key) -> (state, outputs)   LEAD
+  plain_step(spec, tx, lr_fn, state, base, batch, key) -> (state, outputs)   baselines
   score_step(model_config, micro_batch, params, batch, response_batch=None) -> dict
-  project_step(spec, params, batch)              -> dict (no update)
+  project_step(spec, params, batch)                    -> dict (no update)
+`state` (`TrainState`) is what training changes: the step counter, the
+adapters and the optimiser state. The frozen base weights (the `params`
+collection) are a separate argument, never donated and never returned: the
+caller's base stays valid and serves every later step, score and reader. The
+forward-only steps take the model's variables `params = {"params": base,
+"lora": adapters}` (`params(base, lora)`; without "lora": the base model alone).
 `compile` binds the leading arguments and jits each step once, with shardings
-and a donated state; the unjitted functions stay importable for tests.
+and a donated state (the base is not donated); the unjitted functions stay
+importable for tests.
 
 LEAD outputs, one row per batch row (never NaN: bad values are zeroed and
 flagged):
@@ -55,23 +62,22 @@ DL_STORED_MAX_BYTES = 1 << 30
 
 @flax.struct.dataclass
 class TrainState:
+  """What training changes, donated to the steps and checkpointed as is. The
+  frozen base is not part of it: checkpoints never hold it (16 GB at 8B), every
+  reader rebuilds it from the config (a checkpoint path or the seed)."""
   step: jax.Array  # int32: calls whose update was applied (skipped calls do not count)
-  base: Any  # the frozen base model (`params` collection); never differentiated
   lora: Any  # the trainable adapters (`lora` collection)
   opt_state: Any
 
   @classmethod
-  def create(cls, base, lora, tx: optax.GradientTransformation) -> "TrainState":
-    return cls(jnp.zeros((), jnp.int32), base, lora, tx.init(lora))
+  def create(cls, lora, tx: optax.GradientTransformation) -> "TrainState":
+    return cls(jnp.zeros((), jnp.int32), lora, tx.init(lora))
 
-  @property
-  def params(self) -> dict:
-    return {"params": self.base, "lora": self.lora}
 
-  def without_base(self) -> "TrainState":
-    """What checkpoints store: the frozen base is rebuilt from the config (a
-    checkpoint path or the seed), never written again (16 GB at 8B)."""
-    return self.replace(base=None)
+def params(base, lora=None) -> dict:
+  """The model's variables: the frozen `base` (`params` collection) and the
+  adapters `lora` (a `TrainState`'s `lora`); without `lora`, the base alone."""
+  return {"params": base} if lora is None else {"params": base, "lora": lora}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,10 +175,11 @@ def _finish(w_B, finite_B, finite, loss, loss_B, n_B, metrics):
   }
 
 
-def train_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
-  """One LEAD training step (see module doc for the outputs)."""
+def train_step(spec: StepSpec, tx, lr_fn, state: TrainState, base, batch, key):
+  """One LEAD training step of the adapters on top of the frozen `base` (see
+  module doc for the outputs)."""
   examples, keys = _inputs(spec, batch, key)
-  loss_fn = spec.loss_fn(state.base)
+  loss_fn = spec.loss_fn(base)
   keep = keeps_grads(spec, state.lora, examples["is_pad_B"].shape[0])
   p = grads.lead_pass(loss_fn, state.lora, examples, keys, spec.micro_batch, spec.projection, keep,
                       spec.batch_axes, spec.proj_shardings)
@@ -194,13 +201,13 @@ def train_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
   return new_state, out
 
 
-def plain_step(spec: StepSpec, tx, lr_fn, state: TrainState, batch, key):
+def plain_step(spec: StepSpec, tx, lr_fn, state: TrainState, base, batch, key):
   """A LoRA step without LEAD's per-example outputs: loss_B, flags and metrics
   only. Its gradient is the LEAD pass's sum of per-example gradients
   (`grads.plain_pass`), so both steps apply the same update."""
   examples, keys = _inputs(spec, batch, key)
   loss_B, n_B, grad_sum = grads.plain_pass(
-      spec.loss_fn(state.base), state.lora, examples, keys, spec.micro_batch, spec.batch_axes)
+      spec.loss_fn(base), state.lora, examples, keys, spec.micro_batch, spec.batch_axes)
   w_B, loss, grad = _batch_mean(loss_B, n_B, grad_sum)
   finite_B = jnp.isfinite(loss_B)
   finite = jnp.all(finite_B) & jnp.isfinite(optax.tree.norm(grad))
@@ -284,16 +291,18 @@ def _mesh_context(mesh):
 class Steps:
   """The jitted steps of one run. Per-example outputs come back replicated
   (gathered inside the step); `fetch` brings them to the host."""
-  train: Callable  # (state, batch, key) -> (state, outputs); state donated
-  plain: Callable  # (state, batch, key) -> (state, outputs); state donated
+  train: Callable  # (state, base, batch, key) -> (state, outputs); state donated, base not
+  plain: Callable  # (state, base, batch, key) -> (state, outputs); state donated, base not
   score: Callable  # (params, batch, response_batch=None) -> dict
   project: Callable  # (params, batch) -> dict
 
 
 def compile(spec: StepSpec, tx, lr_fn, mesh=None, state_sharding=None) -> Steps:  # pylint: disable=redefined-builtin
-  """Jits the steps. With a mesh, `state_sharding` is the state's sharding
-  tree (`build.init_state`); inputs keep the shardings they were placed with
-  (`sharding.shard_batch` for batches), per-example outputs come back replicated."""
+  """Jits the steps. With a mesh, `state_sharding` is the `TrainState`'s
+  sharding tree (`build.init_state`, `build.abstract_state`): the new state
+  comes back on it. Inputs keep the shardings they were placed with (the base
+  by `build.shardings`, batches by `sharding.shard_batch`); per-example outputs
+  come back replicated. Only the state is donated: the base stays valid."""
   if mesh is not None and state_sharding is None:
     raise ValueError("compile with a mesh needs the state's shardings (build.init_state)")
   out = None if mesh is None else sharding_lib.replicated(mesh)

@@ -23,8 +23,8 @@ GOLDEN = os.path.join(os.path.dirname(__file__), "fixtures", "golden_step.npz")
 
 
 def _one_step() -> dict:
-  state, steps, _ = setup(tiny_config(), lr=1e-3)
-  new, out = steps.train(copy(state), make_batch(), jax.random.key(9))
+  state, base, steps, _ = setup(tiny_config(), lr=1e-3)
+  new, out = steps.train(copy(state), base, make_batch(), jax.random.key(9))
   out = train.fetch(out)
   lora = {
       "/".join(str(getattr(k, "key", k))

@@ -45,10 +45,10 @@ def env(tmp_path_factory):
   mesh = sharding.make_mesh(config.mesh)
   mc, base = build.load_base(config.model, config.lora, jax.random.key(0))
   tx, lr_fn = optim.make(config.optim)
-  _, shardings = build.abstract_state(mc, tx, mesh, config.mesh.rules)
-  base = sharding.place(base, shardings.base)
+  state_shardings, base_shardings = build.shardings(mc, tx, mesh, config.mesh.rules)
+  base = sharding.place(base, base_shardings)
   spec = train.spec_from_config(mc, config.train, config.optim, config.seed)
-  steps = train.compile(spec, tx, lr_fn, mesh, shardings)
+  steps = train.compile(spec, tx, lr_fn, mesh, state_shardings)
   e = offline.Env(mc, "tiny", config.optim, config.train, config.seed, mesh,
                   tuple(config.mesh.rules), steps.score, jax.random.key(3), jax.random.key(4))
   return dict(config=config, pool=pool, env=e, base=base, workdir=workdir)
@@ -61,10 +61,9 @@ def _run(env, cfg, wants, base):
 def test_offline_computes_once_then_loads_from_the_cache(env):
   cfg, n = env["config"].offline, len(env["pool"])
   wants = {"ifd", "base_loss", "clusters"}
-  first, base = _run(env, cfg, wants, env["base"])
+  first = _run(env, cfg, wants, env["base"])
   assert set(first.computed) == {"warmup", "ifd", "base_loss", "clusters"}
-  second, base = _run(env, cfg, wants, base)
-  env["base"] = base
+  second = _run(env, cfg, wants, env["base"])
   assert second.computed == ()  # nothing recomputed
   for name in ("ifd_raw_N", "ifd_N", "idu0_N", "cluster_N"):
     np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
@@ -87,7 +86,7 @@ def test_offline_computes_once_then_loads_from_the_cache(env):
 def test_cluster_features_from_the_warmup_model(env, features):
   cfg = env["config"].offline.copy_and_resolve_references()
   cfg.cluster_features = features
-  result, env["base"] = _run(env, cfg, {"clusters"}, env["base"])
+  result = _run(env, cfg, {"clusters"}, env["base"])
   assert result.cluster_N.shape == (len(env["pool"]),) and result.num_clusters >= 2
   row = result.ledger.passes["offline"][f"features_{features}"]
   assert row["forward_samples"] == len(env["pool"])

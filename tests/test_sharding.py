@@ -1,7 +1,6 @@
 """Mesh, sharding rules, batch placement, and the sharded step on 8 CPU devices."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -62,15 +61,16 @@ def test_sharded_step_equals_single_device_step():
   spec = train.spec_from_config(mc, c.train, c.optim, c.seed)
   batch = make_batch()
 
-  single, _ = build.init_state(mc, jax.tree.map(jnp.copy, base), tx, jax.random.key(1))
-  new1, out1 = train.compile(spec, tx, lr_fn).train(single, batch, jax.random.key(3))
+  single, _ = build.init_state(mc, base, tx, jax.random.key(1))
+  new1, out1 = train.compile(spec, tx, lr_fn).train(single, base, batch, jax.random.key(3))
 
   c.mesh.data, c.mesh.fsdp = 1, 8
   mesh = sharding.make_mesh(c.mesh)
   state, shardings = build.init_state(mc, base, tx, jax.random.key(1), mesh, c.mesh.rules)
+  base = sharding.place(base, build.shardings(mc, tx, mesh, c.mesh.rules)[1])
   assert state.lora["layers"]["attn"]["q_proj"]["a"].sharding.spec == P(None, "fsdp", None)
   steps = train.compile(spec, tx, lr_fn, mesh, shardings)
-  new8, out8 = steps.train(state, sharding.shard_batch(mesh, batch), jax.random.key(3))
+  new8, out8 = steps.train(state, base, sharding.shard_batch(mesh, batch), jax.random.key(3))
   assert new8.lora["layers"]["mlp"]["down_proj"]["b"].sharding == (
       shardings.lora["layers"]["mlp"]["down_proj"]["b"])
   assert out8["loss_B"].is_fully_replicated
@@ -78,5 +78,5 @@ def test_sharded_step_equals_single_device_step():
   for k in ("loss_B", "dL_B", "g_BxK", "g_mean_K", "valid_B"):
     np.testing.assert_allclose(out8[k], out1[k], rtol=2e-4, atol=2e-6)
   close(jax.device_get(new8.lora), jax.device_get(new1.lora), rtol=1e-4, atol=1e-6)
-  score = train.fetch(steps.score(new8.params, sharding.shard_batch(mesh, batch)))
+  score = train.fetch(steps.score(train.params(base, new8.lora), sharding.shard_batch(mesh, batch)))
   assert score["loss_B"].shape == (8,)

@@ -44,7 +44,7 @@ def setup(c, lr=1e-3, accum_steps=1):
   state = state.replace(lora=jax.tree.map(lambda x: x + 0.03, state.lora))
   state = state.replace(opt_state=tx.init(state.lora))
   spec = train.spec_from_config(mc, c.train, c.optim, c.seed)
-  return state, train.compile(spec, tx, lr_fn), spec
+  return state, base, train.compile(spec, tx, lr_fn), spec
 
 
 def copy(state):
@@ -58,13 +58,13 @@ def close(a, b, rtol=1e-5, atol=1e-6):
 @pytest.fixture(scope="module")
 def main():
   """One LEAD step at lr 1e-4 (first order), shared by several tests."""
-  state, steps, spec = setup(tiny_config(), lr=1e-4)
+  state, base, steps, spec = setup(tiny_config(), lr=1e-4)
   batch = make_batch()
   before = copy(state)
-  score_before = train.fetch(steps.score(before.params, batch))
-  new, out = steps.train(copy(state), batch, jax.random.key(9))
-  return dict(state=before, steps=steps, spec=spec, batch=batch, new=new, out=train.fetch(out),
-              score_before=score_before)
+  score_before = train.fetch(steps.score(train.params(base, before.lora), batch))
+  new, out = steps.train(copy(state), base, batch, jax.random.key(9))
+  return dict(state=before, base=base, steps=steps, spec=spec, batch=batch, new=new,
+              out=train.fetch(out), score_before=score_before)
 
 
 def test_outputs_padding_and_flags(main):
@@ -85,7 +85,8 @@ def test_outputs_padding_and_flags(main):
 
 def test_dl_is_the_first_order_change_of_each_loss(main):
   """dL_i = <g_i, delta> vs loss_i(theta + delta) - loss_i(theta), delta = applied update."""
-  after = train.fetch(main["steps"].score(main["new"].params, main["batch"]))
+  after = train.fetch(main["steps"].score(
+      train.params(main["base"], main["new"].lora), main["batch"]))
   fd = after["loss_B"] - main["score_before"]["loss_B"]
   dl, valid = main["out"]["dL_B"], main["out"]["valid_B"]
   assert np.all(dl[valid] < 0)  # a descent step on this very batch lowers each loss
@@ -94,7 +95,7 @@ def test_dl_is_the_first_order_change_of_each_loss(main):
 
 def test_plain_step_applies_the_same_update(main):
   state, _ = main["state"], main["steps"]
-  new_plain, out = main["steps"].plain(copy(state), main["batch"], jax.random.key(9))
+  new_plain, out = main["steps"].plain(copy(state), main["base"], main["batch"], jax.random.key(9))
   out = train.fetch(out)
   close(new_plain.lora, main["new"].lora)
   np.testing.assert_allclose(out["loss_B"], main["out"]["loss_B"], rtol=1e-5)
@@ -105,26 +106,28 @@ def test_plain_step_applies_the_same_update(main):
 def test_step_traces_once_for_batches_of_one_shape(main):
   state, steps = copy(main["state"]), main["steps"]
   for seed in (1, 2, 3):
-    state, _ = steps.train(state, make_batch(seed, (16, 3, 9, 0, 0, 0, 0, 0)), jax.random.key(0))
+    state, _ = steps.train(state, main["base"], make_batch(seed, (16, 3, 9, 0, 0, 0, 0, 0)),
+                           jax.random.key(0))
   assert steps.train._cache_size() == 1  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize("dl_method", ["jvp", "stored", "auto"])
 def test_micro_batched_step_equals_single_chunk(main, dl_method):
   c = tiny_config(micro_batch=2, dl_method=dl_method)
-  _, steps, _ = setup(c, lr=1e-4)
-  new, out = steps.train(copy(main["state"]), main["batch"], jax.random.key(9))
+  _, _, steps, _ = setup(c, lr=1e-4)
+  base = main["base"]
+  new, out = steps.train(copy(main["state"]), base, main["batch"], jax.random.key(9))
   out = train.fetch(out)
   assert int(out["metrics"]["dl_jvp"]) == (dl_method == "jvp")  # auto: the tiny LoRA fits
   for k in ("loss_B", "dL_B", "g_BxK", "valid_B"):
     np.testing.assert_allclose(out[k], main["out"][k], rtol=1e-4, atol=1e-6)
   close(new.lora, main["new"].lora)
   if dl_method == "jvp":  # the chunked plain step and forward-only paths too
-    new_plain, _ = steps.plain(copy(main["state"]), main["batch"], jax.random.key(9))
+    new_plain, _ = steps.plain(copy(main["state"]), base, main["batch"], jax.random.key(9))
     close(new_plain.lora, main["new"].lora)
-    score = train.fetch(steps.score(main["state"].params, main["batch"]))
+    score = train.fetch(steps.score(train.params(base, main["state"].lora), main["batch"]))
     np.testing.assert_allclose(score["loss_B"], main["score_before"]["loss_B"], rtol=1e-5)
-    proj = train.fetch(steps.project(main["state"].params, main["batch"]))
+    proj = train.fetch(steps.project(train.params(base, main["state"].lora), main["batch"]))
     np.testing.assert_allclose(proj["g_BxK"], main["out"]["g_BxK"], rtol=1e-4, atol=1e-6)
     assert proj["valid_B"].tolist() == main["out"]["valid_B"].tolist()
 
@@ -148,10 +151,10 @@ def test_non_finite_step_is_skipped_and_flagged(main):
   state, batch = copy(main["state"]), dict(main["batch"])
   batch["tokens_BxL"] = batch["tokens_BxL"].copy()
   batch["tokens_BxL"][1, 2] = 250  # the only row holding token 250
-  embed = state.base["embed"]["embedding"].at[250].set(jnp.nan)
-  state = state.replace(base={**state.base, "embed": {"embedding": embed}})
+  embed = main["base"]["embed"]["embedding"].at[250].set(jnp.nan)
+  base = {**main["base"], "embed": {"embedding": embed}}
   kept = copy(state)
-  new, out = main["steps"].train(state, batch, jax.random.key(9))
+  new, out = main["steps"].train(state, base, batch, jax.random.key(9))
   out = train.fetch(out)
   assert not out["finite"] and out["metrics"]["skipped"] == 1
   assert out["finite_B"].tolist() == [True, False] + [True] * 6
@@ -164,13 +167,13 @@ def test_non_finite_step_is_skipped_and_flagged(main):
 
 
 def test_accumulation_applies_once_per_window(main):
-  state, steps, _ = setup(tiny_config(), lr=1e-3, accum_steps=2)
+  state, base, steps, _ = setup(tiny_config(), lr=1e-3, accum_steps=2)
   lora0 = copy(state.lora)
-  state, out1 = steps.train(state, main["batch"], jax.random.key(0))
+  state, out1 = steps.train(state, base, main["batch"], jax.random.key(0))
   out1 = train.fetch(out1)
   close(state.lora, lora0, rtol=0, atol=0)  # inside the window: zero update
   assert out1["metrics"]["boundary"] == 0 and not out1["dL_B"].any() and out1["valid_B"].any()
-  state, out2 = steps.train(state, make_batch(4), jax.random.key(1))
+  state, out2 = steps.train(state, base, make_batch(4), jax.random.key(1))
   out2 = train.fetch(out2)
   assert out2["metrics"]["boundary"] == 1 and np.all(out2["dL_B"][out2["valid_B"]] < 0)
   assert not np.allclose(jax.tree.leaves(state.lora)[0], jax.tree.leaves(lora0)[0])
@@ -179,9 +182,10 @@ def test_accumulation_applies_once_per_window(main):
 def test_score_step_with_response_view(main):
   steps, batch = main["steps"], main["batch"]
   view = dict(batch, loss_mask_BxL=batch["loss_mask_BxL"] & (np.arange(L) >= 10))
-  both = train.fetch(steps.score(main["state"].params, batch, view))
+  params = train.params(main["base"], main["state"].lora)
+  both = train.fetch(steps.score(params, batch, view))
   np.testing.assert_allclose(both["loss_B"], main["score_before"]["loss_B"], rtol=1e-6)
-  alone = train.fetch(steps.score(main["state"].params, view))
+  alone = train.fetch(steps.score(params, view))
   np.testing.assert_allclose(both["response_loss_B"], alone["loss_B"], rtol=1e-6)
   assert both["response_tokens_B"].tolist() == alone["tokens_B"].tolist()
 
@@ -203,4 +207,4 @@ def test_bad_batch_is_rejected_with_a_clear_error(main):
   batch = dict(main["batch"])
   del batch["loss_mask_BxL"]
   with pytest.raises(KeyError, match="loss_mask_BxL"):
-    main["steps"].score(main["state"].params, batch)
+    main["steps"].score(train.params(main["base"], main["state"].lora), batch)

@@ -1,9 +1,9 @@
 """What an evaluation runs on: a LEAD workdir, a Hugging Face directory or a GGUF file.
 
   LEAD workdir      has checkpoints/ and config.json (the run's config): the
-                    newest checkpoint's base weights and LoRA adapters,
-                    unmerged, with the run's tokenizer, chat template and
-                    held-out test set
+                    run's base weights (rebuilt as the run built them) and the
+                    newest checkpoint's LoRA adapters, unmerged, with the run's
+                    tokenizer, chat template and held-out test set
   Hugging Face dir  config.json + safetensors, the tokenizer beside them
   .gguf file        llama architecture, the tokenizer read from the file
 `evaluate(config)` (configs/evaluate.py) loads one, runs the benchmarks and
@@ -18,7 +18,8 @@ import os
 
 import ml_collections
 
-from lead_jax import artifacts, base_cache, build, checkpoint, optim, tokenizer as tokenizer_lib
+from lead_jax import (artifacts, base_cache, build, checkpoint, optim, tokenizer as tokenizer_lib,
+                      train)
 from lead_jax.data import load as data_load
 from lead_jax.evals import runner
 
@@ -41,10 +42,10 @@ def load_workdir(workdir: str):
   abstract, _ = build.abstract_state(model_config, tx)
   manager = checkpoint.Manager(checkpoint.directory(run.checkpoint, workdir), run.checkpoint)
   try:
-    state, _ = manager.restore(abstract, base=base)
+    state, _ = manager.restore(abstract)
   finally:
     manager.close()
-  return model_config, state.params, run
+  return model_config, train.params(base, state.lora), run
 
 
 def load(config):

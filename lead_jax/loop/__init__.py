@@ -61,7 +61,7 @@ def _restore(run: Run, manager, state, shardings, fresh: host_lib.Host):
   if not (run.config.checkpoint.resume and manager.latest_step() is not None):
     return state, fresh
   t0 = time.monotonic()
-  state, raw = manager.restore(checkpoint.abstract(state, shardings), base=state.base)
+  state, raw = manager.restore(checkpoint.abstract(state, shardings))
   h = host_lib.from_dict(raw)
   if h.fingerprint != run.fingerprint:
     raise DataError(f"{run.workdir}: its checkpoints belong to another pool, model or "

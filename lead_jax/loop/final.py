@@ -74,7 +74,7 @@ def evaluate(run, state, ledger):
   eval_cfg = run.config.eval.copy_and_resolve_references()
   with eval_cfg.unlocked():
     eval_cfg.benchmarks = ",".join(names)
-  result = runner.run(run.model_config, state.params, run.tok, eval_cfg, run.config.data,
+  result = runner.run(run.model_config, run.params(state), run.tok, eval_cfg, run.config.data,
                       test_path=run.test_path)
   if "synthetic" in names:
     decoded = result["benchmarks"]["synthetic"]["decode_token_passes"]
@@ -103,7 +103,7 @@ def idu_check(run, state, h, ledger):
   used = np.flatnonzero(h.sel.use_count_N > 0)
   sel_ids = np.sort(rng.choice(used, min(n, used.size), replace=False))
   ids = np.union1d(pool_ids, sel_ids)
-  out, counts = scoring.losses(run.steps.score, state.params, run.pool, ids,
+  out, counts = scoring.losses(run.steps.score, run.params(state), run.pool, ids,
                                run.config.offline.score_batch_size, run.mesh, desc="IDU check")
   loss, idu_n, idu0_n = out["loss"], h.table.idu_N[ids], run.offline.idu0_N[ids]
   in_pool, in_sel = np.isin(ids, pool_ids), np.isin(ids, sel_ids)

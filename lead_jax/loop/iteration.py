@@ -61,7 +61,7 @@ def _train_pass(run: Run, state, h: Host, orders: list[np.ndarray]):
     for order in orders:
       for start in range(0, len(order), b):
         batch = data.gather(run.pool, order[start:start + b], b)
-        state, out = step(state, sharding.shard_batch(run.mesh, batch),
+        state, out = step(state, run.base, sharding.shard_batch(run.mesh, batch),
                           jax.random.fold_in(run.step_key, k))
         out = train.fetch(out)  # the one device->host copy of the step
         k += 1
@@ -151,7 +151,7 @@ def _monitor_dev(run: Run, h: Host, state, record: dict, ledger):
   if run.dev_pool is None or not every or (h.iteration + 1) % every or "dev_loss" in record:
     return ledger
   t0 = time.monotonic()
-  record["dev_loss"], counts = _dev_loss(run, state.params)
+  record["dev_loss"], counts = _dev_loss(run, run.params(state))
   ledger = accounting.add(ledger, "evaluation", "dev_loss", counts)
   return accounting.add_seconds(ledger, "evaluation", time.monotonic() - t0)
 
@@ -161,14 +161,14 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
   ledger, t = h.ledger, h.iteration
   rng = generator(h.rng_state)
   t0 = time.monotonic()
-  arm, p_C, ids_S, scores_S, rescore_counts = _select(run, h, rng, state.params)
+  arm, p_C, ids_S, scores_S, rescore_counts = _select(run, h, rng, run.params(state))
   if rescore_counts:
     ledger = accounting.add(ledger, "selection", "rescore", rescore_counts)
   sel = selection.record(h.sel, ids_S)
   dev_before, dev_counts = h.dev_loss, {}
   if run.needs.bandit and run.needs.idu and run.config.bandit.reward == "dev_gain" \
       and dev_before is None and ids_S.size:
-    dev_before, dev_counts = _dev_loss(run, state.params)
+    dev_before, dev_counts = _dev_loss(run, run.params(state))
   ledger = accounting.add_seconds(ledger, "selection", time.monotonic() - t0)
   t0 = time.monotonic()
   orders = _schedule(run, ids_S, rng) if ids_S.size else []
@@ -177,7 +177,8 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
   t0 = time.monotonic()
   h = dataclasses.replace(h, dev_loss=dev_before)
   if ids_S.size:
-    table, arms, summary, learn_counts, dev_loss = _learn(run, h, arm, outs, stats, state.params)
+    table, arms, summary, learn_counts, dev_loss = _learn(run, h, arm, outs, stats,
+                                                          run.params(state))
   else:  # an exhausted cluster: nothing trained, nothing learnt
     table, arms, summary, learn_counts, dev_loss = h.table, h.arms, {"exhausted": True}, {}, \
         h.dev_loss

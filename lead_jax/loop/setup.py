@@ -29,6 +29,7 @@ class Run:
   test_path: str
   dev_pool: Optional[data.Pool]
   model_config: Any
+  base: Any  # the frozen base weights, placed on the mesh (the steps' `base` argument)
   steps: train.Steps
   selector: Any
   layout: selection.Layout
@@ -44,6 +45,10 @@ class Run:
   @property
   def clusters(self) -> Optional[np.ndarray]:
     return self.offline.cluster_N
+
+  def params(self, state) -> dict:
+    """The model's variables: the run's frozen base and `state`'s adapters."""
+    return train.params(self.base, state.lora)
 
 
 def _load_data(config, workdir: str, tok, needs):
@@ -130,18 +135,17 @@ def setup(config, workdir: str):
   model_cfg = base_cache.resolve_model(config)  # "pretrain": the cached pretrained base
   model_config, base = build.load_base(model_cfg, config.lora, build.base_key(config.seed))
   tx, lr_fn = optim.make(config.optim)
-  _, shardings = build.abstract_state(model_config, tx, mesh, config.mesh.rules)
-  base = sharding.place(base, shardings.base)
+  state_shardings, base_shardings = build.shardings(model_config, tx, mesh, config.mesh.rules)
+  base = sharding.place(base, base_shardings)
   spec = train.spec_from_config(model_config, config.train, config.optim, config.seed)
-  steps = train.compile(spec, tx, lr_fn, mesh, shardings)
+  steps = train.compile(spec, tx, lr_fn, mesh, state_shardings)
   env = offline.Env(model_config, _model_key(config, model_cfg), config.optim, config.train,
                     config.seed, mesh, tuple(config.mesh.rules), steps.score,
                     jax.random.fold_in(root, _WARMUP_LORA), jax.random.fold_in(root, _WARMUP_STEP),
                     proxy=_proxy(config, model_config, needs), dev_pool=dev_pool)
   wants = offline.wants_for(needs, config.offline.cluster_features)
   t_off = time.monotonic()
-  off, base = offline.run(config.offline, env, pool, workdir, wants, config.select.num_clusters,
-                          base)
+  off = offline.run(config.offline, env, pool, workdir, wants, config.select.num_clusters, base)
   t_off = time.monotonic() - t_off
   cluster_N = off.cluster_N if off.cluster_N is not None else np.zeros(len(pool), np.int64)
   layout = selection.build_layout(cluster_N, pool.task_N, off.num_clusters, len(pool.task_names))
@@ -156,8 +160,8 @@ def setup(config, workdir: str):
   if needs.replay:  # its checkpoints belong to one replayed multiset
     parts["replay"] = np.sort(selector.passes_M).tolist()
   fingerprint = offline.fingerprint(parts)
-  run = Run(config, workdir, mesh, tok, pool,
-            test_path, dev_pool, model_config, steps, selector, layout, off,
+  run = Run(config, workdir, mesh, tok, pool, test_path,
+            dev_pool, model_config, base, steps, selector, layout, off,
             jax.random.fold_in(root,
                                _STEP), spec.projection.dim if spec.projection else 0, fingerprint)
   ledger = accounting.add_seconds(off.ledger, "setup", time.monotonic() - start - t_off)
