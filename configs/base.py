@@ -4,11 +4,11 @@ Not an experiment on its own: experiment configs (configs/tiny.py, the paper
 config, ...) call `get_config()` or the sub-config functions and override
 fields. Library functions take the sub-config they need:
 
-  lead_jax.build      model, lora
-  lead_jax.optim      optim
-  lead_jax.train      train (+ the built ModelConfig, optim.accum_steps, seed)
-  lead_jax.sharding   mesh
-  lead_jax.checkpoint checkpoint
+  lead_jax.train.build      model, lora
+  lead_jax.train.optim      optim
+  lead_jax.train.step      train (+ the built ModelConfig, optim.accum_steps, seed)
+  lead_jax.train.sharding   mesh
+  lead_jax.train.checkpoint checkpoint
   lead_jax.data       data (configs/base_data.py)
 
 Every default here is the tiny byte-level model on CPU.
@@ -34,7 +34,7 @@ SHARDING_RULES = (
 
 
 def get_model() -> ml_collections.ConfigDict:
-  """The base model (lead_jax.build)."""
+  """The base model (lead_jax.train.build)."""
   c = ml_collections.ConfigDict()
   c.checkpoint = ""  # "" random init | HF dir | .gguf file | "pretrain": config.pretrain's base
   c.vocab_size = 261  # byte-level tokenizer: 256 bytes + 5 special tokens
@@ -75,7 +75,7 @@ def set_model(model_cfg: ml_collections.ConfigDict, literal) -> None:
 
 
 def get_lora() -> ml_collections.ConfigDict:
-  """LoRA adapters (lead_jax.lora); only they are trained."""
+  """LoRA adapters (lead_jax.model.lora); only they are trained."""
   c = ml_collections.ConfigDict()
   c.rank = 8  # r
   c.alpha = 16.0  # scale = alpha / r
@@ -86,7 +86,7 @@ def get_lora() -> ml_collections.ConfigDict:
 
 
 def get_optim() -> ml_collections.ConfigDict:
-  """Optimiser and learning-rate schedule (lead_jax.optim)."""
+  """Optimiser and learning-rate schedule (lead_jax.train.optim)."""
   c = ml_collections.ConfigDict()
   c.name = "adamw"  # optax AdamW
   c.lr = 1e-3  # peak learning rate
@@ -100,19 +100,19 @@ def get_optim() -> ml_collections.ConfigDict:
   c.decay_rate = 0.995  # step_decay: lr multiplier ...
   c.decay_every = 8  # ... applied every this many optimiser steps
   c.clip_norm = 1.0  # global-norm gradient clipping; 0 = off
-  c.accum_steps = 1  # >1: accumulate over calls (optax.MultiSteps); see lead_jax.train
+  c.accum_steps = 1  # >1: accumulate over calls (optax.MultiSteps); see lead_jax.train.step
   c.lock()
   return c
 
 
 def get_train() -> ml_collections.ConfigDict:
-  """The step (lead_jax.train) and the plain fine-tuning run (lead_jax.finetune)."""
+  """The step (lead_jax.train.step) and the plain fine-tuning run (lead_jax.train.finetune)."""
   c = ml_collections.ConfigDict()
   c.batch_size = 16  # B: rows per step (fixed shape; short batches are padded)
   c.micro_batch = 0  # rows per vmap chunk (bounds per-example memory); 0 = batch_size
   c.dl_method = "auto"  # dL_B when batch_size > micro_batch: stored (keep the per-example
   # gradients) | jvp (a forward-mode pass, memory bounded by one chunk) | auto (stored while
-  # B x LoRA-size float32 fits lead_jax.train.DL_STORED_MAX_BYTES = 1 GiB, else jvp)
+  # B x LoRA-size float32 fits lead_jax.train.step.DL_STORED_MAX_BYTES = 1 GiB, else jvp)
   c.projection_dim = 1024  # K of g_BxK (a multiple of 32); 0 = no projection
   c.projection_targets = (r".*",)  # regexes over LoRA paths to project (e.g. attn/(q|v)_proj/b$)
   c.projection_block_rows = 1024  # rows of the +-1 matrix generated at a time (a 4 MB block
@@ -126,7 +126,7 @@ def get_train() -> ml_collections.ConfigDict:
 
 
 def get_mesh() -> ml_collections.ConfigDict:
-  """Device mesh and parameter sharding (lead_jax.sharding)."""
+  """Device mesh and parameter sharding (lead_jax.train.sharding)."""
   c = ml_collections.ConfigDict()
   c.data = -1  # data-parallel axis size; -1 = all remaining devices
   c.fsdp = 1  # parameter-sharded data-parallel axis size
@@ -141,7 +141,7 @@ def get_mesh() -> ml_collections.ConfigDict:
 
 
 def get_checkpoint() -> ml_collections.ConfigDict:
-  """Composite checkpoints: device + host state (lead_jax.checkpoint)."""
+  """Composite checkpoints: device + host state (lead_jax.train.checkpoint)."""
   c = ml_collections.ConfigDict()
   c.directory = ""  # "" = <workdir>/checkpoints; multi-host: a shared path (gs://bucket/run/ckpt)
   c.every_steps = 100  # save every this many steps (the LEAD loop: every iteration)
@@ -157,12 +157,12 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = "finetune"  # the job: finetune (plain LoRA on the pool); the LEAD loop adds more
   c.seed = 0  # root of every PRNG key and NumPy Generator of the run
-  c.model = get_model()  # lead_jax.build
-  c.lora = get_lora()  # lead_jax.lora via lead_jax.build
-  c.optim = get_optim()  # lead_jax.optim
-  c.train = get_train()  # lead_jax.train, lead_jax.finetune
-  c.mesh = get_mesh()  # lead_jax.sharding
-  c.checkpoint = get_checkpoint()  # lead_jax.checkpoint
+  c.model = get_model()  # lead_jax.train.build
+  c.lora = get_lora()  # lead_jax.model.lora via lead_jax.train.build
+  c.optim = get_optim()  # lead_jax.train.optim
+  c.train = get_train()  # lead_jax.train.step, lead_jax.train.finetune
+  c.mesh = get_mesh()  # lead_jax.train.sharding
+  c.checkpoint = get_checkpoint()  # lead_jax.train.checkpoint
   c.data = base_data.get()  # lead_jax.data (configs/base_data.py)
   c.lock()
   return c

@@ -69,7 +69,7 @@ def get() -> ml_collections.ConfigDict:
 
 
 def get_offline() -> ml_collections.ConfigDict:
-  """Warmup model, IFD, IDU_0 and clustering (lead_jax.offline)."""
+  """Warmup model, IFD, IDU_0 and clustering (lead_jax.offline.stage)."""
   c = ml_collections.ConfigDict()
   c.warmup_fraction = 0.01  # random share of the pool the warmup LoRA trains on (paper: 6k of 600k)
   c.warmup_epochs = 4  # warmup passes over that subset
@@ -100,7 +100,7 @@ def get_loop() -> ml_collections.ConfigDict:
 
 
 def get_proxy() -> ml_collections.ConfigDict:
-  """The small proxy model of the superfilter baseline (lead_jax.baseline_scores).
+  """The small proxy model of the superfilter baseline (lead_jax.offline.baseline_scores).
 
   A smaller architecture than the tiny default (about 8x fewer base
   parameters), randomly initialised from the run seed and warmed up on the
@@ -123,10 +123,10 @@ def attach(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.bandit = get_bandit()  # lead_jax.bandit
     config.idu = get_idu()  # lead_jax.idu
     config.select = get_select()  # lead_jax.selection
-    config.offline = get_offline()  # lead_jax.offline
+    config.offline = get_offline()  # lead_jax.offline.stage
     config.loop = get_loop()  # lead_jax.loop
     config.eval = base_eval.get()  # lead_jax.evals (the final evaluation)
-    config.proxy = get_proxy()  # superfilter's proxy model (lead_jax.baseline_scores)
+    config.proxy = get_proxy()  # superfilter's proxy model (lead_jax.offline.baseline_scores)
   # lead | odm | full | random | random_balanced | ppl | ifd | superfilter | less
   # | iterative_rescore | oracle | replay (diagnostics) (| finetune)
   config.method = "lead"

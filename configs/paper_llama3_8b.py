@@ -25,7 +25,7 @@ memory from the compiled step is in docs/training.md.
 """
 
 from configs import base, base_lead
-from lead_jax import model as model_lib
+from lead_jax.model import decoder as model_lib
 
 # Llama-3.1-8B (meta-llama/Llama-3.1-8B config.json), bf16 weights, remat.
 LLAMA31_8B = model_lib.ModelConfig(

@@ -1,11 +1,11 @@
-"""Pretraining the tiny byte-level base on the plain-text corpus (lead_jax.pretrain).
+"""Pretraining the tiny byte-level base on the plain-text corpus (lead_jax.train.pretrain).
 
   python -m experiments.pretrain_base --config configs/pretrain.py
 
 Full-parameter causal-LM training of the byte-level decoder on
 `lead_jax.data.corpus.documents`, exported as a local Hugging Face checkpoint
 into the base cache (`$LEAD_JAX_CACHE/bases/<fingerprint>/`, see
-lead_jax.base_cache). Other configs attach `get()` as `config.pretrain` and
+lead_jax.train.base_cache). Other configs attach `get()` as `config.pretrain` and
 set `config.model.checkpoint = "pretrain"` to train on top of this base.
 
 Hardware: 2 CPU cores, no accelerator. Model: 4 layers, d=128 (1.1M

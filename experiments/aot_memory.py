@@ -41,7 +41,10 @@ def measure(config, batch: int, length: int, step: str = "train") -> dict:
   """Compiles the step for abstract inputs; returns the memory analysis."""
   import jax  # after _fake_devices
   import jax.numpy as jnp
-  from lead_jax import build, optim, sharding, train
+  from lead_jax.train import build
+  from lead_jax.train import optim
+  from lead_jax.train import sharding
+  from lead_jax.train import step as train
 
   mesh = sharding.make_mesh(config.mesh)
   with config.unlocked():

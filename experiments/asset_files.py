@@ -77,7 +77,7 @@ def find(root: str, pattern: str) -> str:
 
 def convert_smollm2(unzipped: str, cache_dir: str) -> list[str]:
   """The GGUF converted to a checkpoint directory <cache>/smollm2."""
-  from lead_jax import gguf_import  # imports JAX: only when converting
+  from lead_jax.model import gguf_import  # imports JAX: only when converting
   out_dir = os.path.join(cache_dir, "smollm2")
   shutil.rmtree(out_dir, ignore_errors=True)
   gguf_import.convert(find(unzipped, "*.gguf"), out_dir)

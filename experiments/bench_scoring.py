@@ -9,7 +9,7 @@ of it, and the config's tiny model randomly initialised (model.checkpoint =
 passes per sample: IFD under a LoRA model (the full and the response-only
 view) and the base loss, `offline.score_batch_size` rows per call. Unpacked
 is the previous scoring loop (each sample its own row, padded to its length
-bucket, `train.score_step`); packed is `lead_jax.scoring.losses` (several
+bucket, `train.score_step`); packed is `lead_jax.train.scoring.losses` (several
 samples per row, `lead_jax.data.packing`). After one untimed round of each
 (compilation), `--rounds` rounds alternate unpacked and packed, each pass
 timed on its own; samples/s = samples / (sum over the passes of the median
@@ -52,7 +52,12 @@ import jax
 import numpy as np
 
 from configs import default
-from lead_jax import build, data, lora, scoring, tokenizer, train
+from lead_jax import data
+from lead_jax.train import build
+from lead_jax.model import lora
+from lead_jax.train import scoring
+from lead_jax.model import tokenizer
+from lead_jax.train import step as train
 from lead_jax.data import packing
 
 _N = flags.DEFINE_integer("num_samples", 2000, "Lake samples scored (a seeded random subset).")

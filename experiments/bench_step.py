@@ -9,7 +9,7 @@ times are the minimum over interleaved repetitions, so every ratio compares
 runs made side by side.
 
 Both steps take their batch gradient from the same per-example gradient sum
-(`lead_jax.grads`); the plain step then stops, the LEAD step adds the
+(`lead_jax.train.grads`); the plain step then stops, the LEAD step adds the
 projections, the per-row flags and dL_B. So LEAD / plain is the price of
 LEAD's per-example outputs, and it is >= 1 up to timing noise.
 
@@ -66,8 +66,12 @@ import numpy as np
 from absl import app, flags
 
 from configs import base as base_config
-from lead_jax import build, grads, losses, optim, train
-from lead_jax import lora as lora_lib
+from lead_jax.train import build
+from lead_jax.train import grads
+from lead_jax.train import losses
+from lead_jax.train import optim
+from lead_jax.train import step as train
+from lead_jax.model import lora as lora_lib
 
 _REPS = flags.DEFINE_integer("reps", 7, "interleaved repetitions (the minimum is kept)")
 _LENGTH = flags.DEFINE_integer("length", 128, "tokens per row")

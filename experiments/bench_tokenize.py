@@ -18,7 +18,7 @@ from absl import app
 from absl import flags
 
 from configs import base_data
-from lead_jax import tokenizer as tokenizer_lib
+from lead_jax.model import tokenizer as tokenizer_lib
 from lead_jax.data import formats, load_pool, pool as pool_lib, synthetic, templates
 
 _N = flags.DEFINE_integer("num_samples", 100_000, "Synthetic pool size.")

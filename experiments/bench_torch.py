@@ -3,12 +3,12 @@ r"""Ours against PyTorch (transformers + peft) on the same model, batch and thre
   python -m experiments.bench_torch [--reps 3] [--batch 16] [--length 128] [--threads 0]
 
 The same model on both sides: the base config's tiny decoder (random init,
-key 0, as experiments/bench_step builds it) exported with `lead_jax.hf` and
+key 0, as experiments/bench_step builds it) exported with `lead_jax.model.hf` and
 loaded by transformers' `LlamaForCausalLM`, float32, LoRA from `peft` on the
 projections our `lora.targets` adapt, with our rank and alpha (dropout 0).
 SmolLM2-135M too when its converted asset is present (`--smollm2`, default
 assets/smollm2 from experiments/fetch_assets, or a .gguf file, converted with
-lead_jax.gguf_import), at --smollm2_batch rows (4; several more minutes on 2
+lead_jax.model.gguf_import), at --smollm2_batch rows (4; several more minutes on 2
 cores), else skipped with one line.
 Before timing, the adapters get random non-zero values on both
 sides and the two models are checked to agree: logits, per-example losses and
@@ -21,7 +21,7 @@ the last two thirds), interleaved over repetitions; the MINIMUM is kept:
                   (ours: bench_step.Variant "plain"; torch: torch.optim.AdamW
                   foreach, clip_grad_norm_)
   per_example     per-example LoRA gradients of the B rows: ours
-                  jit(lead_jax.grads.per_example), as bench_step.per_example_timers;
+                  jit(lead_jax.train.grads.per_example), as bench_step.per_example_timers;
                   torch `vmap(grad(functional_call(...)))`
   peak_mem_<row>  peak resident memory above the level before the call (VmHWM,
                   reset through /proc/self/clear_refs, with glibc told to hand
@@ -72,7 +72,7 @@ peak memory 0.86, 1.98, 0.68 in every run before the flattening (**)):
   1 thread,  load about 4, reps 3:                   0.41, 0.97, 0.65
   2 threads, load 2-4, reps 3, tokens flattened (**), the line below:
                                                      0.19, 0.36, 0.47
-(*) before lead_jax.grads.plain_pass took the batch gradient from the per-row
+(*) before lead_jax.train.grads.plain_pass took the batch gradient from the per-row
 vmap (a change made beside this one, in the working tree during these runs).
 (**) model.LoraDense flattening tokens to 2-D around its matmuls (below);
 peak memory 0.86, 2.12, 0.73 in that run.
@@ -128,9 +128,14 @@ from torch.func import functional_call, grad, vmap
 
 from configs import base as base_config
 from experiments import bench_step
-from lead_jax import build, grads, hf, losses, paths, train
-from lead_jax import lora as lora_lib
-from lead_jax import model as model_lib
+from lead_jax import paths
+from lead_jax.train import build
+from lead_jax.train import grads
+from lead_jax.model import hf
+from lead_jax.train import losses
+from lead_jax.train import step as train
+from lead_jax.model import lora as lora_lib
+from lead_jax.model import decoder as model_lib
 
 # --reps, --batch (tiny model), --length: bench_step's flags, shared; fewer
 # repetitions by default here (torch's per-example row is the slow one).
@@ -396,7 +401,7 @@ def bench_model(name: str, config, hf_dir: str, rows: int, length: int, reps: in
 def smollm2_dir(path: str, scratch: str):
   """An HF directory of SmolLM2 (converted from a .gguf if given one), or None."""
   if path.endswith(".gguf") and os.path.isfile(path):
-    from lead_jax import gguf_import
+    from lead_jax.model import gguf_import
     return gguf_import.convert(path, os.path.join(scratch, "smollm2"))
   return path if os.path.isfile(os.path.join(path, "config.json")) else None
 

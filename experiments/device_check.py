@@ -72,8 +72,10 @@ from absl import app, flags, logging
 
 from configs import base as base_config
 from experiments import bench_step
-from lead_jax import build, model as model_lib, train
-from lead_jax import lora as lora_lib
+from lead_jax.train import build
+from lead_jax.model import decoder as model_lib
+from lead_jax.train import step as train
+from lead_jax.model import lora as lora_lib
 
 FLAGS = flags.FLAGS
 CHECKS = ("bench_step", "mfu", "score", "lead")

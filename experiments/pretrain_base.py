@@ -4,7 +4,7 @@ r"""Pretrains the tiny byte-level base (or reuses the cached one) and reports it
   python -m experiments.pretrain_base --config configs/pretrain.py --out /tmp/base
 
 Without --out the base goes to the cache (`$LEAD_JAX_CACHE/bases/<fingerprint>/`,
-lead_jax.base_cache): a valid cached base is reused, an interrupted build
+lead_jax.train.base_cache): a valid cached base is reused, an interrupted build
 resumes. With --out it is built (resuming there) and exported into that
 directory instead, unless a valid base of this config is already there. Prints the base directory, the build seconds and the
 per-task held-out loss (nats per continuation byte) before and after.
@@ -19,7 +19,7 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lead_jax import base_cache
+from lead_jax.train import base_cache
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain.py"),

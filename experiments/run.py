@@ -4,7 +4,7 @@
       [--config.train.batch_size=8 ...]
 
 `config.method` names the job: `finetune` (plain LoRA training on the whole
-pool, `lead_jax.finetune`); every other method is the LEAD loop's
+pool, `lead_jax.train.finetune`); every other method is the LEAD loop's
 (`lead_jax.loop`). The job resumes from the newest checkpoint in the workdir.
 Bad input data ends the run with the data layer's one-line error and exit
 status 2, without a traceback.
@@ -23,7 +23,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config fil
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory: checkpoints, metrics, caches")
 flags.mark_flags_as_required(["config", "workdir"])
 
-JOBS = {"finetune": "lead_jax.finetune"}  # every other method: lead_jax.loop
+JOBS = {"finetune": "lead_jax.train.finetune"}  # every other method: lead_jax.loop
 
 
 def main(argv):

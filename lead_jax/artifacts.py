@@ -19,10 +19,10 @@
   cached_npz(path, compute, expect)  load_npz, else `compute() -> (arrays,
                        meta)` saved with `expect` merged into its meta.
 
-Users: the offline stage and the baselines' scores (`lead_jax.offline`,
-`lead_jax.baseline_scores`), the pool cache and the synthetic lake
+Users: the offline stage and the baselines' scores (`lead_jax.offline.stage`,
+`lead_jax.offline.baseline_scores`), the pool cache and the synthetic lake
 (`lead_jax.data.cache`, `lead_jax.data.synthetic`), the chat template's key,
-the pretrained-base cache (`lead_jax.base_cache`), the loop's files
+the pretrained-base cache (`lead_jax.train.base_cache`), the loop's files
 (`lead_jax.outputs`, `lead_jax.metrics`, `lead_jax.loop.final`) and the
 evaluation reports (`lead_jax.evals.checkpoints`). It imports nothing of
 lead_jax, so every module can import it.

@@ -8,7 +8,9 @@ import pytest
 
 from configs import base as base_config
 from experiments import bench_step
-from lead_jax import build, paths, train
+from lead_jax import paths
+from lead_jax.train import build
+from lead_jax.train import step as train
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")

@@ -14,7 +14,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import base as base_config
-from lead_jax import checkpoint, train
+from lead_jax.train import checkpoint
+from lead_jax.train import step as train
 from test_train import close, make_batch, setup, tiny_config
 
 
@@ -100,7 +101,7 @@ def test_resume_after_an_interrupted_save_gives_the_same_next_step(tmp_path):
 _WRITER = textwrap.dedent("""
     import sys, numpy as np
     from configs import base
-    from lead_jax import checkpoint
+    from lead_jax.train import checkpoint
     c = base.get_checkpoint(); c.every_steps, c.keep = 1, 100
     m = checkpoint.Manager(sys.argv[1], c)
     for step in range(1, 10000):

@@ -12,7 +12,10 @@ import jax
 import numpy as np
 import pytest
 
-from lead_jax import build, optim, sharding, train
+from lead_jax.train import build
+from lead_jax.train import optim
+from lead_jax.train import sharding
+from lead_jax.train import step as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import base_data
-from lead_jax import tokenizer as tokenizer_lib
+from lead_jax.model import tokenizer as tokenizer_lib
 from lead_jax.data import load_pool, packing
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from configs import base_data
-from lead_jax import tokenizer as tokenizer_lib
+from lead_jax.model import tokenizer as tokenizer_lib
 from lead_jax.data import load_pool, resolve_paths, synthetic, synthetic_tasks
 
 SIZE = 1200

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lead_jax import tokenizer as tokenizer_lib
+from lead_jax.model import tokenizer as tokenizer_lib
 from lead_jax.data import templates
 from lead_jax.data.errors import DataError
 

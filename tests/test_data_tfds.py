@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from configs import base_data
-from lead_jax import tokenizer as tokenizer_lib
+from lead_jax.model import tokenizer as tokenizer_lib
 from lead_jax.data import load_pool, read, tfds_builder
 from lead_jax.data.errors import DataError
 

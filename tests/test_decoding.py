@@ -5,7 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lead_jax import decoding, lora, model, tokenizer as tokenizer_lib
+from lead_jax.model import decoding
+from lead_jax.model import lora
+from lead_jax.model import decoder as model
+from lead_jax.model import tokenizer as tokenizer_lib
 
 PROMPTS = ["ab", "hello wor", "x", "the cat s"]
 BUCKET = 16

@@ -16,7 +16,7 @@ import pytest
 from tokenizers import pre_tokenizers
 
 from experiments import asset_files, fetch_assets
-from lead_jax import tokenizer as tokenizer_lib
+from lead_jax.model import tokenizer as tokenizer_lib
 
 CONV = lambda i, first="human": {
     "id":

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from lead_jax import finetune, metrics
+from lead_jax import metrics
+from lead_jax.train import finetune
 from lead_jax.data import synthetic
 from test_train import tiny_config
 

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from tokenizers import pre_tokenizers
 
-from lead_jax import gguf_import, gguf_tokenizer, hf, model, paths, tokenizer
+from lead_jax import paths
+from lead_jax.model import gguf_import
+from lead_jax.model import gguf_tokenizer
+from lead_jax.model import hf
+from lead_jax.model import decoder as model
+from lead_jax.model import tokenizer
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 MERGES = ["h e", "l l", "he ll", "hell o", "Ġ w", "o r", "1 2"]

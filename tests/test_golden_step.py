@@ -16,7 +16,7 @@ import os
 import jax
 import numpy as np
 
-from lead_jax import train
+from lead_jax.train import step as train
 from tests.test_train import copy, make_batch, setup, tiny_config
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "fixtures", "golden_step.npz")

@@ -7,7 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lead_jax import grads, losses, lora as lora_lib, model, projection
+from lead_jax.train import grads
+from lead_jax.train import losses
+from lead_jax.model import lora as lora_lib
+from lead_jax.model import decoder as model
+from lead_jax.train import projection
 
 B, L = 8, 16
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from lead_jax import hf, lora, model
+from lead_jax.model import hf
+from lead_jax.model import lora
+from lead_jax.model import decoder as model
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from lead_jax import hf_config
-from lead_jax.model import ModelConfig, RopeScaling
+from lead_jax.model import hf_config
+from lead_jax.model.decoder import ModelConfig, RopeScaling
 
 BASE = ModelConfig(vocab_size=50, hidden_size=32, intermediate_size=48, num_layers=3, num_heads=4,
                    num_kv_heads=2, head_dim=16, rope_theta=5e5, rms_norm_eps=1e-5,

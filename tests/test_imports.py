@@ -92,7 +92,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_graph_sees_the_package():
   graph = import_graph()
-  assert "lead_jax.offline" in graph and "lead_jax.data.cache" in graph
+  assert "lead_jax.offline.stage" in graph and "lead_jax.data.cache" in graph
   assert "lead_jax.data.pool" in graph["lead_jax.data.cache"]
   assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
   assert find_cycle({"a": {"b"}, "b": set()}) is None
@@ -101,3 +101,24 @@ def test_graph_sees_the_package():
 def test_no_import_cycle():
   cycle = find_cycle(import_graph())
   assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+  """The same graph between lead_jax's second-level parts (subpackages and
+  top-level modules: `lead_jax.train.step` counts as `train`)."""
+  part = lambda m: m.split(".")[1] if m.count(".") else "__init__"
+  out = {part(m): set() for m in graph}
+  for m, targets in graph.items():
+    out[part(m)].update(part(t) for t in targets if part(t) != part(m))
+  return out
+
+
+def test_no_cycle_between_subpackages():
+  """Layers, bottom up: artifacts, paths; data, outputs, metrics, accounting;
+  model; train; offline, evals, selection; loop. No part imports one above it."""
+  graph = package_graph(import_graph())
+  assert {"model", "train", "offline", "selection", "loop", "evals", "data"} <= set(graph)
+  assert not graph["model"] & {"train", "offline", "loop", "evals", "selection"}
+  assert not graph["train"] & {"offline", "loop", "evals", "selection"}
+  cycle = find_cycle(graph)
+  assert cycle is None, "subpackage cycle: " + " -> ".join(cycle)

@@ -130,7 +130,9 @@ def test_random_run_at_its_budget(env, tmp_path):
 
 def _host(workdir) -> dict:
   """The newest checkpoint's host state (IDU table, bandit, use counts, ...)."""
-  from lead_jax import build, checkpoint, optim
+  from lead_jax.train import build
+  from lead_jax.train import checkpoint
+  from lead_jax.train import optim
   from loop_config import get_config
   config = get_config()
   tx, _ = optim.make(config.optim)

@@ -6,7 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from lead_jax import lora, model, paths
+from lead_jax import paths
+from lead_jax.model import lora
+from lead_jax.model import decoder as model
 
 LORA = lora.LoraConfig(rank=4, alpha=8.0, dropout=0.5)
 CONFIG = model.ModelConfig(vocab_size=53, hidden_size=32, intermediate_size=40, num_layers=2,

@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lead_jax import lora, model, paths
+from lead_jax import paths
+from lead_jax.model import lora
+from lead_jax.model import decoder as model
 
 CONFIG = model.ModelConfig(vocab_size=61, hidden_size=32, intermediate_size=48, num_layers=2,
                            num_heads=4, num_kv_heads=2, head_dim=8, rope_theta=1e4)

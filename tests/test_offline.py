@@ -4,8 +4,14 @@ import jax
 import numpy as np
 import pytest
 
-from lead_jax import accounting, build, clustering, data, offline, optim, sharding, tokenizer
-from lead_jax import train
+from lead_jax import accounting, data
+from lead_jax.train import build
+from lead_jax.offline import clustering
+from lead_jax.offline import stage as offline
+from lead_jax.train import optim
+from lead_jax.train import sharding
+from lead_jax.model import tokenizer
+from lead_jax.train import step as train
 from lead_jax.data import synthetic
 from loop_config import get_config
 

@@ -11,8 +11,12 @@ import tokenizers
 
 from configs import base
 from configs import pretrain as pretrain_config
-from lead_jax import base_cache, build, hf, pretrain, tokenizer
-from lead_jax import model as model_lib
+from lead_jax.train import base_cache
+from lead_jax.train import build
+from lead_jax.model import hf
+from lead_jax.train import pretrain
+from lead_jax.model import tokenizer
+from lead_jax.model import decoder as model_lib
 
 _WORDS = ("red", "blue", "green", "cat", "dog", "bird", "runs", "sits", "sings", "the")
 

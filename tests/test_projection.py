@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lead_jax import paths, projection, sharding
+from lead_jax import paths
+from lead_jax.train import projection
+from lead_jax.train import sharding
 from configs import base as base_config
 
 

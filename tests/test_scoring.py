@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 from configs import base, base_data
-from lead_jax import data, lora, model, optim, scoring, sharding, tokenizer, train
+from lead_jax import data
+from lead_jax.model import lora
+from lead_jax.model import decoder as model
+from lead_jax.train import optim
+from lead_jax.train import scoring
+from lead_jax.train import sharding
+from lead_jax.model import tokenizer
+from lead_jax.train import step as train
 from lead_jax.data import synthetic
 
 

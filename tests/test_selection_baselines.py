@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from configs import base_lead
-from lead_jax import baseline_scores, selection
+from lead_jax import selection
+from lead_jax.offline import baseline_scores
 from lead_jax.selection.base import Inputs
 
 

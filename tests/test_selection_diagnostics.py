@@ -208,7 +208,8 @@ def env(tmp_path_factory):
 
 
 def _tiny_pool(workdir):
-  from lead_jax import data, tokenizer
+  from lead_jax import data
+  from lead_jax.model import tokenizer
   from loop_config import get_config
   config = get_config("replay")
   return data.load_pool(config.data, tokenizer.load(config.data.tokenizer), str(workdir))

@@ -9,7 +9,8 @@ import pytest
 
 from configs import base_lead
 from experiments import suites
-from lead_jax import offline, selection
+from lead_jax import selection
+from lead_jax.offline import stage as offline
 from lead_jax.selection import registry
 from lead_jax.selection.base import Inputs
 

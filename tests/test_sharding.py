@@ -6,7 +6,10 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from configs import base as base_config
-from lead_jax import build, optim, sharding, train
+from lead_jax.train import build
+from lead_jax.train import optim
+from lead_jax.train import sharding
+from lead_jax.train import step as train
 from test_train import close, make_batch, tiny_config
 
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from configs import base as base_config
-from lead_jax import build, optim, train
+from lead_jax.train import build
+from lead_jax.train import optim
+from lead_jax.train import step as train
 
 B, L = 8, 16
 

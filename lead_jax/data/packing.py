@@ -15,7 +15,7 @@ of B rows (`gather` builds one):
     index_BxG      int32, pool index of that sample, -1 if none
 B, L and G are fixed per pass, so jit sees one shape per (L, G). A sample is
 never split, so its tokens, mask and positions are those of its unpacked row;
-a model that attends within segments (`lead_jax.model.forward(segment_BxL=)`)
+a model that attends within segments (`lead_jax.model.decoder.forward(segment_BxL=)`)
 sees each sample as if it were alone.
 """
 

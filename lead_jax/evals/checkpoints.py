@@ -18,8 +18,13 @@ import os
 
 import ml_collections
 
-from lead_jax import (artifacts, base_cache, build, checkpoint, optim, tokenizer as tokenizer_lib,
-                      train)
+from lead_jax import artifacts
+from lead_jax.train import base_cache
+from lead_jax.train import build
+from lead_jax.train import checkpoint
+from lead_jax.train import optim
+from lead_jax.model import tokenizer as tokenizer_lib
+from lead_jax.train import step as train
 from lead_jax.data import load as data_load
 from lead_jax.evals import runner
 
@@ -55,7 +60,7 @@ def load(config):
     raise ValueError("checkpoint is required: a LEAD workdir, a Hugging Face checkpoint "
                      "directory or a .gguf file")
   if path.endswith(".gguf"):
-    from lead_jax import gguf_import  # the gguf reader only when asked for
+    from lead_jax.model import gguf_import  # the gguf reader only when asked for
     model_config, params, tok = gguf_import.load(path)
     tok = tokenizer_lib.load(config.tokenizer) if config.tokenizer else tok
     return model_config, params, tok, config.data, config.data.test_path
@@ -66,7 +71,7 @@ def load(config):
   if not os.path.isfile(os.path.join(path, "config.json")):
     raise FileNotFoundError(f"{path}: neither a LEAD workdir (checkpoints/ + config.json), a "
                             "Hugging Face checkpoint directory (config.json) nor a .gguf file")
-  from lead_jax import hf
+  from lead_jax.model import hf
   model_config, params = hf.load_checkpoint(path)
   tok = tokenizer_lib.load(config.tokenizer or path)
   return model_config, params, tok, config.data, config.data.test_path

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from lead_jax import decoding
-from lead_jax import model as model_lib
+from lead_jax.model import decoding
+from lead_jax.model import decoder as model_lib
 from lead_jax.data import templates
 
 MIN_BUCKET = 64  # shortest padded prompt length

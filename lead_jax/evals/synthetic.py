@@ -21,7 +21,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from lead_jax import scoring
+from lead_jax.train import scoring
 from lead_jax.data import load, pool as pool_lib, templates
 from lead_jax.evals import lm
 
@@ -44,7 +44,7 @@ def read(data_cfg, path: str, limit: int | None = None):
 
 def held_out_loss(model_config, params, tokenizer, records, data_cfg, template, batch_size):
   """{task: mean response loss} and the overall mean over examples (packed
-  forward passes, `lead_jax.scoring.losses`, `batch_size` rows per call)."""
+  forward passes, `lead_jax.train.scoring.losses`, `batch_size` rows per call)."""
   task_lengths = pool_lib.parse_task_lengths(data_cfg.max_length_per_task, data_cfg.max_length)
   pool, _ = pool_lib.build(records, tokenizer, template, data_cfg.max_length, task_lengths)
   pool = dataclasses.replace(

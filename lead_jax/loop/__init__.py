@@ -46,7 +46,8 @@ import dataclasses
 import logging
 import time
 
-from lead_jax import accounting, checkpoint, metrics, outputs
+from lead_jax import accounting, metrics, outputs
+from lead_jax.train import checkpoint
 from lead_jax.data import DataError
 from lead_jax.loop import final, host as host_lib, iteration as iteration_lib
 from lead_jax.loop.setup import Run, setup

@@ -26,7 +26,8 @@ import time
 
 import numpy as np
 
-from lead_jax import accounting, artifacts, report, scoring, selection
+from lead_jax import accounting, artifacts, report, selection
+from lead_jax.train import scoring
 from lead_jax.data import DataError, pool as pool_lib, templates
 from lead_jax.evals import runner, synthetic
 

@@ -10,9 +10,12 @@ import jax
 import numpy as np
 import tqdm
 
-from lead_jax import accounting, bandit, clustering, data, idu, metrics, outputs, scoring
+from lead_jax import accounting, bandit, data, idu, metrics, outputs
+from lead_jax.offline import clustering
+from lead_jax.train import scoring
 from lead_jax import selection
-from lead_jax import sharding, train
+from lead_jax.train import sharding
+from lead_jax.train import step as train
 from lead_jax.loop.host import Host, generator
 from lead_jax.loop.setup import Run
 

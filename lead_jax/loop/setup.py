@@ -9,8 +9,15 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from lead_jax import (accounting, base_cache, baseline_scores, build, data, metrics, offline, optim,
-                      selection, sharding, tokenizer, train)
+from lead_jax import accounting, data, metrics, selection
+from lead_jax.train import base_cache
+from lead_jax.offline import baseline_scores
+from lead_jax.train import build
+from lead_jax.offline import stage as offline
+from lead_jax.train import optim
+from lead_jax.train import sharding
+from lead_jax.model import tokenizer
+from lead_jax.train import step as train
 from lead_jax.evals import runner
 from lead_jax.loop import final
 

@@ -15,7 +15,7 @@ The loop drives every method the same way:
       train on ids_S ...
 
 `SCORES` names every score once: the name a method's `Needs` lists is also
-the offline stage's artifact of that name (`lead_jax.offline`) and the key of
+the offline stage's artifact of that name (`lead_jax.offline.stage`) and the key of
 its cost here; `Score.field` is the `offline.Result` field that holds it.
 `needs` says what the loop must compute for the selector; `scoring_passes`
 turns it into the forward sample passes outside training that the method

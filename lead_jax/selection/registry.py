@@ -31,7 +31,7 @@ Adding a baseline: write its selector (a frozen dataclass with `name`,
 top-k baseline over an existing offline score is just
 `_top_k("name", "<score>", "about")`; a new offline score also needs its row
 in `base.SCORES` (cost, `offline.Result` field) and its computation in
-`lead_jax.offline.run`, under the same name.
+`lead_jax.offline.stage.run`, under the same name.
 """
 
 from __future__ import annotations

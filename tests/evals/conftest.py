@@ -6,7 +6,9 @@ import jax
 import pytest
 
 from configs import base_data, base_eval
-from lead_jax import lora, model, tokenizer as tokenizer_lib
+from lead_jax.model import lora
+from lead_jax.model import decoder as model
+from lead_jax.model import tokenizer as tokenizer_lib
 from lead_jax.data import templates
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "evals")

@@ -7,7 +7,11 @@ import jax
 import pytest
 
 from configs import base, evaluate as evaluate_config
-from lead_jax import build, checkpoint, hf, metrics, optim
+from lead_jax import metrics
+from lead_jax.train import build
+from lead_jax.train import checkpoint
+from lead_jax.model import hf
+from lead_jax.train import optim
 from lead_jax.evals import checkpoints, runner
 
 

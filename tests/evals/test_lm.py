@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from lead_jax import decoding, model
+from lead_jax.model import decoding
+from lead_jax.model import decoder as model
 from lead_jax.evals import lm
 
 PROMPTS = [

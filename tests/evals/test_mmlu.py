@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from lead_jax import model
+from lead_jax.model import decoder as model
 from lead_jax.evals import mmlu
 
 

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from lead_jax import losses, model
+from lead_jax.train import losses
+from lead_jax.model import decoder as model
 from lead_jax.data import synthetic as lake
 from lead_jax.data import templates
 from lead_jax.evals import synthetic

@@ -23,9 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from lead_jax import hf, paths
-from lead_jax.gguf_tokenizer import GgufError, build_tokenizer, field, file_name
-from lead_jax.model import ModelConfig, RopeScaling, param_shapes
+from lead_jax import paths
+from lead_jax.model import hf
+from lead_jax.model.gguf_tokenizer import GgufError, build_tokenizer, field, file_name
+from lead_jax.model.decoder import ModelConfig, RopeScaling, param_shapes
 
 # GGUF tensor (after `blk.{i}.`) -> our path under `layers/`, and the heads
 # key of a llama.cpp-permuted projection.

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any, Mapping
 
-from lead_jax.model import ModelConfig, RopeScaling
+from lead_jax.model.decoder import ModelConfig, RopeScaling
 
 ARCHITECTURES = {
     "LlamaForCausalLM": "llama",

@@ -22,7 +22,14 @@ import jax
 import numpy as np
 import tqdm
 
-from lead_jax import base_cache, build, checkpoint, data, metrics, optim, sharding, tokenizer, train
+from lead_jax import data, metrics
+from lead_jax.train import base_cache
+from lead_jax.train import build
+from lead_jax.train import checkpoint
+from lead_jax.train import optim
+from lead_jax.train import sharding
+from lead_jax.model import tokenizer
+from lead_jax.train import step as train
 
 log = logging.getLogger(__name__)
 

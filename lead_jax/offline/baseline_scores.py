@@ -22,7 +22,7 @@
              learning rate and uses Adam-preconditioned training gradients; this
              uses the one warmup model and plain gradients (one checkpoint).
 
-Both take the offline stage (`lead_jax.offline` builds it and calls them) as
+Both take the offline stage (`lead_jax.offline.stage` builds it and calls them) as
 an argument described by the `Stage` protocol; this module does not import
 the offline stage. Their artifacts are cached by the stage
 (`Stage.artifact`) under `lead_jax.artifacts.fingerprint` keys that include
@@ -36,7 +36,9 @@ from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
-from lead_jax import artifacts, clustering, scoring
+from lead_jax import artifacts
+from lead_jax.offline import clustering
+from lead_jax.train import scoring
 
 VERSION = 1  # bump when a baseline score's computation changes
 LESS_AGGREGATES = ("task_max", "max", "mean")
@@ -52,7 +54,7 @@ class Proxy:
 
 
 class Stage(Protocol):
-  """What the baselines use of the offline stage (`lead_jax.offline`)."""
+  """What the baselines use of the offline stage (`lead_jax.offline.stage`)."""
   cfg: Any  # the `offline` sub-config (score_batch_size, less_aggregate)
   env: Any  # the stage's `offline.Env` (proxy, dev_pool, train_cfg, mesh)
   pool: Any  # the pool (`data.Pool`)

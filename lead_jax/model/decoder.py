@@ -1,7 +1,7 @@
 """Llama-family decoder (Llama, Mistral, Qwen2) in Flax linen, with LoRA.
 
 Parameters live in two collections: `params` (the frozen base model) and,
-optionally, `lora` (adapters, see `lead_jax.lora`). Layers are stacked with
+optionally, `lora` (adapters, see `lead_jax.model.lora`). Layers are stacked with
 `nn.scan`, so every per-layer parameter has a leading layer axis; paths look
 like `layers/attn/q_proj/kernel` with kernels stored `[in, out]`.
 
@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from lead_jax import paths
-from lead_jax.lora import LoraConfig
+from lead_jax.model.lora import LoraConfig
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -208,7 +208,7 @@ class Mlp(nn.Module):
 
 
 # Logical axes of the residual stream. A no-op unless the caller runs under a
-# context mesh with `nn.logical_axis_rules` for these names (lead_jax.train does,
+# context mesh with `nn.logical_axis_rules` for these names (lead_jax.train.step does,
 # so FSDP gathers weights layer by layer instead of moving activations).
 ACTIVATION_AXES = ("activation_batch", "activation_length", "activation_embed")
 

@@ -1,7 +1,7 @@
 """Per-example LoRA gradients, their random projection, the update dot product.
 
 All functions take a per-example loss `loss_fn(lora, example, key) -> (loss, n)`
-(see `lead_jax.losses.example_loss`) and work on a micro-batch at a time:
+(see `lead_jax.train.losses.example_loss`) and work on a micro-batch at a time:
 
 * `per_example` : `vmap(value_and_grad)` over a micro-batch; rows without a
   target token (padding) get an exactly zero gradient.
@@ -12,7 +12,7 @@ All functions take a per-example loss `loss_fn(lora, example, key) -> (loss, n)`
   per-example gradients is alive at a time.
 * `plain_pass`  : the same pass without projections (the plain step's batch
   gradient), so the two steps apply the same update from the same arithmetic.
-* projections of each micro-batch's gradients (`lead_jax.projection`).
+* projections of each micro-batch's gradients (`lead_jax.train.projection`).
 * `dots` / `jvp_dots` : dL_i = <g_i, delta>, the first-order change of
   example i's loss under the update delta, from stored per-example gradients
   or, when they were not kept, by one forward-mode pass per micro-batch.
@@ -29,8 +29,8 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from lead_jax import projection
-from lead_jax.projection import Projection
+from lead_jax.train import projection
+from lead_jax.train.projection import Projection
 
 LossFn = Callable  # (lora, example, key) -> (loss, n_targets)
 
@@ -150,7 +150,7 @@ def lead_pass(loss_fn: LossFn, lora, examples_B, keys_B, micro_batch: int,
   """Per-example losses, gradients, projections and their sum, micro-batched.
 
   `proj_shardings`: `{lora path: NamedSharding}`, to project on the devices
-  holding each parameter (`lead_jax.projection`).
+  holding each parameter (`lead_jax.train.projection`).
   """
   n = num_micro(examples_B["is_pad_B"].shape[0], micro_batch)
   # Kept gradients are projected once, after the scan: the +-1 matrix is then

@@ -33,8 +33,11 @@ import numpy as np
 import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
-from lead_jax import accounting, data, grads, sharding, train
-from lead_jax import model as model_lib
+from lead_jax import accounting, data
+from lead_jax.train import grads
+from lead_jax.train import sharding
+from lead_jax.train import step as train
+from lead_jax.model import decoder as model_lib
 from lead_jax.data import packing
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,10 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from lead_jax import lora as lora_lib
-from lead_jax import model as model_lib
-from lead_jax import sharding, train
+from lead_jax.model import lora as lora_lib
+from lead_jax.model import decoder as model_lib
+from lead_jax.train import sharding
+from lead_jax.train import step as train
 
 
 def lora_config(lora_cfg) -> lora_lib.LoraConfig:
@@ -53,10 +54,10 @@ def _from_checkpoint(model_cfg):
   if path.endswith(".gguf"):
     if not os.path.isfile(path):
       raise FileNotFoundError(f"model.checkpoint={path!r}: no such GGUF file")
-    from lead_jax import gguf_import  # the gguf reader only when asked for
+    from lead_jax.model import gguf_import  # the gguf reader only when asked for
     config, params, _ = gguf_import.load(path)
     return config, params
-  from lead_jax import hf
+  from lead_jax.model import hf
   return hf.load_checkpoint(path, param_dtype=model_cfg.param_dtype, dtype=model_cfg.dtype)
 
 

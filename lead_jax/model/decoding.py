@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lead_jax import model as model_lib
+from lead_jax.model import decoder as model_lib
 
 DEFAULT_PREFILL_CHUNK = 512  # prompt slots per prefill step (bounds the BxTxV logits)
 

@@ -2,7 +2,7 @@
 
 One cache directory for the project, `lead_jax.data.cache.cache_root()`
 (`$LEAD_JAX_CACHE`, else `$XDG_CACHE_HOME/lead_jax`, else `~/.cache/lead_jax`).
-A base built by `lead_jax.pretrain` from the `pretrain` sub-config
+A base built by `lead_jax.train.pretrain` from the `pretrain` sub-config
 (configs/pretrain.py) on `lead_jax.data.corpus` lives in
 
   <cache>/bases/<fingerprint>/           config.json, model.safetensors, the
@@ -32,7 +32,8 @@ import shutil
 import sys
 from typing import Optional
 
-from lead_jax import artifacts, pretrain
+from lead_jax import artifacts
+from lead_jax.train import pretrain
 from lead_jax.data import cache as data_cache
 from lead_jax.data import corpus
 

@@ -13,7 +13,7 @@ Accumulation across calls (`optim.accum_steps` > 1) wraps the chain in
 accumulator and apply a zero update; the last call of the window applies one
 update computed from the window's mean gradient. A larger `train.batch_size`
 split into `train.micro_batch` chunks accumulates inside one call instead, and
-is preferred (see `lead_jax.train` for what each does to dL_B).
+is preferred (see `lead_jax.train.step` for what each does to dL_B).
 """
 
 from __future__ import annotations

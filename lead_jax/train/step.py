@@ -19,7 +19,7 @@ flagged):
   loss_B     response loss before the update, from the forward of the batch loss
   dL_B       <g_i, delta>: first-order change of loss_i under the update delta
              this call applied (docs/method.md, grad_term `update`), in full LoRA space
-  g_BxK      per-example LoRA gradients, projected (`lead_jax.projection`)
+  g_BxK      per-example LoRA gradients, projected (`lead_jax.train.projection`)
   g_mean_K   mean of g_BxK over the valid rows (for the historical directions)
   finite_B   the row's loss and gradient are finite
   valid_B    the row counts: real, has target tokens, finite, update applied
@@ -49,10 +49,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lead_jax import grads, losses, paths
-from lead_jax import projection as projection_lib
-from lead_jax import sharding as sharding_lib
-from lead_jax import model as model_lib
+from lead_jax import paths
+from lead_jax.train import grads
+from lead_jax.train import losses
+from lead_jax.train import projection as projection_lib
+from lead_jax.train import sharding as sharding_lib
+from lead_jax.model import decoder as model_lib
 
 DL_METHODS = ("auto", "jvp", "stored")
 # dl_method=auto keeps the per-example gradients (stored) while the batch's

@@ -8,7 +8,7 @@ orbax checkpoints, per-task held-out loss before and after, a loss-curve plot
 and a local Hugging Face export (weights + tokenizer) in the workdir.
 
 The functions take the documents and held-out pairs as arguments; where they
-come from and where the result is cached is `lead_jax.base_cache`'s business.
+come from and where the result is cached is `lead_jax.train.base_cache`'s business.
 
 Host state in every checkpoint: the epoch's document order and window cursor,
 the NumPy Generator that draws the next order, and the tokens and seconds so
@@ -33,8 +33,12 @@ import numpy as np
 import optax
 import tqdm
 
-from lead_jax import build, checkpoint, hf, metrics, report, tokenizer
-from lead_jax import model as model_lib
+from lead_jax import metrics, report
+from lead_jax.train import build
+from lead_jax.train import checkpoint
+from lead_jax.model import hf
+from lead_jax.model import tokenizer
+from lead_jax.model import decoder as model_lib
 
 CHECKPOINTS = "checkpoints"  # subdirectory of the workdir while building
 HELDOUT = "heldout.json"  # {"initial": {task: nats/byte}, "final": {...}}

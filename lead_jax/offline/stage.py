@@ -12,7 +12,7 @@
   clusters   seeded k-means (scikit-learn) with K = select.num_clusters on the
              1-D IFD (default) or on the L2-normalised features
   proxy_ifd, less  the baselines' scores (superfilter, less): see
-             `lead_jax.baseline_scores`
+             `lead_jax.offline.baseline_scores`
 
 Each artifact is one .npz, `<name>-<fingerprint>.npz` in `<workdir>/offline/`
 (or `offline.cache_dir`, shared by several runs). Its fingerprint (`fingerprint`:
@@ -38,9 +38,15 @@ import jax
 import numpy as np
 import tqdm
 
-from lead_jax import (accounting, artifacts, baseline_scores, build, clustering, data, optim, paths,
-                      scoring, sharding, train)
-from lead_jax import lora as lora_lib
+from lead_jax import accounting, artifacts, data, paths
+from lead_jax.offline import baseline_scores
+from lead_jax.train import build
+from lead_jax.offline import clustering
+from lead_jax.train import optim
+from lead_jax.train import scoring
+from lead_jax.train import sharding
+from lead_jax.train import step as train
+from lead_jax.model import lora as lora_lib
 
 log = logging.getLogger(__name__)
 FEATURES = ("ifd", "grad", "hidden")
@@ -260,7 +266,7 @@ class _Stage:
 
 def run(cfg, env: Env, pool: data.Pool, workdir: str, wants: set[str], num_clusters: int, base):
   """The `Result` of the artifacts in `wants` (ifd, base_loss, clusters, and
-  the baselines' proxy_ifd and less, `lead_jax.baseline_scores`).
+  the baselines' proxy_ifd and less, `lead_jax.offline.baseline_scores`).
 
   `cfg` is the `offline` sub-config, `base` the run model's base weights
   (placed on the run's devices; read, never donated).

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
-from lead_jax import model as model_lib
+from lead_jax.model import decoder as model_lib
 
 # The batch contract (produced by the data layer): fixed B and L, right padded.
 BATCH_KEYS = ("tokens_BxL", "attention_mask_BxL", "loss_mask_BxL", "is_pad_B", "index_B")

@@ -4,7 +4,7 @@ A checkpoint is a directory with `config.json` and either `model.safetensors`
 or a sharded `model.safetensors.index.json`, for LlamaForCausalLM,
 MistralForCausalLM or Qwen2ForCausalLM. Hugging Face stores one `[out, in]`
 weight per layer; this project stores `[in, out]` kernels stacked over a
-leading layer axis (see `lead_jax.model`). Tensors are read into NumPy with
+leading layer axis (see `lead_jax.model.decoder`). Tensors are read into NumPy with
 `safetensors` (no torch), one at a time, straight into the stacked arrays.
 
 Public API:
@@ -29,11 +29,11 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from lead_jax import lora as lora_lib
+from lead_jax.model import lora as lora_lib
 from lead_jax import paths
-from lead_jax.hf_config import (ARCHITECTURES, CheckpointError, config_from_hf, config_to_hf,
-                                generation_eos_ids)
-from lead_jax.model import ModelConfig, param_shapes
+from lead_jax.model.hf_config import (ARCHITECTURES, CheckpointError, config_from_hf, config_to_hf,
+                                      generation_eos_ids)
+from lead_jax.model.decoder import ModelConfig, param_shapes
 
 __all__ = [
     "ARCHITECTURES", "CheckpointError", "config_from_hf", "config_to_hf", "load_checkpoint",

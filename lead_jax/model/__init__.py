@@ -1,0 +1,2 @@
+"""The model side: the decoder, LoRA adapters, decoding, tokenizers and
+checkpoint formats in and out (Hugging Face, GGUF)."""
