@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from experiments import aggregate, suites
-from lead_jax import accounting, outputs
+from lead_jax import accounting, artifacts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- BEGIN suite:ablation -->", "<!-- END suite:ablation -->"
@@ -28,8 +28,8 @@ def _fake_run(results, variant, seed, loss):
       "samples_selected": 10, "iterations": 2, "train_sample_passes": 5,
       "forward_sample_passes": 12, "wall_seconds": accounting.wall_seconds(ledger)
   }
-  outputs.write_json(os.path.join(workdir, "accounting.json"), accounting.to_dict(ledger))
-  outputs.write_json(os.path.join(workdir, "final_metrics.json"), final)
+  artifacts.write_json(os.path.join(workdir, "accounting.json"), accounting.to_dict(ledger))
+  artifacts.write_json(os.path.join(workdir, "final_metrics.json"), final)
 
 
 def _results(tmp_path):
