@@ -6,17 +6,10 @@ declared needs; LESS's cosine aggregation against hand values."""
 import numpy as np
 import pytest
 
-from configs import base_lead
 from lead_jax import selection
 from lead_jax.offline import baseline_scores
 from lead_jax.selection.base import Inputs
-
-
-def _cfg(**overrides):
-  cfg = base_lead.get_select()
-  for k, v in overrides.items():
-    setattr(cfg, k, v)
-  return cfg
+from tests.test_selection import _cfg
 
 
 def _layout(n=1200, c=4, t=5, seed=0):

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from configs import base_lead
+from tests.test_selection import _cfg
 from experiments import suites
 from lead_jax import selection
 from lead_jax.offline import stage as offline
@@ -18,13 +18,6 @@ from lead_jax.selection.base import Inputs
 # applied loop.static_epochs to before the registry.
 ARTIFACTS = {"ifd", "base_loss", "clusters", "proxy_ifd", "less"}
 STATIC_EPOCHS = {"full", "random", "random_balanced", "ppl", "ifd", "superfilter", "less", "oracle"}
-
-
-def _cfg(**overrides):
-  cfg = base_lead.get_select()
-  for k, v in overrides.items():
-    setattr(cfg, k, v)
-  return cfg
 
 
 def _layout(n=240, c=3, t=4, seed=0):
