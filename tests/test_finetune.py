@@ -41,3 +41,10 @@ def test_finetune_resumes_to_the_same_result(lake, tmp_path):
   assert [r["split"] for r in metrics.read(str(tmp_path / "cut"))].count("final") == 1
   saved = json.load(open(tmp_path / "cut" / "final_metrics.json"))
   assert saved["test_loss"] == whole["test_loss"]
+  books = [json.load(open(tmp_path / d / "accounting.json")) for d in ("whole", "cut")]
+  assert books[0]["phases"] == books[1]["phases"]  # the resumed run continues the count
+  trained = books[0]["phases"]["training"]["activities"]["train"]
+  assert trained["forward_samples"] == trained["backward_samples"] == (
+      3 * _config(lake, 3).train.batch_size)
+  scored = books[0]["phases"]["evaluation"]["activities"]["test_loss"]["forward_samples"]
+  assert scored == 2 * sum(1 for _ in open(lake["test"]))  # before and after training

@@ -93,6 +93,10 @@ def test_pretraining_lowers_train_and_heldout_loss(tmp_path):
     assert summary["heldout_final"][task] < summary["heldout_initial"][task] - 1.0
   assert json.load(open(tmp_path / pretrain.HELDOUT))["final"] == summary["heldout_final"]
   assert os.path.getsize(tmp_path / pretrain.LOSS_CURVE) > 0
+  assert summary["passes"]["train"] == {  # 30 steps of 8 windows, 31 of 32 tokens read
+      "forward_samples": 240, "backward_samples": 240, "forward_tokens": 240 * 31,
+      "backward_tokens": 240 * 31
+  }
   assert not os.path.exists(tmp_path / pretrain.CHECKPOINTS)
 
   # The export round-trips through build.load_base with the same logits.
@@ -155,6 +159,8 @@ def test_interrupted_build_resumes_to_identical_params(fake_corpus, tmp_path):
   _assert_same(_params(directory), _params(str(tmp_path / "whole")))
   manifest = json.load(open(os.path.join(directory, base_cache.MANIFEST)))
   assert manifest["final_loss"] == whole["final_loss"] and manifest["tokens"] == 12 * 8 * 32
+  assert manifest["passes"] == whole["passes"]  # the resumed build continues the count
+  assert manifest["passes"]["train"]["backward_samples"] == 12 * 8
 
 
 def test_resolve_model(fake_corpus):

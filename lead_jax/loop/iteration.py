@@ -6,16 +6,13 @@ import dataclasses
 import math
 import time
 
-import jax
 import numpy as np
-import tqdm
 
 from lead_jax import accounting, bandit, data, idu, metrics, outputs
 from lead_jax.offline import clustering
+from lead_jax.train import passes
 from lead_jax.train import scoring
 from lead_jax import selection
-from lead_jax.train import sharding
-from lead_jax.train import step as train
 from lead_jax.loop.host import Host, generator
 from lead_jax.loop.setup import Run
 
@@ -39,12 +36,6 @@ def _schedule(run: Run, ids_S: np.ndarray, rng: np.random.Generator) -> list[np.
   return orders
 
 
-def _book(counts: dict, activity: str, batch: dict, backward: bool) -> None:
-  row = counts.setdefault(activity, {})
-  for name, value in accounting.passes_of_batch(batch, backward).items():
-    row[name] = row.get(name, 0) + value
-
-
 def uses_lead_step(config) -> bool:
   """The LEAD step (per-example outputs) when `loop.train_step` resolves to it
   (`selection.train_step`: auto is the method's registry default, the LEAD
@@ -57,30 +48,22 @@ def uses_lead_step(config) -> bool:
 def _train_pass(run: Run, state, h: Host, orders: list[np.ndarray]):
   """`(state, StepOutputs, stats, counts)`: the jitted steps over the orders."""
   b, lead = run.config.train.batch_size, uses_lead_step(run.config)
-  step = run.steps.train if lead else run.steps.plain
-  parts, losses, counts, k, skipped, lr = [], [], {}, h.train_steps, 0, float("nan")
-  total = sum(-(-len(o) // b) for o in orders)
-  with tqdm.tqdm(total=total, desc=f"iteration {h.iteration}", leave=False, disable=None) as bar:
-    for order in orders:
-      for start in range(0, len(order), b):
-        batch = data.gather(run.pool, order[start:start + b], b)
-        state, out = step(state, run.base, sharding.shard_batch(run.mesh, batch),
-                          jax.random.fold_in(run.step_key, k))
-        out = train.fetch(out)  # the one device->host copy of the step
-        k += 1
-        _book(counts, "train", batch, backward=True)
-        if int(out["metrics"].get("dl_jvp", 0)):  # dL by a forward-mode pass
-          _book(counts, "train_dl_jvp", batch, backward=False)
-        m = out["metrics"]
-        skipped += int(m["skipped"])
-        lr = float(m["lr"])
-        losses.append(float(m["loss"]))
-        parts.append(
-            idu.StepOutputs(batch["index_B"], out["loss_B"], out["valid_B"], out.get("dL_B"),
-                            out.get("g_BxK")))
-        bar.update()
+  batches = (
+      data.gather(run.pool, order[s:s + b], b) for order in orders for s in range(0, len(order), b))
+  parts, losses, counts, skipped, lr = [], [], {}, 0, float("nan")
+  for done in passes.train(run.steps.train if lead else run.steps.plain, state, run.base, batches,
+                           mesh=run.mesh, step_key=run.step_key, start=h.train_steps, total=sum(
+                               -(-len(o) // b) for o in orders), desc=f"iteration {h.iteration}"):
+    state, out, m = done.state, done.out, done.out["metrics"]
+    counts = passes.add(counts, done.counts)
+    skipped += int(m["skipped"])
+    lr = float(m["lr"])
+    losses.append(float(m["loss"]))
+    parts.append(
+        idu.StepOutputs(done.batch["index_B"], out["loss_B"], out["valid_B"], out.get("dL_B"),
+                        out.get("g_BxK")))
   stats = {
-      "train_steps": k - h.train_steps, "skipped": skipped, "lr": lr,
+      "train_steps": len(parts), "skipped": skipped, "lr": lr,
       "train_loss": float(np.mean(losses)) if losses else None
   }
   outs = idu.StepOutputs.concatenate(parts) if parts else None
@@ -185,8 +168,7 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
   else:  # an exhausted cluster: nothing trained, nothing learnt
     table, arms, summary, learn_counts, dev_loss = h.table, h.arms, {"exhausted": True}, {}, \
         h.dev_loss
-  for activity, c in train_counts.items():
-    ledger = accounting.add(ledger, "training", activity, c)
+  ledger = passes.book(ledger, "training", train_counts)
   for c in (dev_counts, learn_counts):
     if c:
       ledger = accounting.add(ledger, "selection", "dev_loss", c)

@@ -43,6 +43,7 @@ from lead_jax.offline import baseline_scores
 from lead_jax.train import build
 from lead_jax.offline import clustering
 from lead_jax.train import optim
+from lead_jax.train import passes
 from lead_jax.train import scoring
 from lead_jax.train import sharding
 from lead_jax.train import step as train
@@ -184,20 +185,20 @@ class _Stage:
     state, _ = build.init_state(mc_w, base, tx, self.env.lora_key, self.env.mesh, self.env.rules)
     counts, losses, k = {}, [], 0
     for _ in tqdm.trange(c.warmup_epochs, desc=f"{name} epochs", leave=False, disable=None):
-      order, epoch = rng.permutation(ids), []
-      for start in range(0, n, b):
-        batch = data.gather(pool, order[start:start + b], b)
-        state, out = steps.plain(state, base, sharding.shard_batch(self.env.mesh, batch),
-                                 jax.random.fold_in(self.env.step_key, k))
-        epoch.append(float(train.fetch(out["metrics"])["loss"]))
-        for counter, v in accounting.passes_of_batch(batch, backward=True).items():
-          counts[counter] = counts.get(counter, 0) + v
-        k += 1
+      order = rng.permutation(ids)
+      batches = (data.gather(pool, order[s:s + b], b) for s in range(0, n, b))
+      epoch = []
+      for done in passes.train(steps.plain, state, base, batches, mesh=self.env.mesh,
+                               step_key=self.env.step_key, start=k, desc=name,
+                               activity=f"{name}_train"):
+        state, k = done.state, done.index + 1
+        epoch.append(float(done.out["metrics"]["loss"]))
+        counts = passes.add(counts, done.counts)
       losses.append(float(np.mean(epoch)))
     flat = {f"lora/{p}": np.asarray(x) for p, x in paths.flatten(jax.device_get(state.lora)).items()}
     log.info("%s: %d samples x %d epochs (%d steps), loss per epoch %s", name, n, c.warmup_epochs,
              k, [round(x, 3) for x in losses])
-    return dict(flat, ids=ids), {f"{name}_train": counts}, {"loss_per_epoch": losses}
+    return dict(flat, ids=ids), counts, {"loss_per_epoch": losses}
 
   # ------------------------------------------------------------------ scores
   def _all(self) -> np.ndarray:

@@ -101,10 +101,10 @@ def build(pretrain_cfg, out_dir: str, max_steps: Optional[int] = None) -> Option
   if summary is None:
     return None
   manifest = {
-      "fingerprint": fingerprint(pretrain_cfg), "config": pretrain_cfg.to_dict(),
-      "tokens": summary["tokens"], "seconds": summary["seconds"],
-      "final_loss": summary["final_loss"], "heldout_initial": summary["heldout_initial"],
-      "heldout_final": summary["heldout_final"], "files": _file_table(out_dir)
+      "fingerprint": fingerprint(pretrain_cfg), "config": pretrain_cfg.to_dict(), "tokens":
+          summary["tokens"], "seconds": summary["seconds"], "final_loss": summary["final_loss"],
+      "heldout_initial": summary["heldout_initial"], "heldout_final": summary["heldout_final"],
+      "passes": summary["passes"], "files": _file_table(out_dir)
   }
   artifacts.write_json(os.path.join(out_dir, MANIFEST), manifest, indent=2)
   return manifest

@@ -12,7 +12,6 @@ resumed run continues with exactly the batches an uninterrupted run would see.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -20,13 +19,14 @@ import time
 
 import jax
 import numpy as np
-import tqdm
 
-from lead_jax import data, metrics
+from lead_jax import accounting, artifacts, data, metrics
 from lead_jax.train import base_cache
 from lead_jax.train import build
 from lead_jax.train import checkpoint
 from lead_jax.train import optim
+from lead_jax.train import passes
+from lead_jax.train import scoring
 from lead_jax.train import sharding
 from lead_jax.model import tokenizer
 from lead_jax.train import step as train
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 # Named purposes of the root key, one fold each (0 is the base: build.base_key).
 _LORA, _STEP = 1, 2
+_ORDER = ("order", "cursor", "epoch", "rng")  # the host state that drawing batches advances
 
 
 def _next_ids(host: dict, n: int, batch_size: int):
@@ -57,16 +58,11 @@ def _initial_host(seed: int, n: int) -> dict:
   }
 
 
-def pool_loss(score, params, pool, batch_size: int, mesh, desc: str) -> float:
-  """Mean response loss over every sample of `pool` (forward passes only)."""
-  total, count = 0.0, 0
-  for start in tqdm.trange(0, len(pool), batch_size, desc=desc, leave=False, disable=None):
-    ids = np.arange(start, min(start + batch_size, len(pool)))
-    out = train.fetch(score(params, sharding.shard_batch(mesh, data.gather(pool, ids, batch_size))))
-    real = np.arange(batch_size) < len(ids)
-    total += float(np.sum(out["loss_B"][real]))
-    count += int(real.sum())
-  return total / max(count, 1)
+def pool_loss(score, params, pool, batch_size: int, mesh, desc: str) -> tuple[float, dict]:
+  """`(mean response loss over every sample of pool, its forward passes)`."""
+  out, counts = scoring.losses(score, params, pool, np.arange(len(pool)), batch_size, mesh,
+                               desc=desc)
+  return float(np.mean(out["loss"])), counts
 
 
 def _window_mean(window: list[dict]) -> dict:
@@ -96,7 +92,9 @@ def _setup(config, workdir: str):
 
 
 def run(config, workdir: str) -> dict:
-  """Trains, checkpoints, resumes; writes `final_metrics.json`; returns it."""
+  """Trains, checkpoints, resumes; writes `final_metrics.json` and
+  `accounting.json` (the passes of training and of the test loss); returns the
+  final metrics."""
   start_time = time.time()
   mesh, pool, test, base, state, shardings, steps, step_key = _setup(config, workdir)
   b = config.train.batch_size
@@ -107,33 +105,47 @@ def run(config, workdir: str) -> dict:
   if config.checkpoint.resume and manager.latest_step() is not None:
     state, host = manager.restore(checkpoint.abstract(state, shardings))
     log.info("resumed from step %d", host["step"])
+  ledger = accounting.from_dict(host["ledger"]) if host.get("ledger") else accounting.empty()
   writer = metrics.Writer(workdir)
   writer.truncate_after(host["step"], drop_splits=("final",))
   if host["test_loss_initial"] is None and test is not None:
-    host["test_loss_initial"] = pool_loss(steps.score, train.params(base, state.lora), test, b,
-                                          mesh, "test loss")
+    host["test_loss_initial"], counts = pool_loss(steps.score, train.params(base, state.lora), test,
+                                                  b, mesh, "test loss")
+    ledger = accounting.add(ledger, "evaluation", "test_loss", counts)
+  drawn = [host]  # the host state after the last batch drawn
+
+  def batches():
+    for _ in range(host["step"], total):
+      ids, drawn[0] = _next_ids(drawn[0], len(pool), b)
+      yield data.gather(pool, ids, b)
+
   window = []
-  for step in tqdm.trange(host["step"], total, initial=host["step"], total=total, desc="train",
-                          disable=None):
-    ids, host = _next_ids(host, len(pool), b)
-    batch = sharding.shard_batch(mesh, data.gather(pool, ids, b))
-    state, out = steps.plain(state, base, batch, jax.random.fold_in(step_key, step))
-    window.append(train.fetch(out["metrics"]))
-    host = dict(host, step=step + 1, skipped=host["skipped"] + int(window[-1]["skipped"]))
-    if (step + 1) % config.train.log_every == 0 or step + 1 == total:
-      writer.write(step + 1, _window_mean(window))
+  for done in passes.train(steps.plain, state, base, batches(), mesh=mesh, step_key=step_key,
+                           start=host["step"], total=total, desc="train", leave=True):
+    state, step = done.state, done.index + 1
+    window.append(done.out["metrics"])
+    ledger = passes.book(ledger, "training", done.counts)
+    host = dict(host, **{key: drawn[0][key] for key in _ORDER}, step=step,
+                skipped=host["skipped"] + int(window[-1]["skipped"]),
+                ledger=accounting.to_dict(ledger))
+    if step % config.train.log_every == 0 or step == total:
+      writer.write(step, _window_mean(window))
       window = []
-    manager.save(step + 1, state, host, force=step + 1 == total)
+    manager.save(step, state, host, force=step == total)
   manager.close()
+  test_loss = None
+  if test is not None:
+    test_loss, counts = pool_loss(steps.score, train.params(base, state.lora), test, b, mesh,
+                                  "test loss")
+    ledger = accounting.add(ledger, "evaluation", "test_loss", counts)
   final = {
       "train_steps": total, "epochs_started": host["epoch"] + 1, "skipped_steps": host["skipped"],
-      "test_loss_initial": host["test_loss_initial"], "test_loss":
-          (pool_loss(steps.score, train.params(base, state.lora), test, b, mesh, "test loss")
-           if test is not None else None), "wall_seconds": time.time() - start_time
+      "test_loss_initial": host["test_loss_initial"], "test_loss": test_loss,
+      "wall_seconds": time.time() - start_time
   }
   writer.write(total, {k: v for k, v in final.items() if v is not None}, split="final")
   writer.close()
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-      json.dump(final, f, indent=2)
+    artifacts.write_json(os.path.join(workdir, "final_metrics.json"), final)
+    artifacts.write_json(os.path.join(workdir, "accounting.json"), accounting.to_dict(ledger))
   return final

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import shutil
 import time
@@ -31,11 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tqdm
 
-from lead_jax import metrics, report
+from lead_jax import artifacts, metrics, report
 from lead_jax.train import build
 from lead_jax.train import checkpoint
+from lead_jax.train import passes
 from lead_jax.model import hf
 from lead_jax.model import tokenizer
 from lead_jax.model import decoder as model_lib
@@ -43,6 +42,7 @@ from lead_jax.model import decoder as model_lib
 CHECKPOINTS = "checkpoints"  # subdirectory of the workdir while building
 HELDOUT = "heldout.json"  # {"initial": {task: nats/byte}, "final": {...}}
 LOSS_CURVE = "loss_curve.png"
+_STREAM = ("order", "cursor", "epoch", "rng")  # the host state that the window stream advances
 _INIT = 0  # fold of the root key that initialises the parameters
 
 # build.model_config wants a lora sub-config; the pretrained base has no adapters (lora=None).
@@ -152,6 +152,17 @@ def heldout_loss(score, params, heldout: Mapping[str, Sequence[tuple[str, str]]]
   return out
 
 
+def _as_batch(tokens_BxL: np.ndarray) -> dict:
+  """A window batch as the pass driver books it: every row real; the model
+  reads all positions but the last (the last is only a target)."""
+  mask_BxL = np.ones(tokens_BxL.shape, np.int32)
+  mask_BxL[:, -1] = 0
+  return {
+      "tokens_BxL": tokens_BxL, "is_pad_B": np.zeros(len(tokens_BxL), bool),
+      "attention_mask_BxL": mask_BxL
+  }
+
+
 def _new_epoch(host: dict, num_docs: int) -> dict:
   """The host state at the start of the next epoch: a fresh document order."""
   rng = np.random.default_rng()
@@ -165,7 +176,7 @@ def _initial_host(seed: int, num_docs: int) -> dict:
   order = rng.permutation(num_docs)
   return {
       "order": order, "cursor": 0, "epoch": 0, "step": 0, "seconds": 0.0,
-      "rng": rng.bit_generator.state, "heldout_initial": None
+      "rng": rng.bit_generator.state, "heldout_initial": None, "passes": {}
   }
 
 
@@ -216,32 +227,44 @@ def train(cfg, documents: Sequence[str], heldout: Mapping[str, Sequence[tuple[st
     host["heldout_initial"] = heldout_loss(score, params, heldout, tok, cfg.batch_size, cfg.seq_len)
   stop = cfg.steps if max_steps is None else min(max_steps, cfg.steps)
   per_step = cfg.batch_size * cfg.seq_len
+  drawn = [host, epoch_windows(doc_tokens, host["order"], cfg.batch_size, cfg.seq_len)]
+
+  def batches():  # the next window of the stream, a new epoch's order at its end
+    for _ in range(host["step"], stop):
+      if drawn[0]["cursor"] == len(drawn[1]):
+        drawn[0] = _new_epoch(drawn[0], len(doc_tokens))
+        drawn[1] = epoch_windows(doc_tokens, drawn[0]["order"], cfg.batch_size, cfg.seq_len)
+      tokens_BxL = drawn[1][drawn[0]["cursor"]]
+      drawn[0] = dict(drawn[0], cursor=drawn[0]["cursor"] + 1)
+      yield _as_batch(tokens_BxL)
+
+  def step(state, _base, batch, _key):
+    params, opt_state, out = step_fn(*state, batch["tokens_BxL"])
+    return (params, opt_state), out
+
   window, window_start = [], time.time()
-  bar = tqdm.trange(host["step"], stop, initial=host["step"], total=cfg.steps, desc="pretrain",
-                    disable=None)
-  windows_WxBxL = epoch_windows(doc_tokens, host["order"], cfg.batch_size, cfg.seq_len)
-  for step in bar:
-    if host["cursor"] == len(windows_WxBxL):
-      host = _new_epoch(host, len(doc_tokens))
-      windows_WxBxL = epoch_windows(doc_tokens, host["order"], cfg.batch_size, cfg.seq_len)
-    params, opt_state, out = step_fn(params, opt_state, windows_WxBxL[host["cursor"]])
-    window.append(out)
-    host = dict(host, cursor=host["cursor"] + 1, step=step + 1)
-    if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+  for done in passes.train(step, (params, opt_state), None, batches(), mesh=None, step_key=None,
+                           start=host["step"], total=cfg.steps, desc="pretrain", fetch=False,
+                           leave=True):
+    (params, opt_state), k = done.state, done.index + 1
+    window.append(done.out)
+    host = dict(host, **{key: drawn[0][key] for key in _STREAM}, step=k,
+                passes=passes.add(host["passes"], done.counts))
+    if k % cfg.log_every == 0 or k == cfg.steps:
       fetched = jax.device_get(window)
       rate = len(window) * per_step / (time.time() - window_start)
       record = {
           "loss": float(np.mean([m["loss"] for m in fetched])),
-          "grad_norm": float(np.mean([m["grad_norm"] for m in fetched])), "lr": float(lr_fn(step)),
-          "tokens": (step + 1) * per_step, "tokens_per_s": rate
+          "grad_norm": float(np.mean([m["grad_norm"] for m in fetched])), "lr": float(lr_fn(k - 1)),
+          "tokens": k * per_step, "tokens_per_s": rate
       }
-      writer.write(step + 1, record)
-      bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{rate:,.0f}")
+      writer.write(k, record)
+      done.bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{rate:,.0f}")
       window, window_start = [], time.time()
-    if manager.should_save(step + 1) or step + 1 == stop:
+    if manager.should_save(k) or k == stop:
       host["seconds"] += time.time() - start
       start = time.time()
-      manager.save(step + 1, {"params": params, "opt_state": opt_state}, host, force=True)
+      manager.save(k, {"params": params, "opt_state": opt_state}, host, force=True)
   manager.close()
   writer.close()
   if host["step"] < cfg.steps:
@@ -252,8 +275,8 @@ def train(cfg, documents: Sequence[str], heldout: Mapping[str, Sequence[tuple[st
 def _finish(cfg, config, tok, params, score, heldout, host, workdir) -> dict:
   start = time.time()
   final = heldout_loss(score, params, heldout, tok, cfg.batch_size, cfg.seq_len)
-  with open(os.path.join(workdir, HELDOUT), "w") as f:
-    json.dump({"initial": host["heldout_initial"], "final": final}, f, indent=2)
+  artifacts.write_json(
+      os.path.join(workdir, HELDOUT), {"initial": host["heldout_initial"], "final": final})
   records = [r for r in metrics.read(workdir) if r["split"] == "train"]
   plot_loss_curve(records, os.path.join(workdir, LOSS_CURVE))
   hf.save_checkpoint(workdir, config, {"params": params})
@@ -262,7 +285,7 @@ def _finish(cfg, config, tok, params, score, heldout, host, workdir) -> dict:
   return {
       "tokens": host["step"] * cfg.batch_size * cfg.seq_len,
       "seconds": host["seconds"] + time.time() - start, "final_loss": records[-1]["loss"],
-      "heldout_initial": host["heldout_initial"], "heldout_final": final
+      "heldout_initial": host["heldout_initial"], "heldout_final": final, "passes": host["passes"]
   }
 
 
