@@ -64,7 +64,7 @@ def _run(name: str, config, workdir: str) -> dict:
     print(f"{name}: finished before, reusing {sub}/final_metrics.json", flush=True)
     return done
   print(f"{name}: running in {sub}", flush=True)
-  return loop.run(config, sub)
+  return loop.run(config, sub, say=lambda line: print(f"{name}: {line}", flush=True))
 
 
 def _matched(config, method: str, lead: dict):

@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from typing import Callable
 
 from lead_jax import accounting, metrics, outputs
 from lead_jax.train import checkpoint
@@ -72,30 +73,52 @@ def _restore(run: Run, manager, state, shardings, fresh: host_lib.Host):
   return state, dataclasses.replace(h, ledger=accounting.add_seconds(h.ledger, "setup", setup_s))
 
 
-def run(config, workdir: str) -> dict:
-  """Offline stage, iterations, final evaluation; returns the final metrics."""
+def _phase_seconds(h, *phases: str) -> float:
+  return sum(h.ledger.seconds[p] for p in phases)
+
+
+def run(config, workdir: str, say: Callable[[str], None] = log.info) -> dict:
+  """Offline stage, iterations, final evaluation; returns the final metrics.
+
+  `say` gets one line per phase with its wall seconds (set-up and offline
+  stage, the iterations, the final evaluation); `experiments.main` prints them.
+  """
+  t0 = time.monotonic()
   run_, state, shardings, ledger = setup(config, workdir)
   manager = checkpoint.Manager(checkpoint.directory(config.checkpoint, workdir), config.checkpoint)
   state, h = _restore(run_, manager, state, shardings, host_lib.initial(run_, ledger))
+  say(f"set-up and offline stage: {time.monotonic() - t0:.0f} s"
+      f" (the offline artifacts' recorded cost: {ledger.seconds['offline']:.0f} s)" +
+      (f"; resumed after iteration {h.iteration}" if h.iteration else ""))
   files, writer = outputs.Files(workdir), metrics.Writer(workdir)
   files.rewind(h.iteration)
   writer.truncate_after(h.iteration, drop_splits=("final",))
   if h.iteration == 0 and h.table is not None:
     files.snapshot("init", h.table.idu_N)
   every = max(int(config.checkpoint.every_steps), 1)
+  t0, first, before = time.monotonic(), h.iteration, h
   while not run_.selector.done(h.sel):
     state, h = iteration_lib.run_iteration(run_, state, h, files, writer)
-    t0 = time.monotonic()
+    t1 = time.monotonic()
     last = run_.selector.done(h.sel)
     manager.save(h.iteration, state, host_lib.to_dict(h), force=last or h.iteration % every == 0)
     h = dataclasses.replace(
         h, ledger=accounting.add_seconds(h.ledger, "checkpoint",
-                                         time.monotonic() - t0))
-  t0 = time.monotonic()
+                                         time.monotonic() - t1))
+  t1 = time.monotonic()
   manager.close()
   h = dataclasses.replace(
       h, ledger=accounting.add_seconds(h.ledger, "checkpoint",
-                                       time.monotonic() - t0))
+                                       time.monotonic() - t1))
+  spent = {
+      p: _phase_seconds(h, p) - _phase_seconds(before, p)
+      for p in ("training", "selection", "evaluation", "checkpoint")
+  }
+  say(f"{h.iteration - first} iterations: {time.monotonic() - t0:.0f} s (training "
+      f"{spent['training']:.0f} s, selection {spent['selection']:.0f} s, checkpoints "
+      f"{spent['checkpoint']:.0f} s)")
+  t0 = time.monotonic()
   result = final.finish(run_, state, h, writer)
   writer.close()
+  say(f"final evaluation and report: {time.monotonic() - t0:.0f} s; {workdir}/final_metrics.json")
   return result
