@@ -39,7 +39,7 @@ def test_main_runs_lead_and_random_at_the_same_budget(env, tmp_path):
   assert rand["train_sample_passes"] == lead["train_sample_passes"]
   assert rand["forward_sample_passes"] == 0 < lead["forward_sample_passes"]
   for name in ("lead", "random"):  # one line per phase with its time
-    for phase in ("set-up and offline stage: ", " iterations: ", "final evaluation and report: "):
+    for phase in ("set-up and offline stage: ", " iteration", "final evaluation and report: "):
       assert phase in "\n".join(l for l in proc.stdout.splitlines() if l.startswith(f"{name}: "))
   assert "PyTorch was not found" not in proc.stdout + proc.stderr
   table = open(tmp_path / "summary.md").read()

@@ -114,7 +114,8 @@ def run(config, workdir: str, say: Callable[[str], None] = log.info) -> dict:
       p: _phase_seconds(h, p) - _phase_seconds(before, p)
       for p in ("training", "selection", "evaluation", "checkpoint")
   }
-  say(f"{h.iteration - first} iterations: {time.monotonic() - t0:.0f} s (training "
+  n = h.iteration - first
+  say(f"{n} iteration{'' if n == 1 else 's'}: {time.monotonic() - t0:.0f} s (training "
       f"{spent['training']:.0f} s, selection {spent['selection']:.0f} s, checkpoints "
       f"{spent['checkpoint']:.0f} s)")
   t0 = time.monotonic()
