@@ -38,5 +38,6 @@ def get() -> ml_collections.ConfigDict:
   c.synthetic.test_per_task = 50  # held-out clean test samples per task (exact match)
   c.synthetic.dev_per_task = 10  # held-out clean dev samples per task
   c.synthetic.tasks = ""  # comma-separated subset of lead_jax.data.synthetic_tasks.TASKS; "" = all
+  c.synthetic.weights = ""  # "task:w,...": pool share weights replacing those tasks' own; "" = none
   c.lock()
   return c

@@ -3,6 +3,7 @@
 import collections
 import filecmp
 import json
+import os
 
 import pytest
 
@@ -58,7 +59,7 @@ def test_tasks_tiers_and_sizes(lake):
   assert collections.Counter(r["dataset"] for r in test) == {t: 20 for t in tasks}
   assert len(rows(lake["dev"])) == 5 * len(tasks)
   manifest = json.load(open(lake["manifest"]))
-  assert manifest["seed"] == 3 and set(manifest["tasks"]) == set(tasks)
+  assert manifest["seed"] == 3 and set(manifest["task_info"]) == set(tasks)
 
 
 def test_task_subset(tmp_path):
@@ -71,7 +72,7 @@ def test_task_subset(tmp_path):
   assert synthetic.lake_dir(tasks=names) != synthetic.lake_dir()
   assert synthetic.lake_dir(tasks="") == synthetic.lake_dir()  # "" = every task, as before
   paths = synthetic.write_lake(str(tmp_path), size=300, test_per_task=10, tasks=names)
-  assert json.load(open(paths["manifest"]))["tasks"].keys() == set(names.split(","))
+  assert json.load(open(paths["manifest"]))["task_info"].keys() == set(names.split(","))
   with pytest.raises(ValueError, match="unknown task.*parody.*choose from"):
     synthetic.select_tasks("parity,parody")
 
@@ -155,3 +156,25 @@ def test_embedded_default_paths(tmp_path, monkeypatch):
   assert paths["test"].endswith("test.jsonl") and paths["dev"].endswith("dev.jsonl")
   pool = load_pool(c, tokenizer_lib.byte_level(), str(tmp_path))
   assert len(pool) == 300 and len(pool.task_names) == len(synthetic_tasks.TASKS)
+
+
+def test_weights_change_the_task_shares_and_the_lake_folder(tmp_path):
+  names = "parity,vowel,size"
+  even = synthetic.generate(0, 300, 1, 1, names)[0]
+  skewed = synthetic.generate(0, 300, 1, 1, names, weights="parity:4,size:0.5")[0]
+  count = lambda rows, task: sum(r["dataset"] == task for r in rows)
+  w = synthetic.task_weights(synthetic.select_tasks(names), "parity:4,size:0.5")
+  for task, share in zip(names.split(","), w / w.sum()):  # floor(300 w / sum w), remainder first
+    assert abs(count(skewed, task) - 300 * share) <= 1, task
+  assert count(skewed, "parity") > count(even, "parity")
+  assert synthetic.lake_dir(0, 300, 1, 1,
+                            names) != synthetic.lake_dir(0, 300, 1, 1, names, "parity:4,size:0.5")
+  assert synthetic.lake_dir(0, 300, 1, 1, names) == synthetic.lake_dir(0, 300, 1, 1, names, "")
+  paths = synthetic.write_lake(str(tmp_path), 0, 300, 1, 1, names, "parity:4,size:0.5")
+  before = os.path.getmtime(paths["train"])
+  assert synthetic.write_lake(str(tmp_path), 0, 300, 1, 1, names,
+                              "parity:4,size:0.5")["train"] == paths["train"]
+  assert os.path.getmtime(paths["train"]) == before  # reused, not rewritten
+  for bad in ("parity", "parity:0", "nosuch:1", "parity:x", "city:1"):
+    with pytest.raises(ValueError, match="data.synthetic.weights"):
+      synthetic.task_weights(synthetic.select_tasks(names), bad)

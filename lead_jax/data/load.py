@@ -55,7 +55,7 @@ def resolve_paths(data_config, workdir: str | None) -> dict[str, str]:
   from lead_jax.data import synthetic  # only the default needs the generator
   s = data_config.synthetic
   params = dict(seed=s.seed, size=s.size, test_per_task=s.test_per_task,
-                dev_per_task=s.dev_per_task, tasks=s.get("tasks", ""))
+                dev_per_task=s.dev_per_task, tasks=s.get("tasks", ""), weights=s.get("weights", ""))
   lake = synthetic.write_lake(synthetic.lake_dir(**params), **params)
   return {
       "train": lake["train"], "test": paths["test"] or lake["test"],

@@ -1,6 +1,6 @@
 """The synthetic data lake: the embedded default pool, with held-out test sets.
 
-A pure function of (seed, size, test_per_task, dev_per_task, tasks): the same
+A pure function of (seed, size, test_per_task, dev_per_task, tasks, weights): the same
 arguments write byte-identical files. Fifteen skill tasks (synthetic_tasks.TASKS)
 of graded difficulty and four knowledge tasks about the
 people of `synthetic_world`, each with several instruction paraphrases, and, per
@@ -75,36 +75,57 @@ def select_tasks(names: str) -> tuple[Task, ...]:
   return tuple(t for t in TASKS if not wanted or t.name in wanted)
 
 
-def _params(seed, size, test_per_task, dev_per_task, tasks) -> dict:
-  names = ",".join(t.name for t in select_tasks(tasks))
+def task_weights(chosen: tuple[Task, ...], weights: str) -> np.ndarray:
+  """Each chosen task's share weight: its own `Task.weight`, or the value of
+  `weights` ("name:w,name:w", w > 0) for the tasks it names."""
+  out = {t.name: float(t.weight) for t in chosen}
+  for item in filter(None, (x.strip() for x in weights.split(","))):
+    name, sep, value = item.partition(":")
+    try:
+      w = float(value) if sep else float("nan")
+    except ValueError:
+      w = float("nan")
+    if name.strip() not in out or not w > 0:
+      raise ValueError(f"data.synthetic.weights: {item!r} is not <task>:<weight> with a task of "
+                       f"the lake ({', '.join(out)}) and a weight > 0; e.g. 'parity:2,size:0.5'")
+    out[name.strip()] = w
+  return np.array([out[t.name] for t in chosen])
+
+
+def _params(seed, size, test_per_task, dev_per_task, tasks, weights="") -> dict:
+  chosen = select_tasks(tasks)
+  names = ",".join(t.name for t in chosen)
+  shares = ",".join(f"{t.name}:{w:g}" for t, w in zip(chosen, task_weights(chosen, weights)))
   return {
       "version": LAKE_VERSION, "seed": seed, "size": size, "test_per_task": test_per_task,
-      "dev_per_task": dev_per_task, **({"tasks": names} if tasks else {})
+      "dev_per_task": dev_per_task, **({"tasks": names} if tasks else {}),
+      **({"weights": shares} if weights else {})
   }
 
 
 def lake_dir(seed: int = 0, size: int = 4000, test_per_task: int = 50, dev_per_task: int = 10,
-             tasks: str = "") -> str:
+             tasks: str = "", weights: str = "") -> str:
   """The lake's folder in the cache root, keyed by the generator's version and arguments."""
-  fp = artifacts.fingerprint(_params(seed, size, test_per_task, dev_per_task, tasks))
+  fp = artifacts.fingerprint(_params(seed, size, test_per_task, dev_per_task, tasks, weights))
   return os.path.join(cache.cache_root(), "lakes", f"lake-{fp}")
 
 
 def write_lake(out_dir: str, seed: int = 0, size: int = 4000, test_per_task: int = 50,
-               dev_per_task: int = 10, tasks: str = "") -> dict[str, str]:
+               dev_per_task: int = 10, tasks: str = "", weights: str = "") -> dict[str, str]:
   """Writes the lake into out_dir (reused when already there); returns its paths.
-  `tasks`: a comma-separated subset of the task names ("" = every task)."""
-  params = _params(seed, size, test_per_task, dev_per_task, tasks)
+  `tasks`: a comma-separated subset of the task names ("" = every task);
+  `weights`: "name:w,..." share weights replacing those tasks' own ("" = none)."""
+  params = _params(seed, size, test_per_task, dev_per_task, tasks, weights)
   paths = {k: os.path.join(out_dir, f"{k}.jsonl") for k in ("train", "test", "dev")}
   paths["manifest"] = os.path.join(out_dir, "lake.json")
   if _is_written(paths, params):
     return paths
-  train, test, dev, counts = generate(seed, size, test_per_task, dev_per_task, tasks)
+  train, test, dev, counts = generate(seed, size, test_per_task, dev_per_task, tasks, weights)
   os.makedirs(out_dir, exist_ok=True)
   for key, rows in (("train", train), ("test", test), ("dev", dev)):
     _write_jsonl(paths[key], rows)
   manifest = dict(
-      params, tasks={
+      params, task_info={
           t.name: {"difficulty": t.difficulty, "noise": t.noise, "tiers": counts[t.name]}
           for t in select_tasks(tasks)
       })
@@ -112,11 +133,12 @@ def write_lake(out_dir: str, seed: int = 0, size: int = 4000, test_per_task: int
   return paths
 
 
-def generate(seed: int, size: int, test_per_task: int, dev_per_task: int, tasks: str = ""):
+def generate(seed: int, size: int, test_per_task: int, dev_per_task: int, tasks: str = "",
+             weights: str = ""):
   """(train, test, dev) lists of records and per-task tier counts."""
   chosen = select_tasks(tasks)
-  weights = np.array([t.weight for t in chosen])
-  per_task = np.floor(size * weights / weights.sum()).astype(int)
+  weights_T = task_weights(chosen, weights)
+  per_task = np.floor(size * weights_T / weights_T.sum()).astype(int)
   per_task[:size - per_task.sum()] += 1
   train, test, dev, counts = [], [], [], {}
   for task, n in zip(chosen, per_task):
