@@ -209,11 +209,12 @@ def versus(a: dict, ref: dict, key: str) -> tuple[float, float]:
   return diff, (diff / se if se > 0 else float("nan"))
 
 
-def reference_of(summary: list[dict]) -> Optional[str]:
+def reference_of(summary: list[dict], suffix: str = "") -> Optional[str]:
   """What the other variants are compared with: `random` when it ran (the
-  main suite), else `lead` (ablation, sensitivity); None when neither did."""
+  main suite), else `lead` (ablation, sensitivity); None when neither did.
+  `suffix` names a group's own (`random_lake2`)."""
   names = {s["variant"] for s in summary}
-  return next((r for r in ("random", "lead") if r in names), None)
+  return next((r + suffix for r in ("random", "lead") if r + suffix in names), None)
 
 
 def versus_table(summary: list[dict], reference: str = "random") -> str:
@@ -340,6 +341,35 @@ def write_docs(path: str, suite: str, markdown: str) -> bool:
   return True
 
 
+def _comparisons(summary: list[dict], rows: list[dict], tasks: list[str], results: str,
+                 suffix: str = "") -> list[str]:
+  """The against-reference, per-task and selection-mix tables of one pool's
+  variants (`suffix`: the group's name suffix, e.g. `_lake2`)."""
+  text = []
+  reference = reference_of(summary, suffix)
+  against = versus_table(summary, reference) if reference else ""
+  if against:
+    kind = reference[:-len(suffix)] if suffix else reference
+    why = ("|in se| > 2 is the regime's test that selection matters" if kind == "random" else
+           "|in se| > 2: the change makes a difference beyond the seeds' spread")
+    text += [
+        "", f"Against {reference}: difference of means and that difference in units of "
+        f"its standard error (sqrt(sd^2/n + sd_{reference}^2/n_{reference})); {why}. "
+        "Lower loss is better.", "", against
+    ]
+  per_task = task_table(summary, tasks)
+  if per_task:
+    text += ["", "Exact match per task (mean over seeds).", "", per_task]
+  first = suites.run_dir(results, rows[0]["variant"], rows[0]["seed"])
+  mix = mix_table(summary, selection_mix(first, whole_pool=True))
+  if mix:
+    text += [
+        "", "What was selected: distinct selected samples by quality tier of the lake "
+        "and the largest share of one task (mean over seeds).", "", mix
+    ]
+  return text
+
+
 def aggregate(suite: str, results: str, out: str, seeds=(),
               shown_results: Optional[str] = None) -> str:
   """Writes the tables and plots of `suite`; returns the Markdown.
@@ -365,26 +395,14 @@ def aggregate(suite: str, results: str, out: str, seeds=(),
       f"{len(rows)} runs (mean ± sample sd over seeds, n per row).", "",
       variant_table(summary)
   ]
-  reference = reference_of(summary)
-  against = versus_table(summary, reference) if reference else ""
-  if against:
-    why = ("|in se| > 2 is the regime's test that selection matters" if reference == "random" else
-           "|in se| > 2: the change makes a difference beyond the seeds' spread")
-    text += [
-        "", f"Against {reference}: difference of means and that difference in units of "
-        f"its standard error (sqrt(sd^2/n + sd_{reference}^2/n_{reference})); {why}. "
-        "Lower loss is better.", "", against
-    ]
-  per_task = task_table(summary, tasks)
-  if per_task:
-    text += ["", "Exact match per task (mean over seeds).", "", per_task]
-  first = suites.run_dir(results, rows[0]["variant"], rows[0]["seed"])
-  mix = mix_table(summary, selection_mix(first, whole_pool=True))
-  if mix:
-    text += [
-        "", "What was selected: distinct selected samples by quality tier of the lake "
-        "and the largest share of one task (mean over seeds).", "", mix
-    ]
+  group_of = {v.name: v.group for v in variants}
+  groups = list(dict.fromkeys(group_of[s["variant"]] for s in summary))
+  for group in groups:
+    sub = [s for s in summary if group_of[s["variant"]] == group]
+    if len(groups) > 1:
+      text += ["", f"**On {'the default lake' if not group else 'lake ' + repr(group)}.**"]
+    text += _comparisons(sub, [r for r in rows if group_of[r["variant"]] == group], tasks, results,
+                         f"_{group}" if group else "")
   if suite == "efficiency":
     text += ["", efficiency_table(rows)]
   bad = [f"{r['variant']}/seed{r['seed']}: {r['acct_error']}" for r in rows if r["acct_error"]]

@@ -19,6 +19,7 @@ import numpy as np
 
 from experiments import suites
 from lead_jax import outputs
+from lead_jax.data.synthetic import TIERS
 from lead_jax.report import pyplot, save_figure
 
 
@@ -77,6 +78,23 @@ def _bandit(plt, rows, results: str, suite: str, out_dir: str):
   return save_figure(plt, fig, out_dir, f"{suite}_bandit.png")
 
 
+def _tiers(plt, summary, suite: str, out_dir: str):
+  """Stacked bars: each variant's distinct selected samples by lake tier."""
+  shown = [s for s in summary if not np.isnan(s.get("tier_clean_mean", np.nan))]
+  if not shown:
+    return None
+  fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(shown) + 3), 4))
+  bottom = np.zeros(len(shown))
+  for tier in TIERS:
+    share = np.nan_to_num([s[f"tier_{tier}_mean"] for s in shown])
+    ax.bar([s["variant"] for s in shown], share, bottom=bottom, label=tier)
+    bottom += share
+  ax.set(ylabel="share of distinct selected samples", title=f"{suite}: selected tier mix")
+  ax.tick_params(axis="x", rotation=60, labelsize=7)
+  ax.legend(fontsize=6, ncol=4)
+  return save_figure(plt, fig, out_dir, f"{suite}_tiers.png")
+
+
 def _scaling(plt, rows, out_dir: str) -> str:
   fig, ax = plt.subplots(figsize=(6, 4))
   for method in ("lead", "iterative_rescore"):
@@ -108,7 +126,8 @@ def write(suite: str, summary, rows, results: str, out_dir: str) -> list[str]:
       _scatter(plt, summary, "wall_seconds", (("test_loss", "held-out loss"),), out_dir,
                f"{suite}_vs_wall.png", "end-to-end wall seconds"),
       _bars(plt, summary, suite, out_dir),
-      _bandit(plt, rows, results, suite, out_dir)
+      _bandit(plt, rows, results, suite, out_dir),
+      _tiers(plt, summary, suite, out_dir)
   ]
   if suite == "efficiency":
     paths.append(_scaling(plt, rows, out_dir))

@@ -67,11 +67,12 @@ class Variant:
   overrides: Mapping[str, object] = dataclasses.field(default_factory=dict)
   matched_to: Optional[str] = None  # reference LEAD variant (one-shot selectors)
   label: str = ""  # what the variant changes, for the tables
+  group: str = ""  # the pool it runs on when a suite has several ("" = the default lake)
 
 
-def _v(name, method, label="", matched_to=None, **overrides):
+def _v(name, method, label="", matched_to=None, group="", **overrides):
   flat = {k.replace("__", "."): v for k, v in overrides.items()}
-  return Variant(name, method, flat, matched_to, label or name)
+  return Variant(name, method, flat, matched_to, label or name, group)
 
 
 def matched(method: str, lead_final: Mapping, lead_dir: str = "") -> dict:
@@ -150,8 +151,56 @@ def _efficiency(base_size: int = 10000, budget: int = 500, rho: float = 0.03):
   return tuple(out)
 
 
+# The extensions beyond the paper (docs/method.md), each alone and all together.
+EXTENSIONS = {
+    "reducible": ("reducible utility (idu.reference = warmup)", {"idu.reference": "warmup"}),
+    "eta": ("EXP3 with eta = 1", {"bandit.eta": 1.0}),
+    "thompson": ("Thompson sampling bandit", {"bandit.algo": "thompson"}),
+    "m2": ("2 clusters per iteration", {"select.clusters_per_iteration": 2}),
+    "replay25": ("25% replay of earlier selections", {"loop.replay_fraction": 0.25}),
+}
+ALL_EXTENSIONS = ("reducible", "thompson", "m2", "replay25")  # eta and thompson exclude each other
+# The second lake: another generator seed and other task weights (configs/default.py's 8 tasks).
+LAKE2 = {
+    "data.synthetic.seed": 1,
+    "data.synthetic.weights": "parity:0.5,vowel:2,last_digit:2,size:0.5,count:2,city:0.5"
+}
+
+
+def _extensions():
+  out = []
+  for group, lake in (("", {}), ("lake2", LAKE2)):
+    suffix, where = (f"_{group}", f" ({group})") if group else ("", "")
+    lead = f"lead{suffix}"
+    out.append(LEAD if not group else _v(lead, "lead", f"LEAD{where}", group=group, **_flat(lake)))
+    for name, (label, over) in EXTENSIONS.items():
+      out.append(
+          _v(f"lead_{name}{suffix}", "lead", f"LEAD + {label}{where}", group=group, **_flat(lake),
+             **_flat(over)))
+    every = {k: v for name in ALL_EXTENSIONS for k, v in EXTENSIONS[name][1].items()}
+    out.append(
+        _v(f"lead_all{suffix}", "lead", f"LEAD + {' + '.join(ALL_EXTENSIONS)}{where}", group=group,
+           **_flat(lake), **_flat(every)))
+    if not group:
+      out += [_v("random", "random", matched_to="lead"), ORACLE]
+    else:
+      out += [
+          _v(f"random{suffix}", "random", f"random{where}", matched_to=lead, group=group,
+             **_flat(lake)),
+          _v(f"oracle{suffix}", "oracle", f"{ORACLE.label}{where}", matched_to=lead, group=group,
+             **_flat(lake))
+      ]
+  return tuple(out)
+
+
+def _flat(overrides: Mapping) -> dict:
+  """`_v` keyword form (dots as double underscores) of dotted overrides."""
+  return {k.replace(".", "__"): v for k, v in overrides.items()}
+
+
 SUITES = {
-    "main": MAIN, "ablation": ABLATION, "sensitivity": _sensitivity(), "efficiency": _efficiency()
+    "main": MAIN, "ablation": ABLATION, "sensitivity": _sensitivity(), "efficiency": _efficiency(),
+    "extensions": _extensions()
 }
 
 

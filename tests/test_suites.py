@@ -235,3 +235,22 @@ def test_efficiency_grows_the_default_lake_at_the_default_budget():
       over = by_name[name].overrides
       assert over["data.synthetic.size"] == m * n and over["select.budget_samples"] == budget
       assert over["select.sample_rate"] == pytest.approx(c.select.sample_rate / m)
+
+
+def test_extensions_compare_each_lake_with_its_own_random(tmp_path):
+  names = {v.name: v for v in suites.get("extensions")}
+  assert names["random_lake2"].matched_to == "lead_lake2" and names["random"].matched_to == "lead"
+  for name, v in names.items():  # every lake-2 run reads the second lake, no other run does
+    assert (v.overrides.get("data.synthetic.seed") == 1) == name.endswith("_lake2"), name
+  assert names["lead_all"].overrides["bandit.algo"] == "thompson"
+  for seed, (lead, rand, lead2, rand2) in enumerate([(2.0, 3.0, 1.0, 1.5), (2.2, 3.2, 1.2, 1.4)]):
+    for variant, loss in (("lead", lead), ("random", rand), ("lead_lake2", lead2),
+                          ("random_lake2", rand2)):
+      _fake_run(tmp_path, variant, seed, loss, {"training": 1.0})
+  text = aggregate.aggregate("extensions", str(tmp_path), str(tmp_path / "out"))
+  default, lake2 = text.split("**On lake 'lake2'.**")
+  assert "Against random:" in default and "| lead | 2 | - | - | -1.000 |" in default
+  # lake 2: lead_lake2 against random_lake2: 1.1 - 1.45 = -0.35, sd^2 0.02 and 0.005,
+  # se sqrt(0.02/2 + 0.005/2) = 0.112: -3.1 se
+  assert "Against random_lake2:" in lake2 and "| lead_lake2 | 2 | - | - | -0.350 | -3.1 |" in lake2
+  assert "lead_lake2" not in default.split("Against random:")[1]
