@@ -128,3 +128,85 @@ def test_a_killed_writer_never_leaves_a_restorable_partial_checkpoint(tmp_path):
   assert host["step"] == step and np.all(np.asarray(state["w"]) == step)
   assert not any("tmp" in p for p in os.listdir(tmp_path))  # cleaned up by the new manager
   manager.close()
+
+
+def _largest_file(step_dir):
+  files = [
+      os.path.join(d, f) for d, _, names in os.walk(step_dir) for f in names if f != checkpoint.SEAL
+  ]
+  return max(files, key=os.path.getsize)
+
+
+def _flip_byte(path):
+  with open(path, "r+b") as f:
+    f.seek(os.path.getsize(path) // 2)
+    byte = f.read(1)
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def _truncate(path):
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) - 1)
+
+
+def _unseal(step_dir):
+  os.remove(os.path.join(step_dir, checkpoint.SEAL))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "unseal", "bad_seal"])
+def test_a_corrupt_newest_checkpoint_is_skipped_and_the_previous_restored(tmp_path, caplog, damage):
+  saver = checkpoint.Manager(str(tmp_path), _ckpt_cfg())
+  for step in (1, 2, 3):
+    assert saver.save(step, {"w": np.full(1000, step, np.float32)},
+                      {"step": step, "ids_N": np.arange(step)})
+  saver.close()
+  newest = str(tmp_path / "3")
+  assert os.path.exists(os.path.join(newest, checkpoint.SEAL))
+  assert checkpoint.seal_problem(checkpoint.epath.Path(newest)) is None
+  if damage == "flip":
+    _flip_byte(_largest_file(newest))
+  elif damage == "truncate":
+    _truncate(_largest_file(newest))
+  elif damage == "delete":
+    os.remove(_largest_file(newest))
+  elif damage == "unseal":
+    _unseal(newest)
+  else:
+    with open(os.path.join(newest, checkpoint.SEAL), "w") as f:
+      f.write("{not json")
+  manager = checkpoint.Manager(str(tmp_path), _ckpt_cfg())
+  assert manager.latest_step() == 2
+  assert f"checkpoint {newest} is corrupt" in caplog.text and "skipping it" in caplog.text
+  assert os.path.isdir(newest + ".corrupt") and not os.path.exists(newest)
+  state, host = manager.restore({"w": jax.ShapeDtypeStruct((1000,), np.float32)})
+  np.testing.assert_array_equal(state["w"], np.full(1000, 2, np.float32))
+  assert host["step"] == 2 and host["ids_N"].tolist() == [0, 1]
+  assert manager.save(3, {"w": np.full(1000, 3, np.float32)}, {"step": 3})  # step 3 again
+  assert manager.latest_step() == 3
+  manager.close()
+
+
+def test_every_checkpoint_corrupt_means_a_fresh_start(tmp_path, caplog):
+  saver = checkpoint.Manager(str(tmp_path), _ckpt_cfg())
+  for step in (1, 2):
+    saver.save(step, {"w": np.full(8, step, np.float32)}, {"step": step})
+  saver.close()
+  for step in (1, 2):
+    _flip_byte(_largest_file(str(tmp_path / str(step))))
+  manager = checkpoint.Manager(str(tmp_path), _ckpt_cfg())
+  assert manager.latest_step() is None and caplog.text.count("is corrupt") == 2
+  with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+    manager.restore({"w": jax.ShapeDtypeStruct((8,), np.float32)})
+
+
+def test_async_saves_are_sealed_before_they_are_used(tmp_path):
+  cfg = _ckpt_cfg()
+  cfg.async_save = True
+  manager = checkpoint.Manager(str(tmp_path), cfg)
+  for step in (1, 2):
+    manager.save(step, {"w": np.full(8, step, np.float32)}, {"step": step})
+  assert manager.latest_step() == 2  # waits for the save, then seals it
+  manager.close()
+  for step in (1, 2):
+    assert checkpoint.seal_problem(checkpoint.epath.Path(str(tmp_path / str(step)))) is None

@@ -16,10 +16,20 @@ leaves a `*.orbax-checkpoint-tmp*` directory that is never listed, never
 restored, and removed by the next manager; a step directory without orbax's
 commit marker (a filesystem without atomic rename) is removed as well. Every process takes part in a save;
 orbax lets the primary process write the shared files.
+
+Seals. After a save is complete, process 0 writes `<step>/checksums.json`:
+the size and SHA-256 of every file of the step. `latest_step` and `restore`
+use the newest step whose files all match their seal; a newer step that does
+not (a truncated or altered file, a missing file, no seal because the run was
+killed before sealing) is moved aside to `<step>.corrupt` with a one-line
+warning naming it and what differs, and the run resumes from the one before
+(or starts over when none is left). So corrupt state is never restored.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from typing import Any, Optional
@@ -32,6 +42,7 @@ from etils import epath
 log = logging.getLogger(__name__)
 
 _COMMITTED = "commit_success.txt"  # written by orbax last, when a step is complete
+SEAL = "checksums.json"  # {relative path: [size, sha256]} of a complete step, written last
 _ARRAY = "__array__"  # marks an array leaf in the JSON skeleton: [dtype, shape]
 
 
@@ -102,12 +113,62 @@ def _drop_incomplete(directory: epath.Path) -> list[str]:
   return [p.name for p in dropped]
 
 
+def _files(step_dir: epath.Path, prefix: str = "") -> dict[str, epath.Path]:
+  """Every file under `step_dir` by its relative path (the seal aside)."""
+  out = {}
+  for p in sorted(step_dir.iterdir()):
+    name = prefix + p.name
+    if p.is_dir():
+      out.update(_files(p, name + "/"))
+    elif name != SEAL and name != SEAL + ".tmp":
+      out[name] = p
+  return out
+
+
+def _sha256(path: epath.Path) -> str:
+  digest = hashlib.sha256()
+  with path.open("rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def seal(step_dir: epath.Path) -> None:
+  """Writes the step's checksums (atomically: a temporary file, then a rename)."""
+  table = {name: [path.stat().length, _sha256(path)] for name, path in _files(step_dir).items()}
+  tmp = step_dir / (SEAL + ".tmp")
+  tmp.write_text(json.dumps(table, indent=0, sort_keys=True))
+  tmp.rename(step_dir / SEAL)
+
+
+def seal_problem(step_dir: epath.Path) -> Optional[str]:
+  """What is wrong with a step's files against its seal; None when they match."""
+  if not (step_dir / SEAL).exists():
+    return f"no {SEAL} (the save did not finish sealing)"
+  try:
+    table = json.loads((step_dir / SEAL).read_text())
+  except (ValueError, UnicodeDecodeError) as e:
+    return f"{SEAL} is unreadable ({e})"
+  files = _files(step_dir)
+  for name in sorted(set(table) | set(files)):
+    if name not in files:
+      return f"{name} is missing"
+    if name not in table:
+      return f"{name} is not in {SEAL}"
+    size, sha = table[name]
+    if files[name].stat().length != size:
+      return f"{name} has {files[name].stat().length} bytes, {size} when saved"
+    if _sha256(files[name]) != sha:
+      return f"{name} differs from its checksum"
+  return None
+
+
 class Manager:
   """Saves and restores (state, host) pairs under one directory: a local path,
   or a shared one such as `gs://bucket/run/checkpoints` for multi-host runs."""
 
   def __init__(self, directory: str, ckpt_cfg):
-    self._every = ckpt_cfg.every_steps
+    self._every, self._async = ckpt_cfg.every_steps, bool(ckpt_cfg.async_save)
     directory = epath.Path(directory if "://" in directory else os.path.abspath(directory))
     _drop_incomplete(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=ckpt_cfg.keep,
@@ -115,9 +176,45 @@ class Manager:
                                            create=True, cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(directory, options=options,
                                           item_names=("state", "host_arrays", "host_json"))
+    self._pending: list[int] = []  # saved, not sealed yet (async saves)
+    self._checked: Optional[int] = None  # the newest step verified against its seal
+
+  def _seal_pending(self) -> None:
+    if not self._pending:
+      return
+    self._manager.wait_until_finished()
+    if jax.process_index() == 0:
+      for step in self._pending:
+        if (self._manager.directory / str(step)).is_dir():  # not rotated out meanwhile
+          seal(self._manager.directory / str(step))
+    self._pending = []
 
   def latest_step(self) -> Optional[int]:
-    return self._manager.latest_step()
+    """The newest step whose files match their seal. Newer steps that do not
+    are moved aside (`<step>.corrupt`) with a one-line warning."""
+    self._seal_pending()
+    if self._checked is not None and self._checked == self._manager.latest_step():
+      return self._checked
+    moved = False
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      path = self._manager.directory / str(step)
+      problem = seal_problem(path)
+      if problem is None:
+        self._checked = step
+        break
+      log.warning("checkpoint %s is corrupt: %s; skipping it (moved to %s.corrupt)", path, problem,
+                  path.name)
+      if jax.process_index() == 0:
+        aside = self._manager.directory / f"{step}.corrupt"
+        if aside.exists():
+          aside.rmtree()
+        path.rename(aside)
+      moved = True
+    else:
+      self._checked = None
+    if moved:
+      self._manager.reload()
+    return self._checked
 
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
@@ -136,7 +233,13 @@ class Manager:
     }
     if arrays:
       items["host_arrays"] = ocp.args.StandardSave(arrays)
-    return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    self._seal_pending()
+    saved = self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    if saved:
+      self._pending.append(step)
+      if not self._async:  # a synchronous save is complete: seal it now
+        self._seal_pending()
+    return saved
 
   def restore(self, abstract_state, step: Optional[int] = None):
     """`(state, host)` of `step` (default: the newest complete checkpoint).
@@ -148,6 +251,10 @@ class Manager:
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no complete checkpoint in {self._manager.directory}")
+    problem = seal_problem(self._manager.directory / str(step))
+    if problem is not None:
+      raise ValueError(f"checkpoint {self._manager.directory / str(step)} is corrupt: {problem}; "
+                       "restore another step (all_steps) or start a fresh run")
     meta = self._manager.restore(
         step, args=ocp.args.Composite(host_json=ocp.args.JsonRestore()))["host_json"]
     items = {"state": ocp.args.StandardRestore(abstract_state)}
@@ -158,9 +265,11 @@ class Manager:
     return restored["state"], join_host(meta["host"], arrays)
 
   def wait(self) -> None:
+    self._seal_pending()
     self._manager.wait_until_finished()
 
   def close(self) -> None:
+    self._seal_pending()
     self._manager.wait_until_finished()
     self._manager.close()
 
