@@ -30,7 +30,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import suites
-from lead_jax import loop, report
+from lead_jax import lock, loop, report
 from lead_jax.data import DataError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -93,7 +93,7 @@ def main(argv):
     runs = {config.method: _run(config.method, config, workdir)}
     for method in ["random"] + [m for m in _EXTRA.value if m != "random"]:
       runs[method] = _run(method, _matched(config, method, runs[config.method]), workdir)
-  except DataError as e:
+  except (DataError, lock.Busy) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   text = report.table(runs)

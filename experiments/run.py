@@ -16,6 +16,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from lead_jax import lock
 from lead_jax.data import DataError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py)",
@@ -36,7 +37,7 @@ def main(argv):
   logging.info("job %s (%s) in %s", config.method, module.__name__, _WORKDIR.value)
   try:
     module.run(config, _WORKDIR.value)
-  except DataError as e:
+  except (DataError, lock.Busy) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 

@@ -47,7 +47,7 @@ import logging
 import time
 from typing import Callable
 
-from lead_jax import accounting, metrics, outputs
+from lead_jax import accounting, lock, metrics, outputs
 from lead_jax.train import checkpoint
 from lead_jax.data import DataError
 from lead_jax.loop import final, host as host_lib, iteration as iteration_lib
@@ -82,7 +82,14 @@ def run(config, workdir: str, say: Callable[[str], None] = log.info) -> dict:
 
   `say` gets one line per phase with its wall seconds (set-up and offline
   stage, the iterations, the final evaluation); `experiments.main` prints them.
+  The workdir is locked for the run (`lead_jax.lock`: a second process on it
+  gets `lock.Busy`).
   """
+  with lock.held(workdir):
+    return _run(config, workdir, say)
+
+
+def _run(config, workdir: str, say: Callable[[str], None]) -> dict:
   t0 = time.monotonic()
   run_, state, shardings, ledger = setup(config, workdir)
   manager = checkpoint.Manager(checkpoint.directory(config.checkpoint, workdir), config.checkpoint)

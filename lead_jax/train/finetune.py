@@ -20,7 +20,7 @@ import time
 import jax
 import numpy as np
 
-from lead_jax import accounting, artifacts, data, metrics
+from lead_jax import accounting, artifacts, data, lock, metrics
 from lead_jax.train import base_cache
 from lead_jax.train import build
 from lead_jax.train import checkpoint
@@ -94,7 +94,12 @@ def _setup(config, workdir: str):
 def run(config, workdir: str) -> dict:
   """Trains, checkpoints, resumes; writes `final_metrics.json` and
   `accounting.json` (the passes of training and of the test loss); returns the
-  final metrics."""
+  final metrics. The workdir is locked for the run (`lead_jax.lock`)."""
+  with lock.held(workdir):
+    return _run(config, workdir)
+
+
+def _run(config, workdir: str) -> dict:
   start_time = time.time()
   mesh, pool, test, base, state, shardings, steps, step_key = _setup(config, workdir)
   b = config.train.batch_size
