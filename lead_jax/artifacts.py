@@ -35,7 +35,6 @@ import hashlib
 import json
 import logging
 import os
-import zipfile
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
@@ -43,6 +42,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 FINGERPRINT_CHARS = 24
 META = "__meta__"  # the npz member holding the JSON meta
+DIGESTS = "sha256"  # the meta's {array name: checksum}; a file whose arrays differ is a miss
 
 
 def fingerprint(parts: Mapping[str, Any]) -> str:
@@ -87,27 +87,49 @@ def write_json(path: str, obj, *, indent: Optional[int] = 1, ensure_ascii: bool 
       "\n")
 
 
+def _digests(arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
+  """SHA-256 of each array's dtype, shape and bytes."""
+  out = {}
+  for name, x in arrays.items():
+    x = np.ascontiguousarray(x)
+    h = hashlib.sha256(f"{x.dtype.str}{x.shape}".encode())
+    h.update(x.tobytes())
+    out[name] = h.hexdigest()
+  return out
+
+
 def save_npz(path: str, arrays: Mapping[str, Any], meta: Optional[Mapping] = None) -> None:
-  """`arrays` (and `meta` as JSON, when given) to one .npz at `path`, atomically."""
+  """`arrays` to one .npz at `path`, atomically; with `meta` (a cache file),
+  also the JSON meta: `meta` plus each array's checksum under `DIGESTS`.
+  Without it, a plain npz (outputs for `np.load`)."""
   if META in arrays:
     raise ValueError(f"save_npz: {META!r} is reserved for the meta")
-  extra = {} if meta is None else {META: np.array(json.dumps(dict(meta)))}
+  arrays = {k: np.asarray(v) for k, v in arrays.items()}
+  extra = {} if meta is None else {
+      META: np.array(json.dumps({**dict(meta), DIGESTS: _digests(arrays)}))
+  }
   with atomic_write(path, "wb") as f:
     np.savez(f, **extra, **arrays)
 
 
 def load_npz(path: str,
              expect: Optional[Mapping] = None) -> Optional[tuple[dict[str, np.ndarray], dict]]:
-  """`(arrays, meta)` of a save_npz file; None when absent, unreadable or when
-  its meta differs from `expect` (a file without meta has meta {})."""
+  """`(arrays, meta)` of a save_npz file; None when absent, unreadable, when
+  its arrays do not match their checksums, or when its meta differs from
+  `expect` (a file without meta has meta {}; one without checksums, from an
+  older version, is not checked). `meta` comes back without the checksums."""
   if not os.path.exists(path):
     return None
   try:
     with np.load(path, allow_pickle=False) as z:
       meta = json.loads(str(z[META])) if META in z.files else {}
       arrays = {k: z[k] for k in z.files if k != META}
-  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+  except Exception as e:  # any damage (zip, npy header, JSON meta) is a cache miss
     log.warning("unreadable artifact %s (%s): recomputing it", path, type(e).__name__)
+    return None
+  digests = meta.pop(DIGESTS, None)
+  if digests is not None and digests != _digests(arrays):
+    log.warning("artifact %s does not match its checksums: recomputing it", path)
     return None
   wrong = [k for k, v in (expect or {}).items() if meta.get(k) != v]
   if wrong:
