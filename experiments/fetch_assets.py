@@ -26,7 +26,6 @@ and what failed; exits 1 when anything failed.
 """
 
 import dataclasses
-import json
 import os
 import shutil
 import subprocess

@@ -16,7 +16,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lead_jax import lock
+from lead_jax import lock, preempt
 from lead_jax.data import DataError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py)",
@@ -40,6 +40,9 @@ def main(argv):
   except (DataError, lock.Busy) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except preempt.Preempted as e:
+    print(e, file=sys.stderr, flush=True)
+    sys.exit(e.exit_status)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import time
 from absl import app, flags
 
 from experiments import suites
+from lead_jax import preempt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SUITE = flags.DEFINE_string("suite", None, f"one of {', '.join(suites.SUITES)}")
@@ -105,8 +106,23 @@ def _check_same(workdir: str, cmd: list[str]) -> None:
                        "use another --results")
 
 
-def run_one(v, seed: int, results: str, config: str, extra: dict) -> str:
-  """Runs (or skips) one run; returns done | skipped | failed | blocked | dry run."""
+def _wait(proc: subprocess.Popen, stop: preempt.Stop) -> int:
+  """The child's exit status; a signal the launcher receives is passed on to
+  the child once (it runs in its own session, so a terminal's Ctrl-C reaches
+  it only this way), which checkpoints and exits."""
+  forwarded = False
+  while proc.poll() is None:
+    if stop.signum and not forwarded:
+      proc.send_signal(stop.signum)
+      forwarded = True
+    time.sleep(0.2)
+  return proc.returncode
+
+
+def run_one(v, seed: int, results: str, config: str, extra: dict,
+            stop: preempt.Stop = preempt.Stop()) -> str:
+  """Runs (or skips) one run; returns done | skipped | failed | blocked | dry run
+  | stopped (by a signal, after the run checkpointed)."""
   workdir = suites.run_dir(results, v.name, seed)
   if suites.read_final(workdir) is not None:
     return "skipped"
@@ -130,11 +146,14 @@ def run_one(v, seed: int, results: str, config: str, extra: dict) -> str:
   t0 = time.monotonic()
   with open(os.path.join(results, "logs", f"{v.name}-seed{seed}.log"), "a",
             encoding="utf-8") as log:
-    rc = subprocess.run(cmd, cwd=ROOT, env=_env(results), stdout=log, stderr=subprocess.STDOUT,
-                        check=False).returncode
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(results), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    rc = _wait(proc, stop)
   record.update(returncode=rc, process_seconds=round(time.monotonic() - t0, 2))
   with open(os.path.join(workdir, "suite_run.json"), "w", encoding="utf-8") as f:
     json.dump(record, f, indent=1)
+  if stop.signum and rc != 0:
+    return "stopped"
   return "done" if rc == 0 and suites.read_final(workdir) is not None else "failed"
 
 
@@ -147,14 +166,20 @@ def main(argv):
   seeds = [int(s) for s in _SEEDS.value]
   todo = [(seed, v) for seed in seeds for v in variants]
   failed, start = [], time.monotonic()
-  for n, (seed, v) in enumerate(todo, 1):
-    t0 = time.monotonic()
-    status = run_one(v, seed, results, _CONFIG.value, extra)
-    print(
-        f"[{n}/{len(todo)}] {v.name} seed {seed}: {status} ({time.monotonic() - t0:.0f} s, "
-        f"{(time.monotonic() - start) / 60:.1f} min in all)", flush=True)
-    if status in ("failed", "blocked"):
-      failed.append(f"{v.name}/seed{seed}")
+  with preempt.watch() as stop:
+    for n, (seed, v) in enumerate(todo, 1):
+      t0 = time.monotonic()
+      status = run_one(v, seed, results, _CONFIG.value, extra, stop)
+      print(
+          f"[{n}/{len(todo)}] {v.name} seed {seed}: {status} ({time.monotonic() - t0:.0f} s, "
+          f"{(time.monotonic() - start) / 60:.1f} min in all)", flush=True)
+      if status in ("failed", "blocked"):
+        failed.append(f"{v.name}/seed{seed}")
+      if stop.signum:
+        print(
+            f"stopped by {stop.name} at {v.name} seed {seed} ({n}/{len(todo)}); rerun the "
+            "same command to resume", file=sys.stderr, flush=True)
+        sys.exit(128 + stop.signum)
   if failed:
     print(f"failed: {', '.join(failed)} (logs in {results}/logs)", file=sys.stderr)
     sys.exit(1)

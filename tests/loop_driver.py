@@ -6,11 +6,14 @@ can kill the process there (kill -9) and check what a rerun makes of it.
   LOOP_PAUSE=checkpoint:S   inside the save of checkpoint S: every item is
                             written, orbax's commit rename is about to run
   LOOP_PAUSE_FILE=PATH      created when the process has paused
+  LOOP_SIGNAL=TERM|INT      at the point, send this process SIGTERM / SIGINT
+                            and go on instead of pausing (graceful preemption)
 
   python tests/loop_driver.py --config tests/loop_config.py --workdir DIR
 """
 
 import os
+import signal
 import sys
 import time
 
@@ -18,6 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _pause():
+  if os.environ.get("LOOP_SIGNAL"):
+    os.kill(os.getpid(), getattr(signal, "SIG" + os.environ["LOOP_SIGNAL"]))
+    return
   with open(os.environ["LOOP_PAUSE_FILE"], "w", encoding="utf-8") as f:
     f.write(str(os.getpid()))
   time.sleep(3600)

@@ -2,10 +2,11 @@
 
 import json
 import os
+import signal
 
 import pytest
 
-from lead_jax import metrics
+from lead_jax import metrics, preempt
 from lead_jax.train import finetune
 from lead_jax.data import synthetic
 from test_train import tiny_config
@@ -48,3 +49,26 @@ def test_finetune_resumes_to_the_same_result(lake, tmp_path):
       3 * _config(lake, 3).train.batch_size)
   scored = books[0]["phases"]["evaluation"]["activities"]["test_loss"]["forward_samples"]
   assert scored == 2 * sum(1 for _ in open(lake["test"]))  # before and after training
+
+
+def test_a_signal_checkpoints_the_step_and_the_rerun_resumes(lake, tmp_path, monkeypatch):
+  whole = finetune.run(_config(lake, 3), str(tmp_path / "whole"))
+  gather, calls = finetune.data.gather, [0]
+
+  def gather_and_signal(*args, **kwargs):  # SIGTERM while the batch of step 2 is drawn
+    calls[0] += 1
+    if calls[0] == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return gather(*args, **kwargs)
+
+  monkeypatch.setattr(finetune.data, "gather", gather_and_signal)
+  with pytest.raises(preempt.Preempted,
+                     match="stopped by SIGTERM after step 2; checkpoint in") as e:
+    finetune.run(_config(lake, 3), str(tmp_path / "cut"))
+  assert e.value.exit_status == 143
+  assert not os.path.exists(tmp_path / "cut" / "final_metrics.json")
+  assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is gone again
+  monkeypatch.setattr(finetune.data, "gather", gather)
+  resumed = finetune.run(_config(lake, 3), str(tmp_path / "cut"))
+  for key in ("test_loss_initial", "test_loss", "train_steps", "skipped_steps"):
+    assert resumed[key] == whole[key], key

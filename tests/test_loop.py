@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from lead_jax import accounting, outputs
+from lead_jax import accounting, lock, outputs
 from configs import default
 
 pytestmark = pytest.mark.slow  # subprocess end-to-end runs
@@ -32,10 +32,11 @@ def env(tmp_path_factory):
               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", LOOP_PAUSE="")
 
 
-def run_loop(env, workdir, *flags, pause="", timeout=300):
-  """Runs the loop in a subprocess; with `pause`, kills it -9 once paused there."""
+def run_loop(env, workdir, *flags, pause="", timeout=300, signal_at=("", "")):
+  """Runs the loop in a subprocess; with `pause`, kills it -9 once paused there;
+  with `signal_at=(point, "TERM" | "INT")`, the process signals itself there."""
   marker = f"{workdir}.paused"
-  e = dict(env, LOOP_PAUSE=pause, LOOP_PAUSE_FILE=marker)
+  e = dict(env, LOOP_PAUSE=pause or signal_at[0], LOOP_PAUSE_FILE=marker, LOOP_SIGNAL=signal_at[1])
   cmd = [sys.executable, DRIVER, "--config", CONFIG, "--workdir", str(workdir), *flags]
   if not pause:
     return subprocess.run(cmd, cwd=ROOT, env=e, capture_output=True, text=True, timeout=timeout)
@@ -171,6 +172,27 @@ def test_killed_runs_resume_to_the_uninterrupted_result(env, lead, tmp_path):
   strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rs]
   assert strip(outputs.read_jsonl(workdir / "metrics.jsonl")) == strip(
       outputs.read_jsonl(lead / "metrics.jsonl"))
+
+
+@pytest.mark.parametrize("sig", ["TERM", "INT"])
+def test_a_signal_checkpoints_the_iteration_and_the_rerun_resumes(env, lead, tmp_path, sig):
+  """SIGTERM / SIGINT inside iteration 1: the iteration finishes, checkpoint 2
+  is written, one line says where and how to resume, exit status 143 / 130;
+  the rerun ends with the uninterrupted run's selections and final metrics."""
+  workdir = tmp_path / "run"
+  proc = run_loop(env, workdir, signal_at=("iteration:1", sig))
+  assert proc.returncode == 128 + getattr(signal, "SIG" + sig), proc.stderr[-3000:]
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f"stopped by SIG{sig} after iteration 1; checkpoint in {workdir / 'checkpoints'}; "
+      "rerun the same command to resume")
+  assert "Traceback" not in proc.stderr
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["1", "2"]
+  assert not os.path.exists(workdir / "final_metrics.json")
+  assert not os.path.exists(workdir / lock.LOCK)  # released on the way out
+  _ok(run_loop(env, workdir))
+  for name in ("selected.jsonl", "bandit.jsonl"):
+    assert open(workdir / name).read() == open(lead / name).read(), name
+  assert _final(workdir) == _final(lead)
 
 
 @pytest.mark.parametrize("which", ["train", "test"])

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import types
 
 import jax
@@ -11,6 +12,7 @@ import tokenizers
 
 from configs import base
 from configs import pretrain as pretrain_config
+from lead_jax import preempt
 from lead_jax.train import base_cache
 from lead_jax.train import build
 from lead_jax.model import hf
@@ -171,3 +173,25 @@ def test_resolve_model(fake_corpus):
   resolved = base_cache.resolve_model(config)
   assert resolved.checkpoint == base_cache.ensure(config.pretrain)
   assert config.model.checkpoint == base_cache.PRETRAIN and len(fake_corpus) == 1
+
+
+def test_a_signal_checkpoints_the_step_and_the_rerun_ends_identical(tmp_path, monkeypatch):
+  cfg = _cfg(steps=12)
+  cfg.corpus.num_docs = 40
+  whole = pretrain.train(cfg, _documents(40), _HELDOUT, str(tmp_path / "whole"))
+  as_batch, calls = pretrain._as_batch, [0]
+
+  def as_batch_and_signal(tokens_BxL):  # SIGINT while the window of step 6 is drawn
+    calls[0] += 1
+    if calls[0] == 6:
+      os.kill(os.getpid(), signal.SIGINT)
+    return as_batch(tokens_BxL)
+
+  monkeypatch.setattr(pretrain, "_as_batch", as_batch_and_signal)
+  with pytest.raises(preempt.Preempted, match="stopped by SIGINT after pretraining step 6") as e:
+    pretrain.train(cfg, _documents(40), _HELDOUT, str(tmp_path / "cut"))
+  assert e.value.exit_status == 130
+  monkeypatch.setattr(pretrain, "_as_batch", as_batch)
+  resumed = pretrain.train(cfg, _documents(40), _HELDOUT, str(tmp_path / "cut"))
+  _assert_same(_params(str(tmp_path / "cut")), _params(str(tmp_path / "whole")))
+  assert resumed["passes"] == whole["passes"] and resumed["tokens"] == whole["tokens"]

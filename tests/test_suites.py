@@ -8,7 +8,9 @@ import csv
 import json
 import os
 import subprocess
+import signal
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -244,8 +246,8 @@ def test_extensions_compare_each_lake_with_its_own_random(tmp_path):
     assert (v.overrides.get("data.synthetic.seed") == 1) == name.endswith("_lake2"), name
   assert names["lead_all"].overrides["bandit.algo"] == "thompson"
   for seed, (lead, rand, lead2, rand2) in enumerate([(2.0, 3.0, 1.0, 1.5), (2.2, 3.2, 1.2, 1.4)]):
-    for variant, loss in (("lead", lead), ("random", rand), ("lead_lake2", lead2),
-                          ("random_lake2", rand2)):
+    for variant, loss in (("lead", lead), ("random", rand), ("lead_lake2", lead2), ("random_lake2",
+                                                                                    rand2)):
       _fake_run(tmp_path, variant, seed, loss, {"training": 1.0})
   text = aggregate.aggregate("extensions", str(tmp_path), str(tmp_path / "out"))
   default, lake2 = text.split("**On lake 'lake2'.**")
@@ -254,3 +256,32 @@ def test_extensions_compare_each_lake_with_its_own_random(tmp_path):
   # se sqrt(0.02/2 + 0.005/2) = 0.112: -3.1 se
   assert "Against random_lake2:" in lake2 and "| lead_lake2 | 2 | - | - | -0.350 | -3.1 |" in lake2
   assert "lead_lake2" not in default.split("Against random:")[1]
+
+
+def test_sigterm_to_the_launcher_checkpoints_the_run_and_the_rerun_finishes(tmp_path):
+  """SIGTERM to run_suite while a LEAD run is past its first checkpoint: the
+  launcher passes it on, the run checkpoints and exits 143, the launcher says
+  how to resume and exits 143; the same command then finishes the suite."""
+  results = tmp_path / "r"
+  cmd = [
+      sys.executable, "-m", "experiments.run_suite", "--suite=main", f"--results={results}",
+      f"--config={CONFIG}", "--set=loop.plots=False", "--variants=lead", "--seeds=0"
+  ]
+  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  ckpt = os.path.join(suites.run_dir(str(results), "lead", 0), "checkpoints", "1")
+  deadline = time.monotonic() + 400
+  while not os.path.exists(os.path.join(ckpt, "checksums.json")):
+    assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=300)
+  if "lead seed 0: done" in out:  # the signal came after the last iteration: nothing to stop
+    pytest.skip("the run finished before the signal arrived")
+  assert proc.returncode == 143, err[-3000:]
+  assert "lead seed 0: stopped" in out
+  assert err.strip().splitlines()[-1] == (
+      "stopped by SIGTERM at lead seed 0 (1/1); rerun the same command to resume")
+  log = open(os.path.join(results, "logs", "lead-seed0.log")).read()
+  assert "stopped by SIGTERM after iteration" in log and "rerun the same command" in log
+  again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400)
+  assert again.returncode == 0 and "lead seed 0: done" in again.stdout, again.stderr[-3000:]

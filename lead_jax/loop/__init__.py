@@ -47,7 +47,7 @@ import logging
 import time
 from typing import Callable
 
-from lead_jax import accounting, lock, metrics, outputs
+from lead_jax import accounting, lock, metrics, outputs, preempt
 from lead_jax.train import checkpoint
 from lead_jax.data import DataError
 from lead_jax.loop import final, host as host_lib, iteration as iteration_lib
@@ -83,7 +83,9 @@ def run(config, workdir: str, say: Callable[[str], None] = log.info) -> dict:
   `say` gets one line per phase with its wall seconds (set-up and offline
   stage, the iterations, the final evaluation); `experiments.main` prints them.
   The workdir is locked for the run (`lead_jax.lock`: a second process on it
-  gets `lock.Busy`).
+  gets `lock.Busy`). SIGTERM or SIGINT during the iterations finishes the
+  iteration in flight, checkpoints it and raises `preempt.Preempted`
+  (`lead_jax.preempt`); the same call then resumes from that checkpoint.
   """
   with lock.held(workdir):
     return _run(config, workdir, say)
@@ -104,14 +106,23 @@ def _run(config, workdir: str, say: Callable[[str], None]) -> dict:
     files.snapshot("init", h.table.idu_N)
   every = max(int(config.checkpoint.every_steps), 1)
   t0, first, before = time.monotonic(), h.iteration, h
-  while not run_.selector.done(h.sel):
-    state, h = iteration_lib.run_iteration(run_, state, h, files, writer)
-    t1 = time.monotonic()
-    last = run_.selector.done(h.sel)
-    manager.save(h.iteration, state, host_lib.to_dict(h), force=last or h.iteration % every == 0)
-    h = dataclasses.replace(
-        h, ledger=accounting.add_seconds(h.ledger, "checkpoint",
-                                         time.monotonic() - t1))
+  with preempt.watch() as stop:
+    while not run_.selector.done(h.sel):
+      state, h = iteration_lib.run_iteration(run_, state, h, files, writer)
+      t1 = time.monotonic()
+      last = run_.selector.done(h.sel)
+      manager.save(h.iteration, state, host_lib.to_dict(h), force=last or
+                   h.iteration % every == 0 or stop.signum is not None)
+      h = dataclasses.replace(
+          h, ledger=accounting.add_seconds(h.ledger, "checkpoint",
+                                           time.monotonic() - t1))
+      if stop.signum and not last:
+        manager.close()
+        writer.close()
+        raise preempt.Preempted(
+            stop.signum,
+            preempt.message(stop, f"iteration {h.iteration - 1}",
+                            checkpoint.directory(config.checkpoint, workdir)))
   t1 = time.monotonic()
   manager.close()
   h = dataclasses.replace(

@@ -20,7 +20,7 @@ import time
 import jax
 import numpy as np
 
-from lead_jax import accounting, artifacts, data, lock, metrics
+from lead_jax import accounting, artifacts, data, lock, metrics, preempt
 from lead_jax.train import base_cache
 from lead_jax.train import build
 from lead_jax.train import checkpoint
@@ -125,18 +125,25 @@ def _run(config, workdir: str) -> dict:
       yield data.gather(pool, ids, b)
 
   window = []
-  for done in passes.train(steps.plain, state, base, batches(), mesh=mesh, step_key=step_key,
-                           start=host["step"], total=total, desc="train", leave=True):
-    state, step = done.state, done.index + 1
-    window.append(done.out["metrics"])
-    ledger = passes.book(ledger, "training", done.counts)
-    host = dict(host, **{key: drawn[0][key] for key in _ORDER}, step=step,
-                skipped=host["skipped"] + int(window[-1]["skipped"]),
-                ledger=accounting.to_dict(ledger))
-    if step % config.train.log_every == 0 or step == total:
-      writer.write(step, _window_mean(window))
-      window = []
-    manager.save(step, state, host, force=step == total)
+  with preempt.watch() as stop:
+    for done in passes.train(steps.plain, state, base, batches(), mesh=mesh, step_key=step_key,
+                             start=host["step"], total=total, desc="train", leave=True):
+      state, step = done.state, done.index + 1
+      window.append(done.out["metrics"])
+      ledger = passes.book(ledger, "training", done.counts)
+      host = dict(host, **{key: drawn[0][key] for key in _ORDER}, step=step,
+                  skipped=host["skipped"] + int(window[-1]["skipped"]),
+                  ledger=accounting.to_dict(ledger))
+      if step % config.train.log_every == 0 or step == total:
+        writer.write(step, _window_mean(window))
+        window = []
+      manager.save(step, state, host, force=step == total or stop.signum is not None)
+      if stop.signum and step < total:
+        manager.close()
+        writer.close()
+        raise preempt.Preempted(
+            stop.signum,
+            preempt.message(stop, f"step {step}", checkpoint.directory(config.checkpoint, workdir)))
   manager.close()
   test_loss = None
   if test is not None:

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lead_jax import artifacts, metrics, report
+from lead_jax import artifacts, metrics, preempt, report
 from lead_jax.train import build
 from lead_jax.train import checkpoint
 from lead_jax.train import passes
@@ -225,12 +225,12 @@ def train(cfg, documents: Sequence[str], heldout: Mapping[str, Sequence[tuple[st
   writer.truncate_after(host["step"])
   if host["heldout_initial"] is None:
     host["heldout_initial"] = heldout_loss(score, params, heldout, tok, cfg.batch_size, cfg.seq_len)
-  stop = cfg.steps if max_steps is None else min(max_steps, cfg.steps)
+  stop_at = cfg.steps if max_steps is None else min(max_steps, cfg.steps)
   per_step = cfg.batch_size * cfg.seq_len
   drawn = [host, epoch_windows(doc_tokens, host["order"], cfg.batch_size, cfg.seq_len)]
 
   def batches():  # the next window of the stream, a new epoch's order at its end
-    for _ in range(host["step"], stop):
+    for _ in range(host["step"], stop_at):
       if drawn[0]["cursor"] == len(drawn[1]):
         drawn[0] = _new_epoch(drawn[0], len(doc_tokens))
         drawn[1] = epoch_windows(doc_tokens, drawn[0]["order"], cfg.batch_size, cfg.seq_len)
@@ -243,28 +243,35 @@ def train(cfg, documents: Sequence[str], heldout: Mapping[str, Sequence[tuple[st
     return (params, opt_state), out
 
   window, window_start = [], time.time()
-  for done in passes.train(step, (params, opt_state), None, batches(), mesh=None, step_key=None,
-                           start=host["step"], total=cfg.steps, desc="pretrain", fetch=False,
-                           leave=True):
-    (params, opt_state), k = done.state, done.index + 1
-    window.append(done.out)
-    host = dict(host, **{key: drawn[0][key] for key in _STREAM}, step=k,
-                passes=passes.add(host["passes"], done.counts))
-    if k % cfg.log_every == 0 or k == cfg.steps:
-      fetched = jax.device_get(window)
-      rate = len(window) * per_step / (time.time() - window_start)
-      record = {
-          "loss": float(np.mean([m["loss"] for m in fetched])),
-          "grad_norm": float(np.mean([m["grad_norm"] for m in fetched])), "lr": float(lr_fn(k - 1)),
-          "tokens": k * per_step, "tokens_per_s": rate
-      }
-      writer.write(k, record)
-      done.bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{rate:,.0f}")
-      window, window_start = [], time.time()
-    if manager.should_save(k) or k == stop:
-      host["seconds"] += time.time() - start
-      start = time.time()
-      manager.save(k, {"params": params, "opt_state": opt_state}, host, force=True)
+  with preempt.watch() as stop:
+    for done in passes.train(step, (params, opt_state), None, batches(), mesh=None, step_key=None,
+                             start=host["step"], total=cfg.steps, desc="pretrain", fetch=False,
+                             leave=True):
+      (params, opt_state), k = done.state, done.index + 1
+      window.append(done.out)
+      host = dict(host, **{key: drawn[0][key] for key in _STREAM}, step=k,
+                  passes=passes.add(host["passes"], done.counts))
+      if k % cfg.log_every == 0 or k == cfg.steps:
+        fetched = jax.device_get(window)
+        rate = len(window) * per_step / (time.time() - window_start)
+        record = {
+            "loss": float(np.mean([m["loss"] for m in fetched])),
+            "grad_norm": float(np.mean([m["grad_norm"] for m in fetched])),
+            "lr": float(lr_fn(k - 1)), "tokens": k * per_step, "tokens_per_s": rate
+        }
+        writer.write(k, record)
+        done.bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{rate:,.0f}")
+        window, window_start = [], time.time()
+      if manager.should_save(k) or k == stop_at or stop.signum:
+        host["seconds"] += time.time() - start
+        start = time.time()
+        manager.save(k, {"params": params, "opt_state": opt_state}, host, force=True)
+      if stop.signum and k < stop_at:
+        manager.close()
+        writer.close()
+        raise preempt.Preempted(
+            stop.signum,
+            preempt.message(stop, f"pretraining step {k}", os.path.join(workdir, CHECKPOINTS)))
   manager.close()
   writer.close()
   if host["step"] < cfg.steps:
