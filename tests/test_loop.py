@@ -226,3 +226,30 @@ def test_bad_input_ends_with_the_data_layers_one_line_error(env, tmp_path, which
   assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr[-2000:]
   assert lines[0].startswith("error: ") and str(path) in lines[0]
   assert not os.path.exists(tmp_path / "w" / "checkpoints")
+
+
+def test_kill_9_at_seeded_random_times_then_the_same_command(env, lead, tmp_path):
+  """kill -9 at four seeded random moments of one run (each rerun is killed
+  again, so the kills land in set-up, the offline artifacts, iterations,
+  checkpoint saves and the final evaluation), then a clean rerun: the
+  uninterrupted run's selections, bandit file and final metrics."""
+  workdir = tmp_path / "run"
+  rng = np.random.default_rng(20261202)
+  cmd = [sys.executable, DRIVER, "--config", CONFIG, "--workdir", str(workdir)]
+  finished_early = 0
+  for delay in rng.uniform(3.0, 40.0, size=4):
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+      proc.wait(timeout=delay)
+      finished_early += 1  # it ended before the kill: the next ones find a finished run
+    except subprocess.TimeoutExpired:
+      proc.send_signal(signal.SIGKILL)
+      proc.wait()
+    if os.path.exists(workdir / lock.LOCK):  # left by the killed process: stale
+      assert json.load(open(workdir / lock.LOCK))["pid"] == proc.pid
+  _ok(run_loop(env, workdir))
+  for name in ("selected.jsonl", "bandit.jsonl"):
+    assert open(workdir / name).read() == open(lead / name).read(), name
+  assert _final(workdir) == _final(lead)
+  assert finished_early < 4  # at least one kill landed
