@@ -20,10 +20,12 @@ from configs import base, base_eval
 def get_bandit() -> ml_collections.ConfigDict:
   """EXP3 / EXP3.S over the clusters (lead_jax.bandit)."""
   c = ml_collections.ConfigDict()
-  c.algo = "exp3"  # exp3 | exp3s (tracks a drifting best arm) | uniform (no-bandit ablation)
+  c.algo = "exp3"  # exp3 | exp3s (tracks a drifting best arm) | thompson | uniform (no-bandit ablation)
   c.gamma = 0.1  # exploration rate: every p_k >= gamma / K
   c.reward = "idu_gain"  # idu_gain (mean IDU drop over S_t) | loss (mean train loss of S_t) | dev_gain
   c.exp3s_alpha = 0.05  # EXP3.S share rate alpha; Auer et al. suggest 1 / horizon (1 / T_max)
+  c.eta = 0.0  # EXP3 / EXP3.S learning rate: log w_c += eta * xhat; 0 = gamma / K (the paper)
+  c.thompson_noise = 0.5  # thompson: sd of a normalised reward; at 0.5 one pull weighs 4x the N(0, 1) prior
   c.lock()
   return c
 
