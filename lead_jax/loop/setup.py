@@ -18,8 +18,7 @@ from lead_jax.train import optim
 from lead_jax.train import sharding
 from lead_jax.model import tokenizer
 from lead_jax.train import step as train
-from lead_jax.evals import runner
-from lead_jax.loop import final
+from lead_jax.loop import checks, final
 
 # Named purposes of the root key, one fold each (0 is the base: build.base_key).
 _LORA, _STEP, _WARMUP_LORA, _WARMUP_STEP, _PROXY_BASE = 1, 2, 3, 4, 5
@@ -65,6 +64,9 @@ def _load_data(config, workdir: str, tok, needs):
     selection.resolve_limits(config.select, len(pool))
   except ValueError as e:
     raise data.DataError(f"{paths['train']}: a pool of {len(pool)} samples: {e}") from None
+  if config.select.num_clusters > len(pool):
+    raise data.DataError(f"select.num_clusters={config.select.num_clusters}: more clusters than "
+                         f"the {len(pool)} samples of {paths['train']}; lower K")
   if paths["test"]:
     final.check_test_set(config.data, paths["test"])
   dev_pool = None
@@ -111,26 +113,12 @@ def _proxy(config, model_config, needs):
   return baseline_scores.Proxy(mc, base, _model_key(config, cfg))
 
 
-def _check(config) -> None:
-  """Config errors caught before anything is loaded."""
-  if config.method not in selection.NAMES:
-    raise ValueError(f"method={config.method!r}; the LEAD loop runs {selection.NAMES}")
-  selection.train_step(config.method, config.select, config.loop.train_step)  # raises
-  benchmarks = runner.parse_benchmarks(config.eval.benchmarks)
-  if set(benchmarks) - {"synthetic"} and not config.eval.data_dir:
-    raise ValueError(f"eval.benchmarks={config.eval.benchmarks!r} needs eval.data_dir (the "
-                     "folder with one sub-folder per benchmark; configs/base_eval.py)")
-  if config.idu.grad_term in ("history", "cluster") and not config.train.projection_dim:
-    raise ValueError(f"idu.grad_term={config.idu.grad_term!r} needs the projected gradients: "
-                     "set train.projection_dim > 0")
-
-
 def setup(config, workdir: str):
   """`(Run, TrainState, shardings, ledger)`: data, offline stage, selector,
   state; the ledger holds the offline artifacts' cost and this call's set-up
   seconds (the rest of its time)."""
   start = time.monotonic()
-  _check(config)
+  checks.check(config)
   needs = selection.needs(config.method, config.select)
   sharding.initialize(config.mesh)
   mesh = sharding.make_mesh(config.mesh)
