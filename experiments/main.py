@@ -30,7 +30,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import suites
-from lead_jax import lock, loop, preempt, report
+from lead_jax import artifacts, lock, loop, preempt, report
 from lead_jax.data import DataError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -96,6 +96,10 @@ def main(argv):
   except (DataError, lock.Busy) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except artifacts.WriteError as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)  # at once: a failed save's writer threads would only add noise at shutdown
   except preempt.Preempted as e:
     print(e, file=sys.stderr, flush=True)
     sys.exit(e.exit_status)

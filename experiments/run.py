@@ -11,12 +11,13 @@ status 2, without a traceback.
 """
 
 import importlib
+import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lead_jax import lock, preempt
+from lead_jax import artifacts, lock, preempt
 from lead_jax.data import DataError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py)",
@@ -40,6 +41,10 @@ def main(argv):
   except (DataError, lock.Busy) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except artifacts.WriteError as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)  # at once: a failed save's writer threads would only add noise at shutdown
   except preempt.Preempted as e:
     print(e, file=sys.stderr, flush=True)
     sys.exit(e.exit_status)

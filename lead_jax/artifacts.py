@@ -31,6 +31,7 @@ lead_jax, so every module can import it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -51,10 +52,25 @@ def fingerprint(parts: Mapping[str, Any]) -> str:
   return hashlib.sha256(blob.encode()).hexdigest()[:FINGERPRINT_CHARS]
 
 
+# errno values of a write the disk refused: full, over a size or quota limit, read-only.
+FULL_DISK = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS)
+
+
+class WriteError(OSError):
+  """A write the disk refused (full, quota, size limit, read-only); one line
+  for the user. What was there before is left as it was."""
+
+
+def write_failed(what: str, reason: str) -> WriteError:
+  return WriteError(f"writing {what} failed ({reason}); free disk space (or raise the limit) "
+                    "and rerun the same command: what was written before is intact")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = "w", encoding: Optional[str] = "utf-8") -> Iterator[Any]:
   """A file to write `path` through: it replaces `path` only when the block
-  ends without an exception (`mode` "w" or "wb"; parent folders are created)."""
+  ends without an exception (`mode` "w" or "wb"; parent folders are created).
+  A write the disk refuses (`FULL_DISK`) raises `WriteError`."""
   if mode not in ("w", "wb"):
     raise ValueError(f"atomic_write: mode {mode!r}; use 'w' or 'wb'")
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -63,9 +79,11 @@ def atomic_write(path: str, mode: str = "w", encoding: Optional[str] = "utf-8") 
     with open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
       yield f
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     with contextlib.suppress(FileNotFoundError):
       os.remove(tmp)
+    if isinstance(e, OSError) and not isinstance(e, WriteError) and e.errno in FULL_DISK:
+      raise write_failed(path, os.strerror(e.errno)) from e
     raise
 
 

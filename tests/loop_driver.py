@@ -8,6 +8,9 @@ can kill the process there (kill -9) and check what a rerun makes of it.
   LOOP_PAUSE_FILE=PATH      created when the process has paused
   LOOP_SIGNAL=TERM|INT      at the point, send this process SIGTERM / SIGINT
                             and go on instead of pausing (graceful preemption)
+  LOOP_FSIZE=S:BYTES        from the save of checkpoint S on, no file may grow
+                            past BYTES (RLIMIT_FSIZE; SIGXFSZ ignored, so a
+                            write fails with EFBIG as on a full disk)
 
   python tests/loop_driver.py --config tests/loop_config.py --workdir DIR
 """
@@ -55,7 +58,24 @@ def _install(point: str, k: int) -> None:
     raise ValueError(f"LOOP_PAUSE={point}:{k}; use iteration:K or checkpoint:S")
 
 
+def _limit_file_size(step: int, limit: int) -> None:
+  import resource
+  from lead_jax.train import checkpoint
+  original = checkpoint.Manager.save
+
+  def save(self, at, *args, **kwargs):
+    if at == step:
+      signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+      resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    return original(self, at, *args, **kwargs)
+
+  checkpoint.Manager.save = save
+
+
 if __name__ == "__main__":
+  if os.environ.get("LOOP_FSIZE"):
+    at, _, limit = os.environ["LOOP_FSIZE"].partition(":")
+    _limit_file_size(int(at), int(limit))
   if os.environ.get("LOOP_PAUSE"):
     name, _, at = os.environ["LOOP_PAUSE"].partition(":")
     _install(name, int(at))

@@ -195,6 +195,25 @@ def test_a_signal_checkpoints_the_iteration_and_the_rerun_resumes(env, lead, tmp
   assert _final(workdir) == _final(lead)
 
 
+def test_a_full_disk_during_a_save_is_one_line_and_the_rerun_resumes(env, lead, tmp_path):
+  """From the save of checkpoint 2 on, no file may grow past 2 KB (the disk is
+  full): the run ends with one line and status 1, checkpoint 1 and the outputs
+  are intact; the rerun (disk freed) ends as the uninterrupted run."""
+  workdir = tmp_path / "run"
+  proc = run_loop(dict(env, LOOP_FSIZE="2:2048"), workdir)
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: writing checkpoint 2 in {workdir / 'checkpoints'} failed (File "
+                         "too large); free disk space")  # (orbax's writer threads log before it)
+  manager_dir = workdir / "checkpoints"
+  assert "1" in os.listdir(manager_dir) and "2" not in os.listdir(manager_dir)
+  assert not os.path.exists(workdir / "final_metrics.json")
+  _ok(run_loop(env, workdir))
+  for name in ("selected.jsonl", "bandit.jsonl"):
+    assert open(workdir / name).read() == open(lead / name).read(), name
+  assert _final(workdir) == _final(lead)
+
+
 @pytest.mark.parametrize("which", ["train", "test"])
 def test_bad_input_ends_with_the_data_layers_one_line_error(env, tmp_path, which):
   good = json.dumps({

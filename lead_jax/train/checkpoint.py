@@ -28,16 +28,20 @@ warning naming it and what differs, and the run resumes from the one before
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
 from typing import Any, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+
+from lead_jax import artifacts
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +167,19 @@ def seal_problem(step_dir: epath.Path) -> Optional[str]:
   return None
 
 
+def _refused_write(e: BaseException) -> Optional[str]:
+  """The reason when `e` (or its cause) is a write the disk refused, else None.
+  tensorstore reports it as a ValueError naming `os_error_code='N'`."""
+  while e is not None:
+    if isinstance(e, OSError) and e.errno in artifacts.FULL_DISK:
+      return os.strerror(e.errno)
+    code = re.search(r"os_error_code='(\d+)'", str(e))
+    if code and int(code.group(1)) in artifacts.FULL_DISK:
+      return os.strerror(int(code.group(1)))
+    e = e.__cause__ or e.__context__
+  return None
+
+
 class Manager:
   """Saves and restores (state, host) pairs under one directory: a local path,
   or a shared one such as `gs://bucket/run/checkpoints` for multi-host runs."""
@@ -234,7 +251,16 @@ class Manager:
     if arrays:
       items["host_arrays"] = ocp.args.StandardSave(arrays)
     self._seal_pending()
-    saved = self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    try:
+      saved = self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    except Exception as e:
+      refused = _refused_write(e)
+      if refused is None:
+        raise
+      with contextlib.suppress(Exception):  # let the save's other threads end first
+        self._manager.wait_until_finished()
+      raise artifacts.write_failed(f"checkpoint {step} in {self._manager.directory}",
+                                   refused) from e
     if saved:
       self._pending.append(step)
       if not self._async:  # a synchronous save is complete: seal it now
