@@ -19,7 +19,7 @@ from lead_jax.train import sharding
 from lead_jax.model import tokenizer
 from lead_jax.train import step as train
 from lead_jax.evals import runner
-from lead_jax.loop import final
+from lead_jax.loop import final, schedule
 
 # Named purposes of the root key, one fold each (0 is the base: build.base_key).
 _LORA, _STEP, _WARMUP_LORA, _WARMUP_STEP, _PROXY_BASE = 1, 2, 3, 4, 5
@@ -116,6 +116,7 @@ def _check(config) -> None:
   if config.method not in selection.NAMES:
     raise ValueError(f"method={config.method!r}; the LEAD loop runs {selection.NAMES}")
   selection.train_step(config.method, config.select, config.loop.train_step)  # raises
+  schedule.check(config, config.select.num_clusters)  # clusters_per_iteration, replay_fraction
   benchmarks = runner.parse_benchmarks(config.eval.benchmarks)
   if set(benchmarks) - {"synthetic"} and not config.eval.data_dir:
     raise ValueError(f"eval.benchmarks={config.eval.benchmarks!r} needs eval.data_dir (the "
@@ -154,6 +155,8 @@ def setup(config, workdir: str):
   t_off = time.monotonic()
   off = offline.run(config.offline, env, pool, workdir, wants, config.select.num_clusters, base)
   t_off = time.monotonic() - t_off
+  if needs.bandit:  # the offline stage may have found fewer clusters than select.num_clusters
+    schedule.check(config, off.num_clusters)
   cluster_N = off.cluster_N if off.cluster_N is not None else np.zeros(len(pool), np.int64)
   layout = selection.build_layout(cluster_N, pool.task_N, off.num_clusters, len(pool.task_names))
   scores = selection.offline_scores_N(config.method, off)  # the top-k methods' score
