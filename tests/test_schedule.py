@@ -186,3 +186,11 @@ def test_iteration_mean_gradient_weights_the_arms_by_their_rows():
   info = lambda n: idu.UpdateInfo(np.arange(n), *(np.zeros(n),) * 4, 0.0, 0.0, 0, 0)
   np.testing.assert_allclose(
       schedule.iteration_mean_gradient(table, [info(3), info(1)], [0, 2]), [0.75, 1.0])
+
+
+def test_bandit_iterations_keeps_one_line_per_iteration():
+  from lead_jax import outputs
+  one = [{"iteration": 0, "arm": 1}, {"iteration": 1, "arm": 0}]
+  assert outputs.bandit_iterations(one) == one  # m = 1 lines carry no `draw`
+  two = [dict(iteration=t, arm=a, draw=j) for t in range(2) for j, a in enumerate((2, 0))]
+  assert outputs.bandit_iterations(two) == [two[0], two[2]]
