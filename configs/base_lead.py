@@ -52,6 +52,7 @@ def get_select() -> ml_collections.ConfigDict:
   c.budget_fraction = 0.025  # distinct-sample budget as a fraction of N (floored; must give >= 1)
   c.budget_samples = 0  # absolute distinct-sample budget; overrides budget_fraction when > 0
   c.t_max = 20  # at most this many iterations
+  c.clusters_per_iteration = 1  # m: distinct clusters drawn and rewarded per iteration (1 = LEAD)
   c.ppl_highest = True  # ppl baseline takes the highest base-model losses (False: the lowest)
   c.rescore_score = "loss"  # iterative_rescore: loss (1 forward per pool sample per iteration) | ifd (2)
   c.rescore_size = 0  # iterative_rescore: samples per iteration; 0 = LEAD's mean, floor(rho * N / K)
@@ -97,6 +98,7 @@ def get_loop() -> ml_collections.ConfigDict:
   c.diag_samples = 256  # final IDU vs true loss check: samples from the pool and from S (each)
   c.plots = True  # write plots/*.png at the end (matplotlib)
   c.train_step = "auto"  # auto: LEAD step for IDU methods, plain otherwise | lead | plain (same update)
+  c.replay_fraction = 0.0  # f in [0, 1): share of training rows replayed from earlier S_t (0 = LEAD)
   c.lock()
   return c
 

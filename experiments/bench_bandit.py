@@ -24,9 +24,15 @@ import numpy as np
 from configs import base_lead
 from lead_jax import bandit
 
-_PULLS = flags.DEFINE_integer("pulls", 20, "Pulls per run (LEAD's T_max: 20).")
-_SEEDS = flags.DEFINE_integer("seeds", 500, "Independent runs per algorithm.")
-_SWITCH = flags.DEFINE_integer("switch_at", 0, "Pull from which the last arm is best (0 = never).")
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """The command line's flags (defined only when run, so that importing this
+  module next to other entry points defines no flag twice)."""
+  flags.DEFINE_integer("pulls", 20, "Pulls per run (LEAD's T_max: 20).")
+  flags.DEFINE_integer("seeds", 500, "Independent runs per algorithm.")
+  flags.DEFINE_integer("switch_at", 0, "Pull from which the last arm is best (0 = never).")
 
 # name -> bandit config overrides
 ALGOS = {
@@ -79,13 +85,14 @@ def best_arm_share(cfg, seeds: int, pulls: int, switch_at: int = 0) -> dict:
 def main(argv):
   del argv
   for name, over in ALGOS.items():
-    got = best_arm_share(config(**over), _SEEDS.value, _PULLS.value, _SWITCH.value)
+    got = best_arm_share(config(**over), FLAGS.seeds, FLAGS.pulls, FLAGS.switch_at)
     print(
         json.dumps({
-            "algo": name, "pulls": _PULLS.value, "switch_at": _SWITCH.value, "seeds": _SEEDS.value,
+            "algo": name, "pulls": FLAGS.pulls, "switch_at": FLAGS.switch_at, "seeds": FLAGS.seeds,
             "arms": len(MEANS), **{k: round(v, 4) for k, v in got.items()}
         }), flush=True)
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -55,8 +55,9 @@ def _bars(plt, summary, suite: str, out_dir: str) -> str:
 def _bandit(plt, rows, results: str, suite: str, out_dir: str):
   panels = {}
   for r in rows:
-    lines = outputs.read_jsonl(
-        os.path.join(suites.run_dir(results, r["variant"], r["seed"]), outputs.BANDIT))
+    lines = outputs.bandit_iterations(
+        outputs.read_jsonl(
+            os.path.join(suites.run_dir(results, r["variant"], r["seed"]), outputs.BANDIT)))
     if lines:
       panels.setdefault(r["variant"], []).append(np.array([x["probabilities"] for x in lines]))
   if not panels:

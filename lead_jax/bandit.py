@@ -185,3 +185,29 @@ def from_dict(d) -> BanditState:
       log_w_C=np.array(d["log_w_C"], np.float64), rewards_H=np.array(d["rewards_H"],
                                                                      np.float64), pulls_C=pulls_C,
       reward_sum_C=np.array(d.get("reward_sum_C", np.zeros(len(pulls_C))), np.float64))
+
+
+def draw_distinct(state: BanditState, cfg, rng: np.random.Generator,
+                  m: int) -> tuple[list[int], np.ndarray]:
+  """Draws m distinct arms, one after another without replacement; returns
+  (arms, p_MxC): row j is the distribution arm j was drawn from, p_C (the
+  state's `probabilities`) renormalised over the arms not drawn before it.
+
+  The first draw is `draw` itself (m = 1 is `draw`, bit for bit); arm a
+  drawn after the set D has probability p_a / (1 - sum_{d in D} p_d) (for
+  thompson, p_C are its logged probabilities of being the best arm).
+  For select.clusters_per_iteration; the loop then calls `update` once per
+  drawn arm, in draw order (docs/method.md, "Schedules that do not forget").
+  """
+  if not 1 <= m <= state.num_arms:
+    raise ValueError(f"select.clusters_per_iteration={m} must be in [1, {state.num_arms}] "
+                     f"(the bandit's arms).")
+  arm, p_C = draw(state, cfg, rng)
+  arms, rows = [arm], [p_C]
+  for _ in range(m - 1):
+    q_C = p_C.copy()
+    q_C[arms] = 0.0
+    q_C /= q_C.sum()
+    arms.append(int(rng.choice(state.num_arms, p=q_C)))
+    rows.append(q_C)
+  return arms, np.stack(rows)

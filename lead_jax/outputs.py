@@ -7,7 +7,15 @@ equal an uninterrupted run's.
                    this selection)
   bandit.jsonl     one line per iteration of a bandit method: arm, the
                    probabilities it was drawn with, raw and normalised reward,
-                   log-weights after the update
+                   log-weights after the update; with
+                   select.clusters_per_iteration = m > 1, one line per drawn
+                   arm in draw order (`draw` 0 .. m-1): `drawn_with` (the
+                   distribution it was drawn from, renormalised over the arms
+                   not yet drawn), `probabilities` (those of the state its own
+                   update started from: its importance weight), its reward
+                   and the log-weights after its update (reward null: an
+                   exhausted cluster, not updated). `bandit_iterations` keeps
+                   one line per iteration, as the plots read it
   idu/idu_<t>.npz  IDU table after iteration t (every `loop.idu_snapshot_every`),
                    idu/idu_init.npz the initial table (IDU_0)
 Lines carry their iteration; `Files.rewind(t)` drops every line of iteration
@@ -83,6 +91,13 @@ class Files:
       return
     path = os.path.join(self.path(IDU_DIR), f"idu_{label}.npz")
     artifacts.save_npz(path, {"idu_N": np.asarray(idu_N, np.float32)})
+
+
+def bandit_iterations(lines: Iterable[Mapping]) -> list:
+  """bandit.jsonl's first line of every iteration (`draw` 0, or the only
+  one): its `probabilities` are those every arm of the iteration was drawn
+  from first (p_C of the iteration's state)."""
+  return [r for r in lines if r.get("draw", 0) == 0]
 
 
 def selected_records(ids_S, pool, iteration: int, cluster_N, scores_S, use_count_S):

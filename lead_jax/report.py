@@ -32,7 +32,7 @@ def plots(workdir: str, idu_arrays: Optional[Mapping[str, np.ndarray]] = None,
   out_dir = os.path.join(workdir, "plots")
   os.makedirs(out_dir, exist_ok=True)
   plt, written = pyplot(), []
-  arms = outputs.read_jsonl(os.path.join(workdir, outputs.BANDIT))
+  arms = outputs.bandit_iterations(outputs.read_jsonl(os.path.join(workdir, outputs.BANDIT)))
   if arms:
     p_TxC = np.array([r["probabilities"] for r in arms])
     fig, ax = plt.subplots(figsize=(6, 3.5))

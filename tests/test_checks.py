@@ -30,6 +30,8 @@ CASES = [  # (field, value, what the message says)
     ("offline.cluster_features", "pca", "use one of ifd, grad, hidden"),
     ("offline.warmup_fraction", 0.0, "must lie in (0, 1]"),
     ("loop.static_epochs", 0.0, "must be > 0"),
+    ("select.clusters_per_iteration", 4, "must be an integer in [1, 3]"),
+    ("loop.replay_fraction", 1.0, "must be in [0, 1)"),
     ("loop.train_step", "fast", "loop.train_step='fast'; use one of"),
     ("eval.benchmarks", "mmlu2", "eval.benchmarks: unknown benchmarks"),
     ("data.train_path", "/no/such/pool.jsonl", "no such file"),

@@ -272,3 +272,89 @@ def test_kill_9_at_seeded_random_times_then_the_same_command(env, lead, tmp_path
     assert open(workdir / name).read() == open(lead / name).read(), name
   assert _final(workdir) == _final(lead)
   assert finished_early < 4  # at least one kill landed
+
+
+SCHEDULES = ("--config.select.clusters_per_iteration=2", "--config.loop.replay_fraction=0.25")
+
+
+@pytest.fixture(scope="module")
+def schedules(env, tmp_path_factory):
+  """LEAD with both schedules against forgetting on: 2 of the 3 clusters per
+  iteration, a quarter of every pass replayed from earlier selections."""
+  workdir = tmp_path_factory.mktemp("schedules") / "run"
+  _ok(run_loop(env, workdir, *SCHEDULES))
+  return workdir
+
+
+def test_two_clusters_per_iteration_are_drawn_rewarded_and_recorded(schedules):
+  final = json.load(open(schedules / "final_metrics.json"))
+  lines = outputs.read_jsonl(schedules / "bandit.jsonl")
+  picked = outputs.read_jsonl(schedules / "selected.jsonl")
+  assert [(r["iteration"], r["draw"]) for r in lines] == [(t, j) for t in range(3) for j in (0, 1)]
+  host = _host(schedules)
+  assert host["arms"]["pulls_C"].sum() == 6 and len(host["arms"]["rewards_H"]) == 6
+  idu_before = np.load(schedules / "idu" / "idu_init.npz")["idu_N"]
+  for t in range(3):
+    first, second = (r for r in lines if r["iteration"] == t)
+    assert first["arm"] != second["arm"]
+    np.testing.assert_allclose(first["drawn_with"], first["probabilities"])
+    q = np.array(first["probabilities"])
+    q[first["arm"]] = 0.0
+    np.testing.assert_allclose(second["drawn_with"], q / q.sum())
+    # selected.jsonl: the union of the two clusters, each selected alone
+    assert {p["cluster"] for p in picked if p["iteration"] == t} == {first["arm"], second["arm"]}
+    # each arm's reward is the IDU drop over its own samples (idu_gain), and
+    # only S_t moved in the table (replayed rows leave it alone)
+    idu_after = np.load(schedules / "idu" / f"idu_{t:04d}.npz")["idu_N"]
+    ids_t = {p["id"] for p in picked if p["iteration"] == t}
+    assert set(np.flatnonzero(idu_before != idu_after).tolist()) <= ids_t
+    for line in (first, second):
+      ids = [p["id"] for p in picked if p["iteration"] == t and p["cluster"] == line["arm"]]
+      gain = (idu_before[ids].astype(np.float64) - idu_after[ids]).mean()
+      assert line["reward"] == pytest.approx(gain, rel=1e-9, abs=1e-12)
+    idu_before = idu_after
+  np.testing.assert_allclose(host["arms"]["rewards_H"], [r["reward"] for r in lines])
+  np.testing.assert_allclose(host["arms"]["log_w_C"], lines[-1]["log_weights"])
+  assert final["samples_selected"] == len({p["id"] for p in picked}) <= final["budget"]
+
+
+def test_replay_mixes_earlier_samples_and_books_them(schedules):
+  final = json.load(open(schedules / "final_metrics.json"))
+  rows = [r for r in outputs.read_jsonl(schedules / "metrics.jsonl") if r["split"] == "iteration"]
+  picked = outputs.read_jsonl(schedules / "selected.jsonl")
+  assert "replayed" not in rows[0]  # iteration 0: nothing selected before
+  want = [0] + [round(0.25 * r["selected"] / 0.75) for r in rows[1:]]
+  assert [r.get("replayed", 0) for r in rows] == want and sum(want) > 0
+  acct = json.load(open(schedules / "accounting.json"))
+  accounting.check(acct)
+  training = acct["phases"]["training"]["activities"]
+  assert training["replay_train"]["backward_samples"] == sum(want)
+  assert training["train"]["backward_samples"] == sum(r["selected"] for r in rows) == len(picked)
+  assert final["replay_sample_passes"] == sum(want)
+  assert final["train_sample_passes"] == len(picked) + sum(want)
+  assert final["train_sample_passes"] == acct["phases"]["training"]["totals"]["backward_samples"]
+  # replay counts no use: the use counts are the selections
+  assert int(_host(schedules)["sel"]["use_count_N"].sum()) == len(picked)
+
+
+def test_killed_runs_with_both_schedules_resume_to_the_uninterrupted_result(
+    env, schedules, tmp_path):
+  """As test_killed_runs_resume_to_the_uninterrupted_result, with two arms per
+  iteration (idu.update runs twice per iteration: call 2 is iteration 1's
+  first arm) and replay on."""
+  workdir = tmp_path / "run"
+  run_loop(env, workdir, *SCHEDULES, pause="iteration:2")
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["1"]
+  run_loop(env, workdir, *SCHEDULES, pause="checkpoint:2")
+  _ok(run_loop(env, workdir, *SCHEDULES))
+  for name in ("selected.jsonl", "bandit.jsonl"):
+    assert open(workdir / name).read() == open(schedules / name).read(), name
+  assert _final(workdir) == _final(schedules)
+  host_a, host_b = _host(workdir), _host(schedules)
+  assert host_a["rng_state"] == host_b["rng_state"] and host_a["history"] == host_b["history"]
+  for key in ("arms", "table", "sel"):
+    for name in host_b[key]:
+      np.testing.assert_array_equal(host_a[key][name], host_b[key][name])
+  a, b = (
+      json.load(open(w / "accounting.json"))["phases"]["training"] for w in (workdir, schedules))
+  assert a == b

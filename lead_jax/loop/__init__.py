@@ -4,19 +4,24 @@ The only code that sees the whole config; every library call gets its
 sub-config. Per iteration t (until the selector is done: distinct budget
 reached, T_max, or a one-shot selector's single iteration):
 
-  selection  bandit draw (selectors with needs.bandit), selection.select on the
-             IDU table (needs.idu), on fresh scores of the whole pool under
-             the current model (needs.rescore: iterative_rescore, N or 2N
-             forward passes booked as `selection/rescore`) or on the
-             selector's fixed scores, record (selected.jsonl's scores:
-             selector.scores_of)
+  selection  bandit draw (selectors with needs.bandit; m =
+             select.clusters_per_iteration distinct arms, without
+             replacement), selection.select on the IDU table (needs.idu), on
+             fresh scores of the whole pool under the current model
+             (needs.rescore: iterative_rescore, N or 2N forward passes booked
+             as `selection/rescore`) or on the selector's fixed scores, once
+             per drawn cluster (S_t: their union), record (selected.jsonl's
+             scores: selector.scores_of)
   training   one pass over S_t shuffled by the run's NumPy Generator (one-shot
-             selectors: loop.static_epochs passes), fixed-shape batches; the
-             LEAD step (per-example loss, dL, projected gradients) when
-             loop.train_step resolves to it (auto: the registry's default,
-             the LEAD step when the IDU table is kept), else the plain step
-             (the same update); one fetch per step
-  selection  idu.update from the fetched outputs, reward, bandit.update
+             selectors: loop.static_epochs passes; with loop.replay_fraction
+             f > 0, S_t and round(f |S_t| / (1 - f)) earlier selected samples
+             shuffled together, booked as `training/replay_train`),
+             fixed-shape batches; the LEAD step (per-example loss, dL,
+             projected gradients) when loop.train_step resolves to it (auto:
+             the registry's default, the LEAD step when the IDU table is
+             kept), else the plain step (the same update); one fetch per step
+  selection  idu.update from the fetched outputs of S_t (per drawn arm, on its
+             rows), reward, bandit.update (once per drawn arm, in draw order)
   outputs    selected.jsonl, bandit.jsonl, metrics.jsonl, IDU snapshot
   checkpoint device state + host state (IDU table, bandit, selection state,
              Generator state, history, accounting) every checkpoint.every_steps
@@ -38,6 +43,10 @@ final_metrics reports training steps and sample-passes side by side so any
 mismatch is visible. The replay diagnostic trains another run's selected
 multiset (its samples, each as often as that run trained it) in one
 shuffled pass.
+
+The two schedules against forgetting (`lead_jax.loop.schedule`,
+docs/method.md "Schedules that do not forget") are off by default: m = 1 and
+f = 0 run the paper's LEAD, bit for bit.
 """
 
 from __future__ import annotations

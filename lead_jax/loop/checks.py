@@ -19,6 +19,7 @@ from lead_jax import bandit, selection
 from lead_jax.data import DataError
 from lead_jax.selection.state import MAX_USES
 from lead_jax.evals import runner
+from lead_jax.loop import schedule
 from lead_jax.data import cache
 
 GRAD_TERMS = ("update", "history", "cluster", "none")
@@ -121,6 +122,7 @@ def check(config) -> None:
   """Raises `ConfigError` for the first invalid field of a LEAD-loop config."""
   _chosen(config)
   _ranges(config)
+  _as_config_error(lambda: schedule.check(config, config.select.num_clusters))
   _files(config)
   if config.offline.cache_dir:
     _writable("offline.cache_dir", config.offline.cache_dir)

@@ -120,7 +120,10 @@ def idu_check(run, state, h, ledger):
 
 def _summary(run, h, result, check) -> dict:
   synth = (result or {}).get("benchmarks", {}).get("synthetic")
-  training = h.ledger.passes["training"].get("train", {})
+  acts = h.ledger.passes["training"]
+  training = acts.get("train", {})  # with loop.replay_fraction, the replayed rows' passes too:
+  replay = acts.get("replay_train", {})  # train_sample_passes counts every training row
+  training = {k: training.get(k, 0) + replay.get(k, 0) for k in set(training) | set(replay)}
   limits = selection.resolve_limits(run.config.select, len(run.pool))
   final = {
       "method":
@@ -160,6 +163,8 @@ def _summary(run, h, result, check) -> dict:
               len(run.dev_pool) if run.dev_pool else 0)["total"],
       "benchmarks": (result or {}).get("summary", {}),
   }
+  if replay:
+    final["replay_sample_passes"] = int(replay.get("forward_samples", 0))
   if check is not None:
     final["idu_loss_spearman"] = check["all"]["spearman_idu"]
     final["idu0_loss_spearman"] = check["all"]["spearman_idu0"]

@@ -1,4 +1,11 @@
-"""One iteration of the loop: select, train, learn, write the outputs."""
+"""One iteration of the loop: select, train, learn, write the outputs.
+
+With select.clusters_per_iteration = m > 1 the bandit draws m distinct arms,
+each cluster is selected as one alone, the union trains in one pass and every
+arm gets its own IDU update, reward and bandit update (`_learn_arms`); with
+loop.replay_fraction > 0 the pass also replays earlier selected samples,
+which neither update the IDU table nor enter the reward (`lead_jax.loop.schedule`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from lead_jax.offline import clustering
 from lead_jax.train import passes
 from lead_jax.train import scoring
 from lead_jax import selection
+from lead_jax.loop import schedule as schedule_lib
 from lead_jax.loop.host import Host, generator
 from lead_jax.loop.setup import Run
 
@@ -45,8 +53,9 @@ def uses_lead_step(config) -> bool:
   return selection.train_step(config.method, config.select, config.loop.train_step) == "lead"
 
 
-def _train_pass(run: Run, state, h: Host, orders: list[np.ndarray]):
-  """`(state, StepOutputs, stats, counts)`: the jitted steps over the orders."""
+def _train_pass(run: Run, state, h: Host, orders: list[np.ndarray], replay_R: np.ndarray):
+  """`(state, StepOutputs, stats, counts)`: the jitted steps over the orders;
+  the rows of `replay_R` (loop.replay_fraction) are booked as `replay_train`."""
   b, lead = run.config.train.batch_size, uses_lead_step(run.config)
   batches = (
       data.gather(run.pool, order[s:s + b], b) for order in orders for s in range(0, len(order), b))
@@ -55,7 +64,8 @@ def _train_pass(run: Run, state, h: Host, orders: list[np.ndarray]):
                            mesh=run.mesh, step_key=run.step_key, start=h.train_steps, total=sum(
                                -(-len(o) // b) for o in orders), desc=f"iteration {h.iteration}"):
     state, out, m = done.state, done.out, done.out["metrics"]
-    counts = passes.add(counts, done.counts)
+    counts = passes.add(counts,
+                        schedule_lib.split_counts(done, replay_R) if replay_R.size else done.counts)
     skipped += int(m["skipped"])
     lr = float(m["lr"])
     losses.append(float(m["loss"]))
@@ -87,20 +97,87 @@ def _learn(run: Run, h: Host, arm: int, outs, stats: dict, params):
                    invalid_rows=info.num_invalid, propagated=info.num_propagated)
   if not run.needs.bandit:
     return table, h.arms, summary, counts, dev_loss
-  kind = cfg.bandit.reward if run.needs.idu else "loss"  # ODM's reward is its training loss
+  kind = _reward_kind(run)
   if kind == "dev_gain":
     after, counts = _dev_loss(run, params)
     reward = idu.reward(kind, info, h.dev_loss, after)
     dev_loss = after
-  elif info is not None:
-    reward = idu.reward(kind, info)
   else:
-    ok = outs.finite_B & (outs.index_B >= 0)
-    reward = float(outs.loss_B[ok].mean()) if ok.any() else 0.0
+    reward = _sample_reward(kind, info, outs)
   arms = bandit.update(h.arms, cfg.bandit, arm, reward)
   summary.update(reward=reward, reward_normalised=bandit.normalise(arms.rewards_H),
                  log_weights=arms.log_w_C.tolist())
   return table, arms, summary, counts, dev_loss
+
+
+def _reward_kind(run: Run) -> str:
+  return run.config.bandit.reward if run.needs.idu else "loss"  # ODM's reward: its training loss
+
+
+def _sample_reward(kind: str, info, outs) -> float:
+  """A reward over trained samples: `idu.reward` from the IDU update's info,
+  or (no IDU table: ODM) the mean loss of the valid rows."""
+  if info is not None:
+    return idu.reward(kind, info)
+  ok = outs.finite_B & (outs.index_B >= 0)
+  return float(outs.loss_B[ok].mean()) if ok.any() else 0.0
+
+
+def _learn_arms(run: Run, h: Host, drawn, outs, stats: dict, params):
+  """`_learn` for several drawn arms (select.clusters_per_iteration > 1):
+  `drawn` holds (arm, ids_A, p_C) in draw order, ids_A empty for an exhausted
+  cluster. Each arm with samples gets the IDU update of its own rows (from the
+  same G_t-1, the previous iteration's; G_t is then the mean over all of S_t)
+  and its own reward over them (dev_gain: the iteration's dev gain, shared),
+  then one bandit update, in draw order. Returns `_learn`'s tuple plus the
+  bandit.jsonl lines, one per drawn arm."""
+  cfg, counts, dev_loss = run.config, {}, h.dev_loss
+  table, infos, trained = h.table, [], [(a, ids) for a, ids, _ in drawn if ids.size]
+  per_arm = {a: schedule_lib.rows_of(outs, ids) for a, ids in trained}
+  if run.needs.idu:
+    prev_K = table.grad_prev_K
+    for a, _ in trained:
+      members = run.layout.members(a) if cfg.idu.propagate_to_cluster else None
+      table, info = idu.update(
+          dataclasses.replace(table, grad_prev_K=prev_K), cfg.idu, per_arm[a], cluster=a,
+          lr=stats["lr"], members_M=members)
+      infos.append(info)
+    grad_prev = prev_K
+    if outs.g_BxK is not None and sum(i.ids_S.size for i in infos):
+      grad_prev = schedule_lib.iteration_mean_gradient(table, infos, [a for a, _ in trained])
+    table = dataclasses.replace(table, grad_prev_K=grad_prev)
+  summary = {"arms": [int(a) for a, _, _ in drawn]}
+  if infos:
+    summary.update(beta=[i.beta for i in infos], mean_dL=[i.mean_dL for i in infos],
+                   idu_updated=sum(int(i.ids_S.size) for i in infos),
+                   invalid_rows=sum(i.num_invalid for i in infos),
+                   propagated=sum(i.num_propagated for i in infos))
+  if not run.needs.bandit:
+    return table, h.arms, summary, counts, dev_loss, []
+  kind, rewards = _reward_kind(run), {}
+  if kind == "dev_gain":
+    after, counts = _dev_loss(run, params)
+    shared = idu.reward(kind, None, h.dev_loss, after)
+    rewards, dev_loss = {a: shared for a, _ in trained}, after
+  else:
+    info_of = dict(zip([a for a, _ in trained], infos)) if infos else {}
+    rewards = {a: _sample_reward(kind, info_of.get(a), per_arm[a]) for a, _ in trained}
+  arms, lines = h.arms, []
+  for j, (a, _, q_C) in enumerate(drawn):
+    line = {"arm": int(a), "draw": j, "drawn_with": [float(p) for p in q_C]}
+    if a in rewards:
+      p_C = bandit.probabilities(arms, cfg.bandit)  # the update's importance weight: p_a
+      arms = bandit.update(arms, cfg.bandit, a, rewards[a])
+      line.update(probabilities=[float(p) for p in p_C], reward=rewards[a],
+                  reward_normalised=bandit.normalise(arms.rewards_H),
+                  log_weights=arms.log_w_C.tolist())
+    else:  # an exhausted cluster: no reward, no update
+      line.update(probabilities=[float(p) for p in bandit.probabilities(arms, cfg.bandit)],
+                  reward=None, reward_normalised=None, log_weights=arms.log_w_C.tolist())
+    lines.append(line)
+  summary.update(rewards=[rewards.get(int(a)) for a, _, _ in drawn],
+                 log_weights=arms.log_w_C.tolist())
+  return table, arms, summary, counts, dev_loss, lines
 
 
 def _rescore(run: Run, params) -> tuple[np.ndarray, dict]:
@@ -120,14 +197,48 @@ def _rescore(run: Run, params) -> tuple[np.ndarray, dict]:
 
 
 def _select(run: Run, h: Host, rng: np.random.Generator, params):
-  """`(arm, p_C, ids_S, scores_S, counts)` of iteration h.iteration."""
-  arm, p_C = (bandit.draw(h.arms, run.config.bandit, rng) if run.needs.bandit else (-1, None))
+  """`(drawn, ids_S, scores_S, counts)` of iteration h.iteration: `drawn`
+  holds (arm, ids_A, p_C) per drawn arm in draw order (arm -1 and p_C None
+  without a bandit), S_t is the union of the ids_A in that order.
+
+  With select.clusters_per_iteration = m > 1 the bandit draws m distinct
+  arms first (`bandit.draw_distinct`), then each cluster is selected exactly
+  as one alone, seeing the distinct budget the arms before it spent."""
+  m = run.config.select.clusters_per_iteration if run.needs.bandit else 1
+  if run.needs.bandit:
+    arms, p_MxC = bandit.draw_distinct(h.arms, run.config.bandit, rng, m)
+  else:
+    arms, p_MxC = [-1], [None]
   scores_N, counts = (h.table.idu_N if run.needs.idu else None), {}
   if run.needs.rescore:
     scores_N, counts = _rescore(run, params)
-  inputs = selection.Inputs(arm, scores_N)
-  ids_S = run.selector.select(h.sel, inputs, rng)
-  return arm, p_C, ids_S, run.selector.scores_of(ids_S, inputs), counts
+  drawn, scores, sel = [], [], h.sel
+  for arm, p_C in zip(arms, p_MxC):
+    inputs = selection.Inputs(arm, scores_N)
+    ids_A = run.selector.select(sel, inputs, rng)
+    drawn.append((arm, ids_A, p_C))
+    scores.append(run.selector.scores_of(ids_A, inputs))
+    if m > 1:  # the next arm sees this one's picks against the budget
+      sel = selection.record(sel, ids_A)
+  if m == 1:
+    return drawn, drawn[0][1], scores[0], counts
+  ids_S = np.concatenate([ids for _, ids, _ in drawn])
+  return drawn, ids_S, None if scores[0] is None else np.concatenate(scores), counts
+
+
+def _orders(run: Run, h: Host, ids_S: np.ndarray, rng: np.random.Generator):
+  """`(orders, replay_R)`: the training order of S_t (`_schedule`) or, with
+  loop.replay_fraction > 0 on an iterative schedule, one shuffled pass over S_t
+  and the replayed earlier samples R_t (`schedule.replay_ids`)."""
+  if not ids_S.size:
+    return [], np.zeros(0, np.int64)
+  f = run.config.loop.replay_fraction
+  replay_R = np.zeros(0, np.int64)
+  if f > 0 and selection.get(run.config.method).schedule == selection.ITERATIVE:
+    replay_R = schedule_lib.replay_ids(h.sel.use_count_N, ids_S, f, rng)
+  if not replay_R.size:
+    return _schedule(run, ids_S, rng), replay_R
+  return [rng.permutation(np.concatenate([ids_S, replay_R]))], replay_R
 
 
 def _monitor_dev(run: Run, h: Host, state, record: dict, ledger):
@@ -147,7 +258,7 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
   ledger, t = h.ledger, h.iteration
   rng = generator(h.rng_state)
   t0 = time.monotonic()
-  arm, p_C, ids_S, scores_S, rescore_counts = _select(run, h, rng, run.params(state))
+  drawn, ids_S, scores_S, rescore_counts = _select(run, h, rng, run.params(state))
   if rescore_counts:
     ledger = accounting.add(ledger, "selection", "rescore", rescore_counts)
   sel = selection.record(h.sel, ids_S)
@@ -157,13 +268,26 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
     dev_before, dev_counts = _dev_loss(run, run.params(state))
   ledger = accounting.add_seconds(ledger, "selection", time.monotonic() - t0)
   t0 = time.monotonic()
-  orders = _schedule(run, ids_S, rng) if ids_S.size else []
-  state, outs, stats, train_counts = _train_pass(run, state, h, orders)
+  orders, replay_R = _orders(run, h, ids_S, rng)
+  state, outs, stats, train_counts = _train_pass(run, state, h, orders, replay_R)
   ledger = accounting.add_seconds(ledger, "training", time.monotonic() - t0)
   t0 = time.monotonic()
   h = dataclasses.replace(h, dev_loss=dev_before)
-  if ids_S.size:
-    table, arms, summary, learn_counts, dev_loss = _learn(run, h, arm, outs, stats,
+  if replay_R.size:  # the IDU table and the reward see S_t only
+    replayed = schedule_lib.rows_of(outs, replay_R)
+    ok = replayed.finite_B
+    stats.update(
+        replayed=int(replayed.index_B.size),
+        replay_loss=float(replayed.loss_B[ok].mean()) if ok.any() else None)
+    outs = schedule_lib.rows_of(outs, ids_S)
+  bandit_lines = None
+  if len(drawn) > 1:
+    table, arms, summary, learn_counts, dev_loss, bandit_lines = _learn_arms(
+        run, h, drawn, outs, stats, run.params(state)) if ids_S.size else (
+            h.table, h.arms, {"arms": [int(a) for a, _, _ in drawn], "exhausted": True}, {},
+            h.dev_loss, None)
+  elif ids_S.size:
+    table, arms, summary, learn_counts, dev_loss = _learn(run, h, drawn[0][0], outs, stats,
                                                           run.params(state))
   else:  # an exhausted cluster: nothing trained, nothing learnt
     table, arms, summary, learn_counts, dev_loss = h.table, h.arms, {"exhausted": True}, {}, \
@@ -173,11 +297,11 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
     if c:
       ledger = accounting.add(ledger, "selection", "dev_loss", c)
   ledger = accounting.add_seconds(ledger, "selection", time.monotonic() - t0)
-  record = {
-      "iteration": t, "arm": arm, "selected": int(ids_S.size),
-      "new": int(sel.num_distinct - h.sel.num_distinct), "distinct": sel.num_distinct,
-      **{k: v for k, v in stats.items() if k != "skipped"}, **summary
-  }
+  record = {"iteration": t} if len(drawn) > 1 else {"iteration": t, "arm": drawn[0][0]}
+  record.update({
+      "selected": int(ids_S.size), "new": int(sel.num_distinct - h.sel.num_distinct),
+      "distinct": sel.num_distinct, **{k: v for k, v in stats.items() if k != "skipped"}, **summary
+  })
   if dev_loss is not None and dev_loss != h.dev_loss:
     record["dev_loss"] = dev_loss
   ledger = _monitor_dev(run, h, state, record, ledger)
@@ -192,7 +316,7 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
                               rng_state=rng.bit_generator.state, sel=sel, trained_N=trained_N,
                               arms=arms, table=table, ledger=ledger, history=h.history + (record,),
                               dev_loss=dev_loss)
-  _write(run, files, writer, new_h, record, ids_S, scores_S, p_C, orders)
+  _write(run, files, writer, new_h, record, ids_S, scores_S, drawn, bandit_lines, orders)
   return state, new_h
 
 
@@ -208,10 +332,22 @@ def _selected(run: Run, h: Host, t: int, ids_S, scores_S, orders):
 
 
 def _write(run: Run, files: outputs.Files, writer: metrics.Writer, h: Host, record: dict, ids_S,
-           scores_S, p_C, orders) -> None:
-  t = record["iteration"]
+           scores_S, drawn, bandit_lines, orders) -> None:
+  """The iteration's lines: selected.jsonl; bandit.jsonl, one line per drawn
+  arm (several arms: each with its `draw` index, the distribution it was drawn
+  from, `drawn_with`, and its own update's `probabilities`, reward and
+  log-weights); metrics.jsonl; the IDU snapshot."""
+  t, p_C = record["iteration"], drawn[0][2]
   files.append(outputs.SELECTED, _selected(run, h, t, ids_S, scores_S, orders))
-  if p_C is not None:
+  if len(drawn) > 1 and p_C is not None:
+    if bandit_lines is None:  # every drawn cluster exhausted: no update
+      p_now = [float(p) for p in bandit.probabilities(h.arms, run.config.bandit)]
+      bandit_lines = [{
+          "arm": int(a), "draw": j, "drawn_with": [float(p) for p in q], "probabilities": p_now,
+          "reward": None, "reward_normalised": None, "log_weights": h.arms.log_w_C.tolist()
+      } for j, (a, _, q) in enumerate(drawn)]
+    files.append(outputs.BANDIT, [dict({"iteration": t}, **line) for line in bandit_lines])
+  elif p_C is not None:
     files.append(outputs.BANDIT, [{
         "iteration": t, "arm": record["arm"], "probabilities": [float(p) for p in p_C], **
         {k: record.get(k) for k in ("reward", "reward_normalised", "log_weights")}

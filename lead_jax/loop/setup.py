@@ -18,7 +18,7 @@ from lead_jax.train import optim
 from lead_jax.train import sharding
 from lead_jax.model import tokenizer
 from lead_jax.train import step as train
-from lead_jax.loop import checks, final
+from lead_jax.loop import checks, final, schedule
 
 # Named purposes of the root key, one fold each (0 is the base: build.base_key).
 _LORA, _STEP, _WARMUP_LORA, _WARMUP_STEP, _PROXY_BASE = 1, 2, 3, 4, 5
@@ -142,6 +142,11 @@ def setup(config, workdir: str):
   t_off = time.monotonic()
   off = offline.run(config.offline, env, pool, workdir, wants, config.select.num_clusters, base)
   t_off = time.monotonic() - t_off
+  if needs.bandit:  # the offline stage may have found fewer clusters than select.num_clusters
+    try:
+      schedule.check(config, off.num_clusters)
+    except ValueError as e:
+      raise checks.ConfigError(str(e)) from None
   cluster_N = off.cluster_N if off.cluster_N is not None else np.zeros(len(pool), np.int64)
   layout = selection.build_layout(cluster_N, pool.task_N, off.num_clusters, len(pool.task_names))
   scores = selection.offline_scores_N(config.method, off)  # the top-k methods' score
