@@ -5,7 +5,8 @@ sub-config. Per iteration t (until the selector is done: distinct budget
 reached, T_max, or a one-shot selector's single iteration):
 
   selection  bandit draw (selectors with needs.bandit), selection.select on the
-             IDU table (needs.idu), on fresh scores of the whole pool under
+             IDU table (needs.idu; `idu.ranking_scores`: with idu.reference =
+             warmup, IDU - w IL), on fresh scores of the whole pool under
              the current model (needs.rescore: iterative_rescore, N or 2N
              forward passes booked as `selection/rescore`) or on the
              selector's fixed scores, record (selected.jsonl's scores:

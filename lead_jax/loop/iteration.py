@@ -120,14 +120,25 @@ def _rescore(run: Run, params) -> tuple[np.ndarray, dict]:
 
 
 def _select(run: Run, h: Host, rng: np.random.Generator, params):
-  """`(arm, p_C, ids_S, scores_S, counts)` of iteration h.iteration."""
+  """`(arm, p_C, ids_S, scores_S, extra_S, counts)` of iteration h.iteration.
+
+  An IDU method ranks by `idu.ranking_scores` (the IDU itself, or with
+  idu.reference = warmup IDU - w IL); then `scores_S` is still the picks'
+  IDU and `extra_S` holds their `reference` (IL) and `reducible` score (the
+  one they were ranked by), for selected.jsonl."""
   arm, p_C = (bandit.draw(h.arms, run.config.bandit, rng) if run.needs.bandit else (-1, None))
-  scores_N, counts = (h.table.idu_N if run.needs.idu else None), {}
+  scores_N, counts, reference_N = None, {}, run.offline.reference_N
+  if run.needs.idu:
+    scores_N = idu.ranking_scores(h.table.idu_N, run.config.idu, reference_N)
   if run.needs.rescore:
     scores_N, counts = _rescore(run, params)
   inputs = selection.Inputs(arm, scores_N)
   ids_S = run.selector.select(h.sel, inputs, rng)
-  return arm, p_C, ids_S, run.selector.scores_of(ids_S, inputs), counts
+  scores_S, extra_S = run.selector.scores_of(ids_S, inputs), None
+  if run.needs.idu and reference_N is not None:
+    extra_S = {"reference": reference_N[ids_S], "reducible": scores_S}
+    scores_S = h.table.idu_N[ids_S]
+  return arm, p_C, ids_S, scores_S, extra_S, counts
 
 
 def _monitor_dev(run: Run, h: Host, state, record: dict, ledger):
@@ -147,7 +158,7 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
   ledger, t = h.ledger, h.iteration
   rng = generator(h.rng_state)
   t0 = time.monotonic()
-  arm, p_C, ids_S, scores_S, rescore_counts = _select(run, h, rng, run.params(state))
+  arm, p_C, ids_S, scores_S, extra_S, rescore_counts = _select(run, h, rng, run.params(state))
   if rescore_counts:
     ledger = accounting.add(ledger, "selection", "rescore", rescore_counts)
   sel = selection.record(h.sel, ids_S)
@@ -192,14 +203,14 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
                               rng_state=rng.bit_generator.state, sel=sel, trained_N=trained_N,
                               arms=arms, table=table, ledger=ledger, history=h.history + (record,),
                               dev_loss=dev_loss)
-  _write(run, files, writer, new_h, record, ids_S, scores_S, p_C, orders)
+  _write(run, files, writer, new_h, record, ids_S, scores_S, extra_S, p_C, orders)
   return state, new_h
 
 
-def _selected(run: Run, h: Host, t: int, ids_S, scores_S, orders):
+def _selected(run: Run, h: Host, t: int, ids_S, scores_S, extra_S, orders):
   """selected.jsonl lines; a replay's also carry `passes` (times trained)."""
   lines = outputs.selected_records(ids_S, run.pool, t, run.clusters, scores_S,
-                                   h.sel.use_count_N[ids_S])
+                                   h.sel.use_count_N[ids_S], extra_S)
   if selection.get(run.config.method).schedule != selection.REPLAY:
     return lines
   passes_N = np.bincount(np.concatenate(orders), minlength=len(run.pool)) if orders else \
@@ -208,9 +219,9 @@ def _selected(run: Run, h: Host, t: int, ids_S, scores_S, orders):
 
 
 def _write(run: Run, files: outputs.Files, writer: metrics.Writer, h: Host, record: dict, ids_S,
-           scores_S, p_C, orders) -> None:
+           scores_S, extra_S, p_C, orders) -> None:
   t = record["iteration"]
-  files.append(outputs.SELECTED, _selected(run, h, t, ids_S, scores_S, orders))
+  files.append(outputs.SELECTED, _selected(run, h, t, ids_S, scores_S, extra_S, orders))
   if p_C is not None:
     files.append(outputs.BANDIT, [{
         "iteration": t, "arm": record["arm"], "probabilities": [float(p) for p in p_C], **

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from lead_jax import accounting, data, metrics, selection
+from lead_jax import accounting, data, idu, metrics, selection
 from lead_jax.train import base_cache
 from lead_jax.offline import baseline_scores
 from lead_jax.train import build
@@ -115,6 +115,7 @@ def _check(config) -> None:
   """Config errors caught before anything is loaded."""
   if config.method not in selection.NAMES:
     raise ValueError(f"method={config.method!r}; the LEAD loop runs {selection.NAMES}")
+  idu.check_config(config.idu)  # idu.reference, idu.reference_weight
   selection.train_step(config.method, config.select, config.loop.train_step)  # raises
   benchmarks = runner.parse_benchmarks(config.eval.benchmarks)
   if set(benchmarks) - {"synthetic"} and not config.eval.data_dir:
@@ -131,7 +132,7 @@ def setup(config, workdir: str):
   seconds (the rest of its time)."""
   start = time.monotonic()
   _check(config)
-  needs = selection.needs(config.method, config.select)
+  needs = selection.needs(config.method, config.select, config.idu.reference)
   sharding.initialize(config.mesh)
   mesh = sharding.make_mesh(config.mesh)
   tok = tokenizer.load(config.data.tokenizer)
@@ -157,13 +158,16 @@ def setup(config, workdir: str):
   cluster_N = off.cluster_N if off.cluster_N is not None else np.zeros(len(pool), np.int64)
   layout = selection.build_layout(cluster_N, pool.task_N, off.num_clusters, len(pool.task_names))
   scores = selection.offline_scores_N(config.method, off)  # the top-k methods' score
-  selector = selection.make(config.method, config.select, layout, scores_N=scores, **diagnostic)
+  selector = selection.make(config.method, config.select, layout, scores_N=scores,
+                            reference=config.idu.reference, **diagnostic)
   state, shardings = build.init_state(model_config, base, tx, jax.random.fold_in(root, _LORA), mesh,
                                       config.mesh.rules)
   parts = {
       "pool": pool.fingerprint, "model": env.model_key, "method": config.method,
       "clusters": layout.counts_CxT.tolist()
   }
+  if off.reference_N is not None:  # its checkpoints belong to one ranking (none: as before)
+    parts["reference"] = [config.idu.reference, float(config.idu.reference_weight)]
   if needs.replay:  # its checkpoints belong to one replayed multiset
     parts["replay"] = np.sort(selector.passes_M).tolist()
   fingerprint = offline.fingerprint(parts)
