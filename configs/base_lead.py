@@ -37,6 +37,8 @@ def get_idu() -> ml_collections.ConfigDict:
   c.grad_term = "update"  # dL mode: update (in-jit <g, delta_theta>) | history | cluster | none
   c.propagate_to_cluster = False  # also move untrained members of c_t by the cluster's mean dL
   c.beta_eps = 1e-8  # beta* = 0 when |G_tk - G_t-1|^2 < beta_eps * (d_k + d_p) (relative guard)
+  c.reference = "none"  # rank by: none (IDU, the paper) | warmup (IDU - w IL, warmup model's loss)
+  c.reference_weight = 1.0  # w >= 0 in IDU - w IL (reference = warmup; w = 0 ranks as none)
   c.lock()
   return c
 

@@ -5,6 +5,7 @@ Every pass of a model over a sample is booked under a phase and an activity:
   phase      offline | training | selection | evaluation (+ `setup` and
              `checkpoint` for wall seconds only)
   activity   what the passes were for, e.g. `warmup_train`, `ifd`, `base_loss`,
+             `crossfit_train` and `crossfit_il` (idu.reference = warmup),
              `train`, `rescore`, `dev_loss`, `test_loss`, `test_generate`,
              `test_decode` (one token-pass per generated position and row)
 
@@ -33,7 +34,7 @@ COUNTERS = ("forward_samples", "forward_tokens", "backward_samples", "backward_t
 # Activities whose forward passes are forward-only scoring of samples (not the
 # forward half of a training step): `forward_sample_passes` of a run.
 SCORING = ("ifd", "base_loss", "features_hidden", "features_grad", "rescore", "dev_loss",
-           "proxy_ifd", "less_grads", "less_dev_grads")
+           "proxy_ifd", "less_grads", "less_dev_grads", "crossfit_il")
 
 
 @dataclasses.dataclass(frozen=True)

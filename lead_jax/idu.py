@@ -23,6 +23,18 @@ concatenated in training order (`StepOutputs`). Rows that are padding
 A sample seen several times in one iteration is updated once, from its last
 valid occurrence: its latest loss is the freshest estimate of the loss after
 the iteration. The iteration's mean gradient G_t averages every valid row.
+
+Ranking score (`ranking_scores`, `cfg.reference`; an extension beyond the
+paper, docs/method.md "Reducible utility"): the selector ranks candidates by
+
+  none     IDU_i                          (default: the paper's rule)
+  warmup   IDU_i - w IL_i                 (w = cfg.reference_weight >= 0)
+
+with IL_i the warmup model's conditional response loss, an estimate of the
+loss no training removes (RHO-LOSS's irreducible loss), cross-fitted on the
+warmup subset by the offline stage (`warmup_il`). The table and its update
+are the same in both modes; only the order of the candidates changes.
+`check_config` rejects an unknown reference or a negative weight.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ import numpy as np
 
 GRAD_TERMS = ("update", "history", "cluster", "none")
 REWARDS = ("idu_gain", "loss", "dev_gain")
+REFERENCES = ("none", "warmup")  # idu.reference: what the ranking subtracts from the IDU
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +254,33 @@ def reward(kind: str, info: UpdateInfo, dev_loss_before: Optional[float] = None,
                        "after the iteration's training pass.")
     return float(dev_loss_before - dev_loss_after)
   raise ValueError(f"bandit.reward must be one of {REWARDS}, got {kind!r}.")
+
+
+def check_config(cfg) -> None:
+  """One-line errors for the `idu` sub-config's ranking fields (the loop calls
+  it before anything is loaded or computed)."""
+  if cfg.reference not in REFERENCES:
+    raise ValueError(f"idu.reference={cfg.reference!r}; use one of {REFERENCES}")
+  if not cfg.reference_weight >= 0:  # also rejects NaN
+    raise ValueError(f"idu.reference_weight={cfg.reference_weight!r}; use a weight >= 0")
+
+
+def ranking_scores(idu_N: np.ndarray, cfg, reference_N: Optional[np.ndarray] = None) -> np.ndarray:
+  """The score the selector ranks by: `idu_N` itself (reference none), or
+  IDU_i - w IL_i in float64 (reference warmup, w = cfg.reference_weight,
+  IL = `reference_N`); w = 0 gives the IDU's values, so the same ranking."""
+  check_config(cfg)
+  if cfg.reference == "none":
+    return idu_N
+  reference_N = None if reference_N is None else np.asarray(reference_N)
+  if reference_N is None or reference_N.shape != np.shape(idu_N):
+    got = None if reference_N is None else reference_N.shape
+    raise ValueError(f"idu.reference={cfg.reference!r} needs one reference loss per pool sample "
+                     f"(shape {np.shape(idu_N)}), got {got}")
+  if not np.isfinite(reference_N).all():
+    raise ValueError(f"idu.reference={cfg.reference!r}: the reference losses hold NaN or inf")
+  return np.asarray(idu_N,
+                    np.float64) - float(cfg.reference_weight) * reference_N.astype(np.float64)
 
 
 def to_dict(state: IduState) -> dict[str, np.ndarray]:

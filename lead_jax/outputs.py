@@ -4,7 +4,9 @@ equal an uninterrupted run's.
   selected.jsonl   one line per selected sample and iteration: id (pool index),
                    source_id, iteration, cluster, task, idu (the score it was
                    selected with; null without an IDU table), use_count (after
-                   this selection)
+                   this selection); with idu.reference = warmup, idu is the
+                   IDU at selection and the line adds reference (IL) and
+                   reducible (IDU - w IL, the score it was ranked by)
   bandit.jsonl     one line per iteration of a bandit method: arm, the
                    probabilities it was drawn with, raw and normalised reward,
                    log-weights after the update; with
@@ -100,13 +102,16 @@ def bandit_iterations(lines: Iterable[Mapping]) -> list:
   return [r for r in lines if r.get("draw", 0) == 0]
 
 
-def selected_records(ids_S, pool, iteration: int, cluster_N, scores_S, use_count_S):
-  """The selected.jsonl lines of one iteration's selection."""
+def selected_records(ids_S, pool, iteration: int, cluster_N, scores_S, use_count_S,
+                     extra_S: Mapping[str, np.ndarray] | None = None):
+  """The selected.jsonl lines of one iteration's selection; `extra_S` adds a
+  field per name with one value per pick (reference, reducible)."""
   for k, i in enumerate(np.asarray(ids_S)):
     i = int(i)
     yield {
         "id": i, "source_id": str(pool.source_ids[i]), "iteration": iteration,
-        "cluster": None if cluster_N is None else int(cluster_N[i]),
-        "task": pool.task_names[int(pool.task_N[i])],
-        "idu": None if scores_S is None else float(scores_S[k]), "use_count": int(use_count_S[k])
+        "cluster": None if cluster_N is None else int(cluster_N[i]), "task": pool.task_names[int(
+            pool.task_N[i])], "idu": None if scores_S is None else float(scores_S[k]),
+        "use_count": int(use_count_S[k]
+                        ), **{name: float(v[k]) for name, v in (extra_S or {}).items()}
     }

@@ -26,6 +26,8 @@ CASES = [  # (field, value, what the message says)
     ("bandit.eta", -0.5, "must be >= 0"),
     ("bandit.thompson_noise", 0.0, "must be > 0"),
     ("idu.b", 1.5, "must lie in [0, 1]"),
+    ("idu.reference", "base", "idu.reference='base'"),
+    ("idu.reference_weight", -1.0, "idu.reference_weight=-1.0"),
     ("idu.grad_term", "grad", "use one of update, history, cluster, none"),
     ("offline.cluster_features", "pca", "use one of ifd, grad, hidden"),
     ("offline.warmup_fraction", 0.0, "must lie in (0, 1]"),

@@ -180,3 +180,35 @@ def test_bad_inputs_and_round_trip():
   cat = idu.StepOutputs.concatenate(parts)
   np.testing.assert_array_equal(cat.index_B, [0, 1, -1])
   assert cat.dL_B is None and cat.g_BxK.shape == (3, 2)
+
+
+def _ref_cfg(reference="warmup", weight=1.0):
+  cfg = base_lead.get_idu()
+  cfg.reference, cfg.reference_weight = reference, weight
+  return cfg
+
+
+def test_reducible_ranking_scores_by_hand():
+  idu_N = np.array([3.0, 2.0, 1.0], np.float32)
+  il_N = np.array([2.5, 0.5, 0.0], np.float32)
+  assert idu.ranking_scores(idu_N, _ref_cfg("none"), il_N) is idu_N  # the table itself
+  np.testing.assert_array_equal(idu.ranking_scores(idu_N, _ref_cfg(), il_N), [0.5, 1.5, 1.0])
+  np.testing.assert_array_equal(
+      idu.ranking_scores(idu_N, _ref_cfg(weight=0.5), il_N), [1.75, 1.75, 1.0])
+  zero = idu.ranking_scores(idu_N, _ref_cfg(weight=0.0), il_N)
+  np.testing.assert_array_equal(zero, idu_N)  # lambda = 0: the IDU's values
+  assert (np.argsort(-zero, kind="stable") == np.argsort(-idu_N, kind="stable")).all()
+
+
+def test_reference_config_errors_name_the_field():
+  idu.check_config(_ref_cfg("none"))
+  idu.check_config(_ref_cfg(weight=0.0))
+  with pytest.raises(ValueError, match=r"idu.reference='base'; use one of \('none', 'warmup'\)"):
+    idu.check_config(_ref_cfg("base"))
+  for bad in (-0.5, float("nan")):
+    with pytest.raises(ValueError, match="idu.reference_weight=.*>= 0"):
+      idu.check_config(_ref_cfg(weight=bad))
+  with pytest.raises(ValueError, match="one reference loss per pool sample"):
+    idu.ranking_scores(np.ones(3, np.float32), _ref_cfg(), None)
+  with pytest.raises(ValueError, match="NaN"):
+    idu.ranking_scores(np.ones(2, np.float32), _ref_cfg(), np.array([1.0, np.nan]))

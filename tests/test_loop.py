@@ -358,3 +358,42 @@ def test_killed_runs_with_both_schedules_resume_to_the_uninterrupted_result(
   a, b = (
       json.load(open(w / "accounting.json"))["phases"]["training"] for w in (workdir, schedules))
   assert a == b
+
+
+def test_reducible_reference_run_books_the_cross_fit_and_records_both_scores(env, lead, tmp_path):
+  """idu.reference=warmup: two half-size warmups and one pass per warmup
+  sample on top of LEAD's offline cost; selected.jsonl keeps the IDU and adds
+  the reference loss and the reducible score the picks were ranked by."""
+  workdir = tmp_path / "reducible"
+  _ok(run_loop(env, workdir, "--config.idu.reference=warmup", "--config.idu.reference_weight=0.5"))
+  final, base = _final(workdir), _final(lead)
+  n, n_warm = final["pool_size"], round(0.1 * final["pool_size"])  # warmup_fraction 0.1
+  assert final["forward_sample_passes"] == 3 * n + n_warm == final["declared_scoring_passes"]
+  acts = json.load(open(workdir / "accounting.json"))["phases"]["offline"]["activities"]
+  lead_acts = json.load(open(lead / "accounting.json"))["phases"]["offline"]["activities"]
+  assert set(acts) - set(lead_acts) == {"crossfit_train", "crossfit_il"}
+  assert acts["crossfit_train"]["backward_samples"] == n_warm  # 1 epoch over both halves
+  assert acts["crossfit_il"]["forward_samples"] == n_warm
+  assert acts["crossfit_il"]["backward_samples"] == 0
+  assert all(acts[a] == lead_acts[a] for a in lead_acts)  # the rest as without the reference
+  picked = outputs.read_jsonl(workdir / "selected.jsonl")
+  assert set(picked[0]) == {
+      "id", "source_id", "iteration", "cluster", "task", "idu", "reference", "reducible",
+      "use_count"
+  }
+  for r in picked:
+    assert r["reducible"] == pytest.approx(r["idu"] - 0.5 * r["reference"], rel=1e-6, abs=1e-6)
+  for t in {r["iteration"] for r in picked}:  # ranked by the reducible score
+    got = [r["reducible"] for r in picked if r["iteration"] == t]
+    assert got == sorted(got, reverse=True)
+  assert final["iterations"] == base["iterations"] == 3
+
+
+def test_a_bad_reference_fails_before_anything_runs(env, tmp_path):
+  for flag, field in (("--config.idu.reference=base", "idu.reference='base'"),
+                      ("--config.idu.reference_weight=-1.0", "idu.reference_weight=-1.0")):
+    proc = run_loop(env, tmp_path / "w", flag)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    last = [l for l in proc.stderr.splitlines() if l.strip()][-1]
+    assert last.startswith(f"error: {field}"), proc.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "w")  # nothing loaded, nothing written

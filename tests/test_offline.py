@@ -11,7 +11,9 @@ from lead_jax.offline import stage as offline
 from lead_jax.train import optim
 from lead_jax.train import sharding
 from lead_jax.model import tokenizer
+from lead_jax.train import scoring
 from lead_jax.train import step as train
+from lead_jax import selection
 from lead_jax.data import synthetic
 from loop_config import get_config
 
@@ -98,3 +100,47 @@ def test_cluster_features_from_the_warmup_model(env, features):
   assert row["forward_samples"] == len(env["pool"])
   assert row["backward_samples"] == (len(env["pool"]) if features == "grad" else 0)
   assert "ifd" not in result.ledger.passes["offline"]  # not needed for these clusters
+
+
+def test_warmup_il_is_cross_fitted_on_the_warmup_subset_and_booked(env):
+  cfg, pool, base, n = env["config"].offline, env["pool"], env["base"], len(env["pool"])
+  wants = {"ifd", "base_loss", "clusters", "warmup_il"}
+  first = _run(env, cfg, wants, base)
+  assert {"crossfit_0", "crossfit_1", "crossfit_il"} <= set(first.computed)
+  stage = offline._Stage(cfg, env["env"], pool, env["workdir"], 3)
+  ids, _ = stage.warmup_subset()
+  halves = offline.crossfit_halves(ids, env["env"].seed)
+  assert ids.size == offline.warmup_size(cfg.warmup_fraction, n) >= 2
+  assert [h.size for h in halves] == [ids.size // 2, ids.size - ids.size // 2]
+  np.testing.assert_array_equal(np.sort(np.concatenate(halves)), ids)  # disjoint, all of it
+  steps, models = stage.crossfit(base)
+  assert stage.computed == []  # both models come from the cache
+  # outside the warmup subset IL is the IFD pass's conditional loss (no extra pass)
+  outside = np.setdiff1d(np.arange(n), ids)
+  np.testing.assert_array_equal(first.reference_N[outside], stage.ifd_arrays(base)["loss"][outside])
+  assert not np.allclose(first.reference_N[ids], stage.ifd_arrays(base)["loss"][ids])  # replaced
+  for h, m in enumerate(models):  # each half is scored by the model of the other half
+    np.testing.assert_array_equal(m.trained_ids, halves[h])
+    np.testing.assert_array_equal(m.scored_ids, halves[1 - h])
+    again, _ = scoring.losses(steps.score, m.params, pool, halves[1 - h], 16, env["env"].mesh)
+    np.testing.assert_allclose(first.reference_N[halves[1 - h]], again["loss"], rtol=1e-5)
+    own, _ = scoring.losses(steps.score, m.params, pool, halves[h], 16, env["env"].mesh)
+    assert not np.allclose(first.reference_N[halves[h]], own["loss"], rtol=1e-5)
+  # the cost: two half-size warmups and one forward pass per warmup sample, offline
+  acts = first.ledger.passes["offline"]
+  assert acts["crossfit_train"]["backward_samples"] == cfg.warmup_epochs * ids.size
+  assert acts["crossfit_train"]["forward_samples"] == cfg.warmup_epochs * ids.size
+  assert acts["crossfit_il"] == dict(acts["crossfit_il"], forward_samples=ids.size,
+                                     backward_samples=0, backward_tokens=0)
+  assert acts["ifd"]["forward_samples"] == 2 * n  # the IFD pass is booked once
+  need = selection.needs("lead", env["config"].select, "warmup")
+  declared = need.scoring_passes(n, 0, num_warmup=ids.size)["offline"]
+  assert accounting.forward_sample_passes(first.ledger) == declared == 3 * n + ids.size
+  second = _run(env, cfg, wants, base)
+  assert second.computed == ()
+  np.testing.assert_array_equal(second.reference_N, first.reference_N)
+  assert accounting.to_dict(first.ledger)["phases"] == accounting.to_dict(second.ledger)["phases"]
+  small = cfg.copy_and_resolve_references()
+  small.warmup_fraction = 1.0 / n  # one warmup sample: nothing to cross-fit
+  with pytest.raises(ValueError, match="idu.reference='warmup' cross-fits"):
+    _run(env, small, wants, base)

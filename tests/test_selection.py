@@ -232,3 +232,29 @@ def test_base_lead_configs_build_lock_and_carry_method_defaults():
   assert (cfg.bandit.gamma, cfg.idu.b, s.sample_rate) == (0.1, 0.1, 0.015)
   assert (s.reuse_cap, s.t_max, s.num_clusters) == (4, 20, 7)
   assert (cfg.bandit.reward, cfg.idu.grad_term) == ("idu_gain", "update")
+
+
+def test_reducible_ranking_inside_a_stratum_by_hand():
+  """lead ranks by IDU - lambda IL with idu.reference = warmup: a sample of high
+  IDU and high IL (a noisy label) loses to one of lower IDU and low IL."""
+  from lead_jax import idu
+  layout = selection.build_layout(np.zeros(4, int), np.zeros(4, int), 1, 1)
+  idu_N = np.array([3.0, 2.0, 1.0, 0.5], np.float32)
+  il_N = np.array([2.5, 0.5, 0.2, 0.0], np.float32)  # reducible: 0.5, 1.5, 0.8, 0.5
+  cfg = _cfg(sample_rate=0.5, budget_samples=4)  # quota 2 of the one stratum
+  sel = selection.make("lead", cfg, layout, reference="warmup")
+  assert sel.needs.offline_scores == ("ifd", "base_loss", "warmup_il")
+  assert sel.needs.scoring_passes(100, 20, num_warmup=10)["offline"] == 310
+  assert selection.make("lead", cfg, layout).needs.offline_scores == ("ifd", "base_loss")
+  assert selection.needs("odm", cfg, "warmup").offline_scores == ("ifd",)  # no IDU table
+
+  def pick(reference, weight):
+    icfg = base_lead.get_idu()
+    icfg.reference, icfg.reference_weight = reference, weight
+    inputs = Inputs(0, idu.ranking_scores(idu_N, icfg, il_N))
+    ids = sel.select(selection.init_state(4), inputs, None)
+    return ids.tolist(), sel.scores_of(ids, inputs).tolist()
+
+  assert pick("none", 1.0) == ([0, 1], [3.0, 2.0])
+  assert pick("warmup", 1.0) == ([1, 2], [1.5, pytest.approx(0.8)])  # 0 (IDU 3, IL 2.5) loses
+  assert pick("warmup", 0.0) == pick("none", 1.0)  # lambda = 0 ranks as none

@@ -6,8 +6,9 @@ reached, T_max, or a one-shot selector's single iteration):
 
   selection  bandit draw (selectors with needs.bandit; m =
              select.clusters_per_iteration distinct arms, without
-             replacement), selection.select on the IDU table (needs.idu), on
-             fresh scores of the whole pool under the current model
+             replacement), selection.select on the IDU table (needs.idu;
+             `idu.ranking_scores`: with idu.reference = warmup, IDU - w IL),
+             on fresh scores of the whole pool under the current model
              (needs.rescore: iterative_rescore, N or 2N forward passes booked
              as `selection/rescore`) or on the selector's fixed scores, once
              per drawn cluster (S_t: their union), record (selected.jsonl's
@@ -59,7 +60,7 @@ from typing import Callable
 from lead_jax import accounting, lock, metrics, outputs, preempt
 from lead_jax.train import checkpoint
 from lead_jax.data import DataError
-from lead_jax.loop import final, host as host_lib, iteration as iteration_lib
+from lead_jax.loop import checks, final, host as host_lib, iteration as iteration_lib
 from lead_jax.loop.setup import Run, setup
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def run(config, workdir: str, say: Callable[[str], None] = log.info) -> dict:
   iteration in flight, checkpoints it and raises `preempt.Preempted`
   (`lead_jax.preempt`); the same call then resumes from that checkpoint.
   """
+  checks.check(config)  # before the lock creates the workdir: a bad config writes nothing
   with lock.held(workdir):
     return _run(config, workdir, say)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from lead_jax import bandit, selection
+from lead_jax import bandit, idu, selection
 from lead_jax.data import DataError
 from lead_jax.selection.state import MAX_USES
 from lead_jax.evals import runner
@@ -121,6 +121,7 @@ def _as_config_error(fn: Callable[[], Any], name: str = "") -> Any:
 def check(config) -> None:
   """Raises `ConfigError` for the first invalid field of a LEAD-loop config."""
   _chosen(config)
+  _as_config_error(lambda: idu.check_config(config.idu))  # idu.reference, idu.reference_weight
   _ranges(config)
   _as_config_error(lambda: schedule.check(config, config.select.num_clusters))
   _files(config)

@@ -29,6 +29,7 @@ import numpy as np
 from lead_jax import accounting, artifacts, report, selection
 from lead_jax.train import scoring
 from lead_jax.data import DataError, pool as pool_lib, templates
+from lead_jax.offline import stage as offline
 from lead_jax.evals import runner, synthetic
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,8 @@ def _summary(run, h, result, check) -> dict:
       "declared_scoring_passes":
           run.needs.scoring_passes(
               len(run.pool), h.iteration,
-              len(run.dev_pool) if run.dev_pool else 0)["total"],
+              len(run.dev_pool) if run.dev_pool else 0,
+              offline.warmup_size(run.config.offline.warmup_fraction, len(run.pool)))["total"],
       "benchmarks": (result or {}).get("summary", {}),
   }
   if replay:

@@ -197,9 +197,14 @@ def _rescore(run: Run, params) -> tuple[np.ndarray, dict]:
 
 
 def _select(run: Run, h: Host, rng: np.random.Generator, params):
-  """`(drawn, ids_S, scores_S, counts)` of iteration h.iteration: `drawn`
-  holds (arm, ids_A, p_C) per drawn arm in draw order (arm -1 and p_C None
-  without a bandit), S_t is the union of the ids_A in that order.
+  """`(drawn, ids_S, scores_S, extra_S, counts)` of iteration h.iteration:
+  `drawn` holds (arm, ids_A, p_C) per drawn arm in draw order (arm -1 and p_C
+  None without a bandit), S_t is the union of the ids_A in that order.
+
+  An IDU method ranks by `idu.ranking_scores` (the IDU itself, or with
+  idu.reference = warmup IDU - w IL); then `scores_S` is still the picks'
+  IDU and `extra_S` holds their `reference` (IL) and `reducible` score (the
+  one they were ranked by), for selected.jsonl; otherwise extra_S is None.
 
   With select.clusters_per_iteration = m > 1 the bandit draws m distinct
   arms first (`bandit.draw_distinct`), then each cluster is selected exactly
@@ -209,21 +214,27 @@ def _select(run: Run, h: Host, rng: np.random.Generator, params):
     arms, p_MxC = bandit.draw_distinct(h.arms, run.config.bandit, rng, m)
   else:
     arms, p_MxC = [-1], [None]
-  scores_N, counts = (h.table.idu_N if run.needs.idu else None), {}
+  scores_N, counts, reference_N = None, {}, run.offline.reference_N
+  if run.needs.idu:  # the IDU, or with idu.reference = warmup IDU - w IL
+    scores_N = idu.ranking_scores(h.table.idu_N, run.config.idu, reference_N)
   if run.needs.rescore:
     scores_N, counts = _rescore(run, params)
-  drawn, scores, sel = [], [], h.sel
+  drawn, scores, extras, sel = [], [], [], h.sel
   for arm, p_C in zip(arms, p_MxC):
     inputs = selection.Inputs(arm, scores_N)
     ids_A = run.selector.select(sel, inputs, rng)
     drawn.append((arm, ids_A, p_C))
     scores.append(run.selector.scores_of(ids_A, inputs))
+    if run.needs.idu and reference_N is not None:  # selected.jsonl: the IDU, IL and ranking
+      extras.append({"reference": reference_N[ids_A], "reducible": scores[-1]})
+      scores[-1] = h.table.idu_N[ids_A]
     if m > 1:  # the next arm sees this one's picks against the budget
       sel = selection.record(sel, ids_A)
+  extra_S = {k: np.concatenate([e[k] for e in extras]) for k in extras[0]} if extras else None
   if m == 1:
-    return drawn, drawn[0][1], scores[0], counts
+    return drawn, drawn[0][1], scores[0], extra_S, counts
   ids_S = np.concatenate([ids for _, ids, _ in drawn])
-  return drawn, ids_S, None if scores[0] is None else np.concatenate(scores), counts
+  return drawn, ids_S, None if scores[0] is None else np.concatenate(scores), extra_S, counts
 
 
 def _orders(run: Run, h: Host, ids_S: np.ndarray, rng: np.random.Generator):
@@ -258,7 +269,7 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
   ledger, t = h.ledger, h.iteration
   rng = generator(h.rng_state)
   t0 = time.monotonic()
-  drawn, ids_S, scores_S, rescore_counts = _select(run, h, rng, run.params(state))
+  drawn, ids_S, scores_S, extra_S, rescore_counts = _select(run, h, rng, run.params(state))
   if rescore_counts:
     ledger = accounting.add(ledger, "selection", "rescore", rescore_counts)
   sel = selection.record(h.sel, ids_S)
@@ -316,14 +327,14 @@ def run_iteration(run: Run, state, h: Host, files: outputs.Files, writer: metric
                               rng_state=rng.bit_generator.state, sel=sel, trained_N=trained_N,
                               arms=arms, table=table, ledger=ledger, history=h.history + (record,),
                               dev_loss=dev_loss)
-  _write(run, files, writer, new_h, record, ids_S, scores_S, drawn, bandit_lines, orders)
+  _write(run, files, writer, new_h, record, ids_S, scores_S, extra_S, drawn, bandit_lines, orders)
   return state, new_h
 
 
-def _selected(run: Run, h: Host, t: int, ids_S, scores_S, orders):
+def _selected(run: Run, h: Host, t: int, ids_S, scores_S, extra_S, orders):
   """selected.jsonl lines; a replay's also carry `passes` (times trained)."""
   lines = outputs.selected_records(ids_S, run.pool, t, run.clusters, scores_S,
-                                   h.sel.use_count_N[ids_S])
+                                   h.sel.use_count_N[ids_S], extra_S)
   if selection.get(run.config.method).schedule != selection.REPLAY:
     return lines
   passes_N = np.bincount(np.concatenate(orders), minlength=len(run.pool)) if orders else \
@@ -332,13 +343,13 @@ def _selected(run: Run, h: Host, t: int, ids_S, scores_S, orders):
 
 
 def _write(run: Run, files: outputs.Files, writer: metrics.Writer, h: Host, record: dict, ids_S,
-           scores_S, drawn, bandit_lines, orders) -> None:
+           scores_S, extra_S, drawn, bandit_lines, orders) -> None:
   """The iteration's lines: selected.jsonl; bandit.jsonl, one line per drawn
   arm (several arms: each with its `draw` index, the distribution it was drawn
   from, `drawn_with`, and its own update's `probabilities`, reward and
   log-weights); metrics.jsonl; the IDU snapshot."""
   t, p_C = record["iteration"], drawn[0][2]
-  files.append(outputs.SELECTED, _selected(run, h, t, ids_S, scores_S, orders))
+  files.append(outputs.SELECTED, _selected(run, h, t, ids_S, scores_S, extra_S, orders))
   if len(drawn) > 1 and p_C is not None:
     if bandit_lines is None:  # every drawn cluster exhausted: no update
       p_now = [float(p) for p in bandit.probabilities(h.arms, run.config.bandit)]

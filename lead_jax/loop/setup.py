@@ -119,7 +119,7 @@ def setup(config, workdir: str):
   seconds (the rest of its time)."""
   start = time.monotonic()
   checks.check(config)
-  needs = selection.needs(config.method, config.select)
+  needs = selection.needs(config.method, config.select, config.idu.reference)
   sharding.initialize(config.mesh)
   mesh = sharding.make_mesh(config.mesh)
   tok = tokenizer.load(config.data.tokenizer)
@@ -150,13 +150,16 @@ def setup(config, workdir: str):
   cluster_N = off.cluster_N if off.cluster_N is not None else np.zeros(len(pool), np.int64)
   layout = selection.build_layout(cluster_N, pool.task_N, off.num_clusters, len(pool.task_names))
   scores = selection.offline_scores_N(config.method, off)  # the top-k methods' score
-  selector = selection.make(config.method, config.select, layout, scores_N=scores, **diagnostic)
+  selector = selection.make(config.method, config.select, layout, scores_N=scores,
+                            reference=config.idu.reference, **diagnostic)
   state, shardings = build.init_state(model_config, base, tx, jax.random.fold_in(root, _LORA), mesh,
                                       config.mesh.rules)
   parts = {
       "pool": pool.fingerprint, "model": env.model_key, "method": config.method,
       "clusters": layout.counts_CxT.tolist()
   }
+  if off.reference_N is not None:  # its checkpoints belong to one ranking (none: as before)
+    parts["reference"] = [config.idu.reference, float(config.idu.reference_weight)]
   if needs.replay:  # its checkpoints belong to one replayed multiset
     parts["replay"] = np.sort(selector.passes_M).tolist()
   fingerprint = offline.fingerprint(parts)

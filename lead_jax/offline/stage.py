@@ -13,6 +13,15 @@
              1-D IFD (default) or on the L2-normalised features
   proxy_ifd, less  the baselines' scores (superfilter, less): see
              `lead_jax.offline.baseline_scores`
+  crossfit_0, crossfit_1, crossfit_il  (`warmup_il`, only for
+             idu.reference = warmup) IL, the warmup model's conditional
+             response loss of every sample (the IFD artifact's `loss`, no
+             extra pass), except on the warmup subset, which the warmup model
+             trained on: there it is cross-fitted. The subset is split into
+             two seeded halves (`crossfit_halves`), a warmup LoRA is trained
+             on each with the warmup's recipe and epochs (activity
+             `crossfit_train`), and each half's model scores the other half's
+             samples (one forward pass each, activity `crossfit_il`)
 
 Each artifact is one .npz, `<name>-<fingerprint>.npz` in `<workdir>/offline/`
 (or `offline.cache_dir`, shared by several runs). Its fingerprint (`fingerprint`:
@@ -52,6 +61,7 @@ from lead_jax.model import lora as lora_lib
 log = logging.getLogger(__name__)
 FEATURES = ("ifd", "grad", "hidden")
 VERSION = 1  # bump when an artifact's content or meaning changes
+_WARMUP_SEED, _CROSSFIT_SEED = 0x3A7, 0xC2F  # the warmup subset's Generator; the halves' split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,11 +93,36 @@ class Result:
   warmup_loss: Optional[list] = None  # mean warmup loss per epoch
   proxy_ifd_N: Optional[np.ndarray] = None  # IFD under the warmed-up proxy (superfilter)
   less_N: Optional[np.ndarray] = None  # projected-gradient cosine with the dev set (less)
+  reference_N: Optional[np.ndarray] = None  # IL, cross-fitted on the warmup subset (warmup_il)
+
+
+def warmup_size(fraction: float, num_pool: int) -> int:
+  """Samples in the warmup subset: round(fraction * N), at least 1, at most N."""
+  return min(num_pool, max(1, int(round(fraction * num_pool))))
+
+
+def crossfit_halves(ids: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """The warmup subset `ids` split into two seeded halves (sorted; the first
+  has floor(n / 2) samples): each half's warmup model scores the other."""
+  order = np.random.default_rng([seed, _CROSSFIT_SEED]).permutation(np.asarray(ids))
+  half = order.shape[0] // 2
+  return np.sort(order[:half]), np.sort(order[half:])
+
+
+@dataclasses.dataclass(frozen=True)
+class CrossFit:
+  """One cross-fitting model: warmup LoRA trained on `trained_ids`, it scores
+  the other half, `scored_ids`."""
+  trained_ids: np.ndarray
+  scored_ids: np.ndarray
+  params: Any  # the model's variables (the run's base, this half's adapters)
+  fp: str  # its artifact's fingerprint
 
 
 def wants_for(needs, cluster_features: str) -> set[str]:
   """Artifacts a selector's `needs` (`selection.needs`) imply: every offline
-  score by its name (`selection.SCORES`: ifd, base_loss, proxy_ifd, less),
+  score by its name (`selection.SCORES`: ifd, base_loss, proxy_ifd, less, and
+  warmup_il when idu.reference = warmup),
   and the clusters (on the IFD by default) for the bandit's methods."""
   want = set(needs.offline_scores)
   if needs.bandit:
@@ -112,6 +147,7 @@ class _Stage:
     self.ledger, self.computed = accounting.empty(), []
     self.base_fp = fingerprint({"pool": pool.fingerprint, "model": env.model_key})
     self._warm, self._warm_loss = {}, {}
+    self._ifd, self._crossfit = None, None  # memos: their cost is booked once
 
   def artifact(self, name: str, fp: str, compute):
     """(arrays, meta) of `<dir>/<name>-<fp>.npz` (`artifacts.cached_npz`; loaded
@@ -177,11 +213,19 @@ class _Stage:
     self._warm[name] = (steps, train.params(base, lora))
     return self._warm[name]
 
-  def _train_warmup(self, base, mc_w, tx, steps, name: str):
+  def warmup_subset(self) -> tuple[np.ndarray, np.random.Generator]:
+    """`(ids, rng)`: the warmup's seeded subset (sorted) and the Generator that
+    then orders its epochs."""
+    n = warmup_size(self.cfg.warmup_fraction, len(self.pool))
+    rng = np.random.default_rng([self.env.seed, _WARMUP_SEED])
+    return np.sort(rng.choice(len(self.pool), n, replace=False)), rng
+
+  def _train_warmup(self, base, mc_w, tx, steps, name: str, subset=None, activity=None):
+    """Trains the warmup recipe on `subset` = `(ids, rng)` (default the warmup
+    subset), booking its steps under `activity` (default `<name>_train`)."""
     pool, c, b = self.pool, self.cfg, self.env.train_cfg.batch_size
-    n = min(len(pool), max(1, int(round(c.warmup_fraction * len(pool)))))
-    rng = np.random.default_rng([self.env.seed, 0x3A7])
-    ids = np.sort(rng.choice(len(pool), n, replace=False))
+    ids, rng = subset or self.warmup_subset()
+    n, activity = ids.shape[0], activity or f"{name}_train"
     state, _ = build.init_state(mc_w, base, tx, self.env.lora_key, self.env.mesh, self.env.rules)
     counts, losses, k = {}, [], 0
     for _ in tqdm.trange(c.warmup_epochs, desc=f"{name} epochs", leave=False, disable=None):
@@ -189,8 +233,7 @@ class _Stage:
       batches = (data.gather(pool, order[s:s + b], b) for s in range(0, n, b))
       epoch = []
       for done in passes.train(steps.plain, state, base, batches, mesh=self.env.mesh,
-                               step_key=self.env.step_key, start=k, desc=name,
-                               activity=f"{name}_train"):
+                               step_key=self.env.step_key, start=k, desc=name, activity=activity):
         state, k = done.state, done.index + 1
         epoch.append(float(done.out["metrics"]["loss"]))
         counts = passes.add(counts, done.counts)
@@ -204,7 +247,11 @@ class _Stage:
   def _all(self) -> np.ndarray:
     return np.arange(len(self.pool))
 
-  def ifd(self, base):
+  def ifd_arrays(self, base) -> dict:
+    """The IFD artifact: `loss` (with the prompt), `response_loss` and
+    `ifd_raw` of every sample under the warmup model (booked once)."""
+    if self._ifd is not None:
+      return self._ifd
     steps, params = self.warmup(base)
     fp = fingerprint({"warmup": self.warmup_fp(), "batch": self.cfg.score_batch_size})
 
@@ -215,8 +262,61 @@ class _Stage:
       ifd_raw = clustering.ifd_from_losses(out["loss"], out["response_loss"], False)
       return dict(out, ifd_raw=ifd_raw), {"ifd": counts}, {}
 
-    arrays, _ = self.artifact("ifd", fp, compute)
-    return arrays["ifd_raw"]
+    self._ifd = self.artifact("ifd", fp, compute)[0]
+    return self._ifd
+
+  def ifd(self, base):
+    return self.ifd_arrays(base)["ifd_raw"]
+
+  # ------------------------------------------------------------------ reference loss
+  def crossfit(self, base) -> tuple[Any, tuple[CrossFit, CrossFit]]:
+    """`(steps, models)`: the two cross-fitting warmup models (artifacts
+    `crossfit_0` and `crossfit_1`), each trained on one half of the warmup
+    subset with the warmup's recipe, epochs, init and step keys."""
+    steps, _ = self.warmup(base)  # the same model config: its compiled steps
+    if self._crossfit is not None:
+      return steps, self._crossfit
+    ids, _ = self.warmup_subset()
+    halves = crossfit_halves(ids, self.env.seed)
+    tx, _ = optim.make(self.env.optim_cfg)
+    mc_w, models = self.warmup_config(), []
+    for h, trained in enumerate(halves):
+      name = f"crossfit_{h}"
+      fp = fingerprint({"warmup": self.warmup_fp(), "half": h, "split": _CROSSFIT_SEED})
+      order_rng = np.random.default_rng([self.env.seed, _WARMUP_SEED, 1 + h])
+      arrays, meta = self.artifact(
+          name, fp, lambda: self._train_warmup(base, mc_w, tx, steps, name,
+                                               (trained, order_rng), activity="crossfit_train"))
+      self._warm_loss[name] = meta.get("loss_per_epoch")
+      lora = paths.unflatten({
+          k[len("lora/"):]: v for k, v in arrays.items() if k.startswith("lora/")
+      })
+      models.append(CrossFit(trained, halves[1 - h], train.params(base, lora), fp))
+    self._crossfit = tuple(models)
+    return steps, self._crossfit
+
+  def warmup_il(self, base) -> np.ndarray:
+    """IL_N (float32): the warmup model's conditional response loss, the
+    IFD artifact's, with each warmup-subset sample's replaced by the loss
+    under the cross-fitting model that did not train on it."""
+    il_N = np.array(self.ifd_arrays(base)["loss"], np.float32)
+    steps, models = self.crossfit(base)
+    fp = fingerprint({"crossfit": [m.fp for m in models], "batch": self.cfg.score_batch_size})
+
+    def compute():
+      arrays, counts = {}, {}
+      for h, m in enumerate(models):
+        out, c = scoring.losses(steps.score, m.params, self.pool, m.scored_ids,
+                                self.cfg.score_batch_size, self.env.mesh,
+                                desc=f"cross-fitted IL (model {h})")
+        arrays[f"ids_{h}"], arrays[f"loss_{h}"] = m.scored_ids, out["loss"]
+        counts = passes.add(counts, {"crossfit_il": c})
+      return arrays, counts, {}
+
+    arrays, _ = self.artifact("crossfit_il", fp, compute)
+    for h in range(len(models)):
+      il_N[arrays[f"ids_{h}"]] = arrays[f"loss_{h}"]
+    return il_N
 
   def base_loss(self, base):
     fp = fingerprint({"base": self.base_fp, "batch": self.cfg.score_batch_size})
@@ -266,8 +366,9 @@ class _Stage:
 
 
 def run(cfg, env: Env, pool: data.Pool, workdir: str, wants: set[str], num_clusters: int, base):
-  """The `Result` of the artifacts in `wants` (ifd, base_loss, clusters, and
-  the baselines' proxy_ifd and less, `lead_jax.offline.baseline_scores`).
+  """The `Result` of the artifacts in `wants` (ifd, base_loss, clusters, the
+  baselines' proxy_ifd and less, `lead_jax.offline.baseline_scores`, and
+  warmup_il, the reference loss of idu.reference = warmup).
 
   `cfg` is the `offline` sub-config, `base` the run model's base weights
   (placed on the run's devices; read, never donated).
@@ -275,6 +376,10 @@ def run(cfg, env: Env, pool: data.Pool, workdir: str, wants: set[str], num_clust
   if cfg.cluster_features not in FEATURES:
     raise ValueError(f"offline.cluster_features={cfg.cluster_features!r}; use one of "
                      f"{FEATURES}")
+  if "warmup_il" in wants and warmup_size(cfg.warmup_fraction, len(pool)) < 2:
+    raise ValueError(f"idu.reference='warmup' cross-fits the warmup subset in two halves: "
+                     f"offline.warmup_fraction={cfg.warmup_fraction} gives fewer than 2 of "
+                     f"{len(pool)} samples")
   stage = _Stage(cfg, env, pool, workdir, num_clusters)
   ifd_raw = ifd = idu0 = cluster = None
   if "ifd" in wants or ("clusters" in wants and cfg.cluster_features == "ifd"):
@@ -293,8 +398,10 @@ def run(cfg, env: Env, pool: data.Pool, workdir: str, wants: set[str], num_clust
     proxy_ifd = clustering.clip_ifd(baseline_scores.proxy_ifd(stage), cfg.ifd_clip)
   if "less" in wants:
     less = baseline_scores.less(stage, base)
+  reference = stage.warmup_il(base) if "warmup_il" in wants else None
   k = int(cluster.max()) + 1 if cluster is not None else 1
   result = Result(ifd_raw_N=ifd_raw, ifd_N=ifd, idu0_N=idu0, cluster_N=cluster, num_clusters=k,
                   ledger=stage.ledger, computed=tuple(stage.computed), warmup_loss=getattr(
-                      stage, "warmup_loss", None), proxy_ifd_N=proxy_ifd, less_N=less)
+                      stage, "warmup_loss",
+                      None), proxy_ifd_N=proxy_ifd, less_N=less, reference_N=reference)
   return result

@@ -22,16 +22,19 @@ whether it is a diagnostic, and a one-line description. The table:
                    that compete: they use what no method knows; `diagnostics`)
 
 `make(name, config.select, layout, scores_N=...)` builds one by name;
-`needs(name, cfg)` declares what it needs before anything is built (the loop
-reads it to decide what the offline stage computes); `get(name)` is its
+`needs(name, cfg, reference)` declares what it needs before anything is built
+(the loop reads it to decide what the offline stage computes; `reference`,
+the run's idu.reference, adds the reference loss an IDU method then ranks
+against, `REFERENCE_SCORES`); `get(name)` is its
 entry, `names(**fields)` the methods with the given entry fields.
 """
 
 from __future__ import annotations
 
 from lead_jax.selection import registry
-from lead_jax.selection.base import (OFFLINE_SCORES, PASSES_PER_SCORE, RESCORE_SCORES, SCORES,
-                                     Inputs, Needs, Score, Selector, check_scores)
+from lead_jax.selection.base import (OFFLINE_SCORES, PASSES_PER_SCORE, REFERENCE_SCORES,
+                                     RESCORE_SCORES, SCORES, Inputs, Needs, Score, Selector,
+                                     check_scores)
 from lead_jax.selection.diagnostics import read_replay, read_tiers
 from lead_jax.selection.registry import (DIAGNOSTICS, ITERATIVE, NAMES, ONE_SHOT, REPLAY,
                                          TRAIN_STEPS, Method, get, make, names, needs,
@@ -42,9 +45,9 @@ from lead_jax.selection.state import (Layout, Limits, SelectionState, budget_don
 
 __all__ = [
     "DIAGNOSTICS", "ITERATIVE", "Inputs", "Layout", "Limits", "Method", "NAMES", "Needs",
-    "OFFLINE_SCORES", "ONE_SHOT", "PASSES_PER_SCORE", "REPLAY", "RESCORE_SCORES", "SCORES", "Score",
-    "SelectionState", "Selector", "TRAIN_STEPS", "budget_done", "build_layout", "check_scores",
-    "from_dict", "get", "init_state", "iteration_size", "make", "names", "needs",
-    "offline_scores_N", "read_replay", "read_tiers", "record", "registry", "resolve_limits",
-    "to_dict", "train_step"
+    "OFFLINE_SCORES", "ONE_SHOT", "PASSES_PER_SCORE", "REFERENCE_SCORES", "REPLAY",
+    "RESCORE_SCORES", "SCORES", "Score", "SelectionState", "Selector", "TRAIN_STEPS", "budget_done",
+    "build_layout", "check_scores", "from_dict", "get", "init_state", "iteration_size", "make",
+    "names", "needs", "offline_scores_N", "read_replay", "read_tiers", "record", "registry",
+    "resolve_limits", "to_dict", "train_step"
 ]

@@ -17,6 +17,8 @@ The loop drives every method the same way:
 `SCORES` names every score once: the name a method's `Needs` lists is also
 the offline stage's artifact of that name (`lead_jax.offline.stage`) and the key of
 its cost here; `Score.field` is the `offline.Result` field that holds it.
+`REFERENCE_SCORES` maps each `idu.reference` to the offline score the ranking
+subtracts from the IDU (`registry.needs` adds it to an IDU method's needs).
 `needs` says what the loop must compute for the selector; `scoring_passes`
 turns it into the forward sample passes outside training that the method
 costs, so a run's compute accounting can be checked against its declaration.
@@ -38,6 +40,7 @@ class Score:
   passes: int  # forward passes per pool sample (LESS: forward + backward, counted once)
   field: Optional[str] = None  # the offline.Result field holding it; None: not offline
   dev_passes: int = 0  # passes per dev sample as well (LESS: the dev gradients)
+  warmup_passes: int = 0  # passes per warmup-subset sample (warmup_il: its cross-fitted loss)
   rescore: bool = False  # the loop can recompute it over the pool every iteration
   about: str = ""
 
@@ -57,13 +60,23 @@ SCORES = {
     "less":
         Score(1, "less_N", dev_passes=1,
               about="cosine of projected LoRA gradients with the dev set's (LESS)"),
+    "warmup_il":
+        Score(
+            0, "reference_N", warmup_passes=1,
+            about="warmup model's response loss IL (idu.reference=warmup): the IFD pass's "
+            "for the pool, cross-fitted on the warmup subset (one pass each, plus two "
+            "half-size warmup trainings)"),
 }
 # Forward passes per pool sample of each score the loop may compute.
 PASSES_PER_SCORE = {name: s.passes for name, s in SCORES.items()}
 # Scores that also pass over every dev sample (LESS: the dev gradients).
 DEV_PASSES = {name: s.dev_passes for name, s in SCORES.items() if s.dev_passes}
+# Scores that also pass over every warmup-subset sample (warmup_il: cross-fitting).
+WARMUP_PASSES = {name: s.warmup_passes for name, s in SCORES.items() if s.warmup_passes}
 OFFLINE_SCORES = tuple(name for name, s in SCORES.items() if s.field)
 RESCORE_SCORES = tuple(name for name, s in SCORES.items() if s.rescore)
+# The offline score each `idu.reference` other than none subtracts from the IDU.
+REFERENCE_SCORES = {"warmup": "warmup_il"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,10 +93,12 @@ class Needs:
     """An offline score passes over the dev set (the loop loads it)."""
     return any(DEV_PASSES.get(s, 0) for s in self.offline_scores)
 
-  def scoring_passes(self, num_pool: int, iterations: int, num_dev: int = 0) -> dict[str, int]:
-    """Forward sample passes outside training: offline and per iteration."""
-    offline = sum(PASSES_PER_SCORE[s] * num_pool + DEV_PASSES.get(s, 0) * num_dev
-                  for s in self.offline_scores)
+  def scoring_passes(self, num_pool: int, iterations: int, num_dev: int = 0,
+                     num_warmup: int = 0) -> dict[str, int]:
+    """Forward sample passes outside training: offline and per iteration
+    (`num_warmup`: the warmup subset's size, `offline.stage.warmup_size`)."""
+    offline = sum(PASSES_PER_SCORE[s] * num_pool + DEV_PASSES.get(s, 0) * num_dev +
+                  WARMUP_PASSES.get(s, 0) * num_warmup for s in self.offline_scores)
     online = (PASSES_PER_SCORE[self.rescore] * num_pool * iterations if self.rescore else 0)
     return {"offline": offline, "selection": online, "total": offline + online}
 

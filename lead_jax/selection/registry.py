@@ -6,7 +6,9 @@ An entry is all the rest of the code asks about a method:
   needs       what the loop computes or reads for it (`base.Needs`: offline
               scores, per-iteration rescoring, bandit, IDU table, tiers,
               replayed passes); a `Needs`, or a function of the `select`
-              sub-config when it depends on it (iterative_rescore)
+              sub-config when it depends on it (iterative_rescore); a method
+              with the IDU table also needs `base.REFERENCE_SCORES[r]` when
+              idu.reference = r is not none (`Method.needs_for`)
   score       the offline score a top-k method ranks by (a `base.SCORES`
               name, also its `needs.offline_scores`); the loop hands that
               array to `build` as `Context.scores_N`
@@ -42,8 +44,8 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from lead_jax.selection.base import (OFFLINE_SCORES, RESCORE_SCORES, SCORES, Needs, Selector,
-                                     check_scores)
+from lead_jax.selection.base import (OFFLINE_SCORES, REFERENCE_SCORES, RESCORE_SCORES, SCORES,
+                                     Needs, Selector, check_scores)
 from lead_jax.selection.diagnostics import make_oracle, make_replay
 from lead_jax.selection.lead import ClusterSelector
 from lead_jax.selection.rescore import RescoreSelector, iteration_size
@@ -92,9 +94,15 @@ class Method:
       raise ValueError(f"method {self.name!r}: score {self.score!r} is not an offline score "
                        f"({OFFLINE_SCORES})")
 
-  def needs_for(self, cfg) -> Needs:
-    """What the loop must compute for the method; `cfg` is the `select` sub-config."""
-    return self.needs(cfg) if callable(self.needs) else self.needs
+  def needs_for(self, cfg, reference: str = "none") -> Needs:
+    """What the loop must compute for the method; `cfg` is the `select`
+    sub-config, `reference` the run's `idu.reference`: a method that ranks by
+    the IDU table also needs that reference's offline score (REFERENCE_SCORES)."""
+    need = self.needs(cfg) if callable(self.needs) else self.needs
+    if need.idu and reference in REFERENCE_SCORES:
+      need = dataclasses.replace(
+          need, offline_scores=need.offline_scores + (REFERENCE_SCORES[reference],))
+    return need
 
 
 # ---------------------------------------------------------------- factories
@@ -211,17 +219,20 @@ def names(**where) -> tuple[str, ...]:
       m.name for m in METHODS.values() if all(getattr(m, k) == v for k, v in where.items()))
 
 
-def needs(name: str, cfg) -> Needs:
-  """What method `name` needs from the loop; `cfg` is the `select` sub-config."""
-  return get(name).needs_for(cfg)
+def needs(name: str, cfg, reference: str = "none") -> Needs:
+  """What method `name` needs from the loop; `cfg` is the `select` sub-config,
+  `reference` the run's `idu.reference` (`Method.needs_for`)."""
+  return get(name).needs_for(cfg, reference)
 
 
 def make(name: str, cfg, layout: Layout, *, scores_N: Optional[np.ndarray] = None,
-         tier_N: Optional[np.ndarray] = None, passes_M: Optional[np.ndarray] = None) -> Selector:
+         tier_N: Optional[np.ndarray] = None, passes_M: Optional[np.ndarray] = None,
+         reference: str = "none") -> Selector:
   """The selector `name`; `scores_N` is the array of its `score` (top-k),
-  `tier_N` the pool's tiers (oracle), `passes_M` the replayed sample-passes."""
+  `tier_N` the pool's tiers (oracle), `passes_M` the replayed sample-passes,
+  `reference` the run's `idu.reference` (what its `needs` declare)."""
   method = get(name)
-  need = method.needs_for(cfg)
+  need = method.needs_for(cfg, reference)
   limits = resolve_limits(cfg, layout.num_pool)
   return method.build(Context(name, cfg, layout, need, limits, scores_N, tier_N, passes_M))
 
