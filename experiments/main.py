@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import suites
-from lead_jax import artifacts, lock, loop, preempt, report
-from lead_jax.data import DataError
+from experiments import cli, suites
+from lead_jax import loop, report
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(__file__), "..", "configs", "default.py"),
@@ -89,20 +87,14 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   start, workdir = time.monotonic(), _WORKDIR.value
   config = _CONFIG.value
-  try:
+
+  def both():
     runs = {config.method: _run(config.method, config, workdir)}
     for method in ["random"] + [m for m in _EXTRA.value if m != "random"]:
       runs[method] = _run(method, _matched(config, method, runs[config.method]), workdir)
-  except (DataError, lock.Busy) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  except artifacts.WriteError as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    os._exit(1)  # at once: a failed save's writer threads would only add noise at shutdown
-  except preempt.Preempted as e:
-    print(e, file=sys.stderr, flush=True)
-    sys.exit(e.exit_status)
+    return runs
+
+  runs = cli.guarded(both)
   text = report.table(runs)
   seconds = time.monotonic() - start
   print("\n" + text + f"\n\nmain job: {seconds:.0f} s in this process", flush=True)

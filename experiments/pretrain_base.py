@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lead_jax import preempt
+from experiments import cli
 from lead_jax.train import base_cache
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -43,16 +42,16 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   start = time.time()
-  try:
-    if _OUT.value:
-      directory = os.path.abspath(_OUT.value)
-      if base_cache.problem(directory, base_cache.fingerprint(config)) is not None:
-        base_cache.build(config, directory)
-    else:
-      directory = base_cache.ensure(config)
-  except preempt.Preempted as e:
-    print(e, file=sys.stderr, flush=True)
-    sys.exit(e.exit_status)
+
+  def build() -> str:
+    if not _OUT.value:
+      return base_cache.ensure(config)
+    directory = os.path.abspath(_OUT.value)
+    if base_cache.problem(directory, base_cache.fingerprint(config)) is not None:
+      base_cache.build(config, directory)
+    return directory
+
+  directory = cli.guarded(build)
   with open(os.path.join(directory, base_cache.MANIFEST)) as f:
     manifest = json.load(f)
   print(f"base: {directory}")
