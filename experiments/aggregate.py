@@ -342,9 +342,10 @@ def write_docs(path: str, suite: str, markdown: str) -> bool:
 
 
 def _comparisons(summary: list[dict], rows: list[dict], tasks: list[str], results: str,
-                 suffix: str = "") -> list[str]:
+                 suffix: str = "", versus_lead: bool = False) -> list[str]:
   """The against-reference, per-task and selection-mix tables of one pool's
-  variants (`suffix`: the group's name suffix, e.g. `_lake2`)."""
+  variants (`suffix`: the group's name suffix, e.g. `_lake2`); with
+  `versus_lead`, also every variant against the group's LEAD run."""
   text = []
   reference = reference_of(summary, suffix)
   against = versus_table(summary, reference) if reference else ""
@@ -356,6 +357,12 @@ def _comparisons(summary: list[dict], rows: list[dict], tasks: list[str], result
         "", f"Against {reference}: difference of means and that difference in units of "
         f"its standard error (sqrt(sd^2/n + sd_{reference}^2/n_{reference})); {why}. "
         "Lower loss is better.", "", against
+    ]
+  lead = "lead" + suffix
+  if versus_lead and reference != lead and any(x["variant"] == lead for x in summary):
+    text += [
+        "", f"Against {lead} (what each extension buys LEAD), in the same units.", "",
+        versus_table(summary, lead)
     ]
   per_task = task_table(summary, tasks)
   if per_task:
@@ -402,7 +409,7 @@ def aggregate(suite: str, results: str, out: str, seeds=(),
     if len(groups) > 1:
       text += ["", f"**On {'the default lake' if not group else 'lake ' + repr(group)}.**"]
     text += _comparisons(sub, [r for r in rows if group_of[r["variant"]] == group], tasks, results,
-                         f"_{group}" if group else "")
+                         f"_{group}" if group else "", versus_lead=suite == "extensions")
   if suite == "efficiency":
     text += ["", efficiency_table(rows)]
   bad = [f"{r['variant']}/seed{r['seed']}: {r['acct_error']}" for r in rows if r["acct_error"]]

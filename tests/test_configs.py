@@ -77,3 +77,16 @@ def test_command_line_override_of_an_unknown_field_fails():
       "/nonexistent", "--config.train.batch_sise=4"
   ], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0 and "batch_sise" in proc.stderr
+
+
+def test_lead_plus_is_the_extensions_suites_lead_all():
+  from configs import default, lead_plus
+  from experiments import suites
+  plus, base = lead_plus.get_config(), default.get_config()
+  lead_all = {v.name: v for v in suites.get("extensions")}["lead_all"]
+  for path, value in lead_all.overrides.items():
+    section, field = path.split(".")
+    assert plus[section][field] == value != base[section][field], path
+  for section in ("idu", "bandit", "select", "loop"):  # and nothing else differs
+    changed = {k for k in base[section] if plus[section][k] != base[section][k]}
+    assert changed == {p.split(".")[1] for p in lead_all.overrides if p.startswith(section)}

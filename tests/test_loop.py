@@ -174,11 +174,11 @@ def test_killed_runs_resume_to_the_uninterrupted_result(env, lead, tmp_path):
       outputs.read_jsonl(lead / "metrics.jsonl"))
 
 
-@pytest.mark.parametrize("sig", ["TERM", "INT"])
-def test_a_signal_checkpoints_the_iteration_and_the_rerun_resumes(env, lead, tmp_path, sig):
-  """SIGTERM / SIGINT inside iteration 1: the iteration finishes, checkpoint 2
-  is written, one line says where and how to resume, exit status 143 / 130;
-  the rerun ends with the uninterrupted run's selections and final metrics."""
+def test_a_signal_checkpoints_the_iteration_and_the_rerun_resumes(env, lead, tmp_path, sig="TERM"):
+  """SIGTERM inside iteration 1: the iteration finishes, checkpoint 2 is
+  written, one line says where and how to resume, exit status 143; the rerun
+  ends with the uninterrupted run's selections and final metrics. (SIGINT
+  takes the same path: tests/test_preempt.py, tests/test_pretrain.py.)"""
   workdir = tmp_path / "run"
   proc = run_loop(env, workdir, signal_at=("iteration:1", sig))
   assert proc.returncode == 128 + getattr(signal, "SIG" + sig), proc.stderr[-3000:]
@@ -248,7 +248,7 @@ def test_bad_input_ends_with_the_data_layers_one_line_error(env, tmp_path, which
 
 
 def test_kill_9_at_seeded_random_times_then_the_same_command(env, lead, tmp_path):
-  """kill -9 at four seeded random moments of one run (each rerun is killed
+  """kill -9 at three seeded random moments of one run (each rerun is killed
   again, so the kills land in set-up, the offline artifacts, iterations,
   checkpoint saves and the final evaluation), then a clean rerun: the
   uninterrupted run's selections, bandit file and final metrics."""
@@ -256,7 +256,7 @@ def test_kill_9_at_seeded_random_times_then_the_same_command(env, lead, tmp_path
   rng = np.random.default_rng(20261202)
   cmd = [sys.executable, DRIVER, "--config", CONFIG, "--workdir", str(workdir)]
   finished_early = 0
-  for delay in rng.uniform(3.0, 40.0, size=4):
+  for delay in rng.uniform(3.0, 40.0, size=3):
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
@@ -271,7 +271,7 @@ def test_kill_9_at_seeded_random_times_then_the_same_command(env, lead, tmp_path
   for name in ("selected.jsonl", "bandit.jsonl"):
     assert open(workdir / name).read() == open(lead / name).read(), name
   assert _final(workdir) == _final(lead)
-  assert finished_early < 4  # at least one kill landed
+  assert finished_early < 3  # at least one kill landed
 
 
 SCHEDULES = ("--config.select.clusters_per_iteration=2", "--config.loop.replay_fraction=0.25")
