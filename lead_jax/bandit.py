@@ -78,7 +78,8 @@ def _eta(cfg, k: int) -> float:
   return eta if eta > 0 else cfg.gamma / k
 
 
-def _check_cfg(cfg) -> None:
+def check_config(cfg) -> None:
+  """One-line ValueErrors for the bandit fields (also run before a loop starts)."""
   if cfg.algo not in ALGOS:
     raise ValueError(f"bandit.algo must be one of {ALGOS}, got {cfg.algo!r}.")
   if not 0.0 < cfg.gamma <= 1.0:
@@ -87,7 +88,7 @@ def _check_cfg(cfg) -> None:
     raise ValueError(f"bandit.exp3s_alpha must be in [0, 1), got {cfg.exp3s_alpha}.")
   if not float(getattr(cfg, "eta", 0.0)) >= 0.0:
     raise ValueError(f"bandit.eta must be >= 0 (0 = gamma / K), got {cfg.eta}.")
-  if cfg.algo == "thompson" and not float(getattr(cfg, "thompson_noise", 0.5)) > 0.0:
+  if not float(getattr(cfg, "thompson_noise", 0.5)) > 0.0:
     raise ValueError(f"bandit.thompson_noise must be > 0, got {cfg.thompson_noise}.")
 
 
@@ -100,7 +101,7 @@ def posterior(state: BanditState, cfg) -> tuple[np.ndarray, np.ndarray]:
 
 def probabilities(state: BanditState, cfg) -> np.ndarray:
   """p_C, summing to 1, each at least gamma / K (1 / K for `uniform`)."""
-  _check_cfg(cfg)
+  check_config(cfg)
   k = state.num_arms
   if cfg.algo == "uniform":
     return np.full(k, 1.0 / k)

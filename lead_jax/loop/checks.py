@@ -59,14 +59,8 @@ def _ranges(config) -> None:
   _field("select.t_max", s.t_max, s.t_max >= 1, "must be >= 1")
   _field("select.reuse_cap", s.reuse_cap, 1 <= s.reuse_cap <= MAX_USES,
          f"must lie in [1, {MAX_USES}]")
-  _one_of("bandit.algo", b.algo, bandit.ALGOS)
+  _as_config_error(lambda: bandit.check_config(b))
   _one_of("bandit.reward", b.reward, REWARDS)
-  _field("bandit.gamma", b.gamma, 0.0 < b.gamma <= 1.0, "must lie in (0, 1]")
-  _field("bandit.exp3s_alpha", b.exp3s_alpha, 0.0 <= b.exp3s_alpha < 1.0, "must lie in [0, 1)")
-  _field("bandit.eta", _get(config, "bandit.eta", 0.0),
-         _get(config, "bandit.eta", 0.0) >= 0, "must be >= 0 (0 = gamma / K)")
-  _field("bandit.thompson_noise", _get(config, "bandit.thompson_noise", 0.5),
-         _get(config, "bandit.thompson_noise", 0.5) > 0, "must be > 0")
   _field("idu.b", i.b, 0.0 <= i.b <= 1.0, "the smoothing must lie in [0, 1]")
   _one_of("idu.grad_term", i.grad_term, GRAD_TERMS)
   _one_of("offline.cluster_features", config.offline.cluster_features, CLUSTER_FEATURES)
