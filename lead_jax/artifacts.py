@@ -18,6 +18,12 @@
                        differs from `expect` on any key `expect` names.
   cached_npz(path, compute, expect)  load_npz, else `compute() -> (arrays,
                        meta)` saved with `expect` merged into its meta.
+  is_writer()          whether this process writes the run's files: the only
+                       process, or process 0 of a multi-process
+                       (`jax.distributed`) job. The others compute the same
+                       values and write none of them (checkpoints aside: in
+                       orbax's multi-process protocol each process writes the
+                       metadata of its own shards).
 
 Users: the offline stage and the baselines' scores (`lead_jax.offline.stage`,
 `lead_jax.offline.baseline_scores`), the pool cache and the synthetic lake
@@ -156,16 +162,24 @@ def load_npz(path: str,
   return arrays, meta
 
 
+def is_writer() -> bool:
+  """True on the process that writes the run's files (module docstring)."""
+  import jax  # pylint: disable=import-outside-toplevel  (JAX is needed here only)
+  return jax.process_index() == 0
+
+
 def cached_npz(path: str, compute: Callable[[], tuple[Mapping, Mapping]], *,
                expect: Optional[Mapping] = None,
                reuse: bool = True) -> tuple[dict[str, np.ndarray], dict, bool]:
   """`(arrays, meta, computed)`: the file at `path` when it is there and its
   meta matches `expect` (and `reuse`), else `compute() -> (arrays, meta)`,
-  saved with `expect` merged into the meta, so a later call loads it."""
+  saved with `expect` merged into the meta (by the writing process,
+  `is_writer`), so a later call loads it."""
   got = load_npz(path, expect) if reuse else None
   if got is not None:
     return got[0], got[1], False
   arrays, meta = compute()
   meta = {**meta, **(expect or {})}
-  save_npz(path, arrays, meta)
+  if is_writer():
+    save_npz(path, arrays, meta)
   return dict(arrays), meta, True

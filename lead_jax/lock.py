@@ -22,7 +22,7 @@ import os
 import socket
 import time
 
-import jax
+from lead_jax import artifacts
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def release(path: str) -> None:
 @contextlib.contextmanager
 def held(workdir: str):
   """The workdir's lock for the block (process 0 only in multi-process runs)."""
-  if jax.process_index() != 0:
+  if not artifacts.is_writer():
     yield
     return
   path = acquire(workdir)

@@ -41,7 +41,7 @@ class Writer:
   """Writes metrics of one run; a no-op on processes other than 0."""
 
   def __init__(self, workdir: str, tensorboard: bool = True, enabled: Optional[bool] = None):
-    self.enabled = jax.process_index() == 0 if enabled is None else enabled
+    self.enabled = artifacts.is_writer() if enabled is None else enabled
     self._path = os.path.join(workdir, JSONL)
     self._tb = None
     if self.enabled:
@@ -86,7 +86,7 @@ def read(workdir: str) -> list[dict]:
 
 def write_config(workdir: str, config) -> Optional[str]:
   """The resolved config as JSON (process 0 only); returns the path written."""
-  if jax.process_index() != 0:
+  if not artifacts.is_writer():
     return None
   path = os.path.join(workdir, CONFIG)
   artifacts.write_text(path, config.to_json_best_effort(indent=2, sort_keys=True) + "\n")

@@ -34,7 +34,6 @@ import json
 import os
 from typing import Iterable, Mapping
 
-import jax
 import numpy as np
 
 from lead_jax import artifacts
@@ -56,7 +55,7 @@ class Files:
 
   def __init__(self, workdir: str, enabled: bool | None = None):
     self.workdir = workdir
-    self.enabled = jax.process_index() == 0 if enabled is None else enabled
+    self.enabled = artifacts.is_writer() if enabled is None else enabled
     if self.enabled:
       os.makedirs(os.path.join(workdir, IDU_DIR), exist_ok=True)
 

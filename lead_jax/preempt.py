@@ -3,8 +3,8 @@
   with preempt.watch() as stop:
     for ...:
       ...one unit of work (a loop iteration, a training step)...
-      if stop.signum:
-        save a checkpoint, then raise preempt.Preempted(stop.signum, where)
+      if preempt.agree(stop):
+        save a checkpoint, then raise preempt.Preempted(stop.agreed, where)
 
 `watch` installs handlers that only record the signal, so the unit in flight
 finishes and its checkpoint is written before the run ends; a second signal
@@ -14,6 +14,11 @@ exception's one line, which says where the checkpoint is and how to resume, and
 exit with status 128 + signal (143 for SIGTERM, 130 for SIGINT), as a shell
 does for a process killed by that signal. Outside the main thread, where
 Python cannot take signals, `watch` records nothing.
+
+In a multi-process run (`jax.distributed`) a signal may reach one process, or
+reach them at different moments; `agree` makes every process stop after the
+same unit (the one in which any of them was signalled), so that they all write
+the same checkpoint and none waits alone in a collective.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import os
 import signal
 import threading
 from typing import Optional
+
+import numpy as np
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -42,11 +49,13 @@ class Preempted(Exception):
 
 @dataclasses.dataclass
 class Stop:
-  signum: Optional[int] = None  # the first signal received, None while none
+  signum: Optional[int] = None  # the first signal this process received, None while none
+  agreed: Optional[int] = None  # the last `agree`: the signal any process received
 
   @property
   def name(self) -> str:
-    return signal.Signals(self.signum).name if self.signum else ""
+    signum = self.agreed or self.signum
+    return signal.Signals(signum).name if signum else ""
 
 
 @contextlib.contextmanager
@@ -70,6 +79,19 @@ def watch():
   finally:
     for s, handler in previous.items():
       signal.signal(s, handler)
+
+
+def agree(stop: Stop) -> Optional[int]:
+  """The signal of this unit, the same on every process: this process's own
+  (one process) or the largest any process has recorded (a gather over the
+  processes, as the others ask at the same point). Kept in `stop.agreed`."""
+  import jax  # pylint: disable=import-outside-toplevel  (the handler module needs no JAX)
+  stop.agreed = stop.signum
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    got = multihost_utils.process_allgather(np.int32(stop.signum or 0))
+    stop.agreed = int(np.max(got)) or None
+  return stop.agreed
 
 
 def message(stop: Stop, done: str, checkpoint_dir: str) -> str:

@@ -11,6 +11,12 @@ can kill the process there (kill -9) and check what a rerun makes of it.
   LOOP_FSIZE=S:BYTES        from the save of checkpoint S on, no file may grow
                             past BYTES (RLIMIT_FSIZE; SIGXFSZ ignored, so a
                             write fails with EFBIG as on a full disk)
+  LOOP_TRACE=PATH           append JSON lines to PATH: {"write": path} for each
+                            file or directory this process's Python code opens
+                            for writing, creates, renames or removes inside
+                            the workdir, {"restore": step, "digest": sha256}
+                            for each checkpoint restored (the digest covers
+                            the restored device arrays and host state)
 
   python tests/loop_driver.py --config tests/loop_config.py --workdir DIR
 """
@@ -18,6 +24,7 @@ can kill the process there (kill -9) and check what a rerun makes of it.
 import os
 import signal
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -72,7 +79,52 @@ def _limit_file_size(step: int, limit: int) -> None:
   checkpoint.Manager.save = save
 
 
+def _trace(path: str, workdir: str) -> None:
+  import hashlib
+  import json
+  import numpy as np
+  root = os.path.abspath(workdir) + os.sep
+  lock = threading.Lock()
+
+  def emit(record):
+    with lock, open(path, "a", encoding="utf-8") as f:
+      f.write(json.dumps(record) + "\n")
+
+  def inside(p) -> bool:
+    return isinstance(p, (str, bytes, os.PathLike)) and os.path.abspath(
+        os.fsdecode(p)).startswith(root)
+
+  def hook(event, args):
+    if event == "open" and inside(args[0]):
+      mode, flags = args[1], args[2]
+      writes = any(c in (mode or "") for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR)
+      if writes and os.path.abspath(os.fsdecode(args[0])) != os.path.abspath(path):
+        emit({"write": os.path.relpath(os.fsdecode(args[0]), root)})
+    elif event in ("os.rename", "os.mkdir", "os.remove", "os.rmdir", "shutil.rmtree") and inside(
+        args[0]):
+      emit({"write": os.path.relpath(os.fsdecode(args[0]), root), "op": event})
+
+  sys.addaudithook(hook)
+  from lead_jax.train import checkpoint
+  original = checkpoint.Manager.restore
+
+  def restore(self, abstract_state, step=None):
+    import jax
+    state, host = original(self, abstract_state, step)
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(state):
+      digest.update(np.asarray(leaf.addressable_shards[0].data).tobytes())
+    digest.update(
+        json.dumps(host, sort_keys=True, default=lambda a: np.asarray(a).tolist()).encode())
+    emit({"restore": self.latest_step() if step is None else step, "digest": digest.hexdigest()})
+    return state, host
+
+  checkpoint.Manager.restore = restore
+
+
 if __name__ == "__main__":
+  if os.environ.get("LOOP_TRACE"):
+    _trace(os.environ["LOOP_TRACE"], sys.argv[sys.argv.index("--workdir") + 1])
   if os.environ.get("LOOP_FSIZE"):
     at, _, limit = os.environ["LOOP_FSIZE"].partition(":")
     _limit_file_size(int(at), int(limit))

@@ -100,10 +100,10 @@ def load_pool(data_config, tokenizer, workdir: str | None = None,
                     "left after truncation); raise data.max_length")
   stats = dict(pool.stats, rejected=len(rejects),
                rejected_by_reason=dict(collections.Counter(r.reason for r in rejects)))
-  if rejects or excluded:
+  if (rejects or excluded) and artifacts.is_writer():
     stats["rejects_report"] = _report(path, workdir, rejects + excluded)
   pool = dataclasses.replace(pool, fingerprint=fp, buckets=buckets, stats=stats)
-  if cache_path:
+  if cache_path and artifacts.is_writer():
     cache.save(pool, cache_path)
   log.info("pool %s: %d samples, %d tokens, %d truncated, %d excluded, %d rejected", path,
            len(pool), stats["tokens"], stats["truncated"], stats["excluded_truncated"],
@@ -134,11 +134,9 @@ def normalize_buckets(buckets: tuple[int, ...], max_length: int) -> tuple[int, .
 
 def _report(path: str, workdir: str | None, rejects: list[Reject]) -> str:
   out_dir = os.path.join(workdir, "data") if workdir else os.path.dirname(path) or "."
-  os.makedirs(out_dir, exist_ok=True)
   out = os.path.join(out_dir, os.path.basename(path.rstrip("/")) + ".rejects.jsonl")
-  with open(out, "w", encoding="utf-8") as f:
-    for r in rejects:
-      f.write(json.dumps(dataclasses.asdict(r), ensure_ascii=False) + "\n")
+  artifacts.write_text(
+      out, "".join(json.dumps(dataclasses.asdict(r), ensure_ascii=False) + "\n" for r in rejects))
   counts = collections.Counter(r.reason for r in rejects)
   log.warning("%s: %d records dropped (%s); list in %s", path, len(rejects),
               ", ".join(f"{k}={v}" for k, v in sorted(counts.items())), out)

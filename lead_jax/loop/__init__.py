@@ -58,7 +58,7 @@ import time
 from typing import Callable
 
 from lead_jax import accounting, lock, metrics, outputs, preempt
-from lead_jax.train import checkpoint
+from lead_jax.train import checkpoint, sharding
 from lead_jax.data import DataError
 from lead_jax.loop import checks, final, host as host_lib, iteration as iteration_lib
 from lead_jax.loop.setup import Run, setup
@@ -98,6 +98,7 @@ def run(config, workdir: str, say: Callable[[str], None] = log.info) -> dict:
   (`lead_jax.preempt`); the same call then resumes from that checkpoint.
   """
   checks.check(config)  # before the lock creates the workdir: a bad config writes nothing
+  sharding.initialize(config.mesh)  # before the lock asks for the process index
   with lock.held(workdir):
     return _run(config, workdir, say)
 
@@ -122,16 +123,17 @@ def _run(config, workdir: str, say: Callable[[str], None]) -> dict:
       state, h = iteration_lib.run_iteration(run_, state, h, files, writer)
       t1 = time.monotonic()
       last = run_.selector.done(h.sel)
+      signum = preempt.agree(stop)  # fixed for this iteration, the same on every process
       manager.save(h.iteration, state, host_lib.to_dict(h), force=last or
-                   h.iteration % every == 0 or stop.signum is not None)
+                   h.iteration % every == 0 or signum is not None)
       h = dataclasses.replace(
           h, ledger=accounting.add_seconds(h.ledger, "checkpoint",
                                            time.monotonic() - t1))
-      if stop.signum and not last:
+      if signum and not last:
         manager.close()
         writer.close()
         raise preempt.Preempted(
-            stop.signum,
+            signum,
             preempt.message(stop, f"iteration {h.iteration - 1}",
                             checkpoint.directory(config.checkpoint, workdir)))
   t1 = time.monotonic()

@@ -108,7 +108,7 @@ def join_host(skeleton, arrays):
 
 def _drop_incomplete(directory: epath.Path) -> list[str]:
   """Removes step directories without orbax's commit marker (process 0)."""
-  if jax.process_index() != 0 or not directory.is_dir():
+  if not artifacts.is_writer() or not directory.is_dir():
     return []
   dropped = [p for p in directory.iterdir() if p.name.isdigit() and not (p / _COMMITTED).exists()]
   for path in dropped:
@@ -200,7 +200,7 @@ class Manager:
     if not self._pending:
       return
     self._manager.wait_until_finished()
-    if jax.process_index() == 0:
+    if artifacts.is_writer():
       for step in self._pending:
         if (self._manager.directory / str(step)).is_dir():  # not rotated out meanwhile
           seal(self._manager.directory / str(step))
@@ -221,7 +221,7 @@ class Manager:
         break
       log.warning("checkpoint %s is corrupt: %s; skipping it (moved to %s.corrupt)", path, problem,
                   path.name)
-      if jax.process_index() == 0:
+      if artifacts.is_writer():
         aside = self._manager.directory / f"{step}.corrupt"
         if aside.exists():
           aside.rmtree()

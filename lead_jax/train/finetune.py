@@ -95,6 +95,7 @@ def run(config, workdir: str) -> dict:
   """Trains, checkpoints, resumes; writes `final_metrics.json` and
   `accounting.json` (the passes of training and of the test loss); returns the
   final metrics. The workdir is locked for the run (`lead_jax.lock`)."""
+  sharding.initialize(config.mesh)  # before the lock asks for the process index
   with lock.held(workdir):
     return _run(config, workdir)
 
@@ -137,12 +138,13 @@ def _run(config, workdir: str) -> dict:
       if step % config.train.log_every == 0 or step == total:
         writer.write(step, _window_mean(window))
         window = []
-      manager.save(step, state, host, force=step == total or stop.signum is not None)
-      if stop.signum and step < total:
+      signum = preempt.agree(stop)  # fixed for this step, the same on every process
+      manager.save(step, state, host, force=step == total or signum is not None)
+      if signum and step < total:
         manager.close()
         writer.close()
         raise preempt.Preempted(
-            stop.signum,
+            signum,
             preempt.message(stop, f"step {step}", checkpoint.directory(config.checkpoint, workdir)))
   manager.close()
   test_loss = None
@@ -157,7 +159,7 @@ def _run(config, workdir: str) -> dict:
   }
   writer.write(total, {k: v for k, v in final.items() if v is not None}, split="final")
   writer.close()
-  if jax.process_index() == 0:
+  if artifacts.is_writer():
     artifacts.write_json(os.path.join(workdir, "final_metrics.json"), final)
     artifacts.write_json(os.path.join(workdir, "accounting.json"), accounting.to_dict(ledger))
   return final

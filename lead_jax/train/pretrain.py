@@ -262,15 +262,16 @@ def train(cfg, documents: Sequence[str], heldout: Mapping[str, Sequence[tuple[st
         writer.write(k, record)
         done.bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{rate:,.0f}")
         window, window_start = [], time.time()
-      if manager.should_save(k) or k == stop_at or stop.signum:
+      signum = preempt.agree(stop)
+      if manager.should_save(k) or k == stop_at or signum:
         host["seconds"] += time.time() - start
         start = time.time()
         manager.save(k, {"params": params, "opt_state": opt_state}, host, force=True)
-      if stop.signum and k < stop_at:
+      if signum and k < stop_at:
         manager.close()
         writer.close()
         raise preempt.Preempted(
-            stop.signum,
+            signum,
             preempt.message(stop, f"pretraining step {k}", os.path.join(workdir, CHECKPOINTS)))
   manager.close()
   writer.close()

@@ -30,13 +30,18 @@ BATCH_AXES = ("data", "fsdp")
 
 
 def initialize(mesh_cfg) -> None:
-  """Joins the multi-host job when `mesh.distributed` (TPU pods auto-detect)."""
-  if not mesh_cfg.distributed:
+  """Joins the multi-host job when `mesh.distributed` (TPU pods auto-detect);
+  a second call is a no-op. Must run before anything touches a JAX backend:
+  the entry points (`loop.run`, `finetune.run`) call it first, before the
+  workdir lock asks for the process index. CPU processes exchange their
+  collectives through gloo (the CPU backend has no other cross-process one)."""
+  if not mesh_cfg.distributed or jax.distributed.is_initialized():
     return
   kwargs = {}
   if mesh_cfg.coordinator_address:
     kwargs = dict(coordinator_address=mesh_cfg.coordinator_address,
                   num_processes=mesh_cfg.num_processes, process_id=mesh_cfg.process_id)
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # used by the CPU backend only
   jax.distributed.initialize(**kwargs)
   log.info("process %d of %d, %d local / %d global devices", jax.process_index(),
            jax.process_count(), jax.local_device_count(), jax.device_count())
