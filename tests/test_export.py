@@ -130,3 +130,14 @@ def test_an_export_replaces_an_export_and_nothing_else(trained, tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["notes", "out"]
   with pytest.raises(ValueError, match="no `lora`"):
     export.write(out, CONFIG, {"params": trained["params"]})
+
+
+def test_export_model_wants_a_workdir_and_a_free_directory(tmp_path):
+  from experiments import export_model
+  from lead_jax.data import DataError
+  with pytest.raises(DataError, match="not a LEAD workdir .*; pass the workdir of a run"):
+    export_model.export_workdir(str(tmp_path), str(tmp_path / "out"))
+  (tmp_path / "checkpoints").mkdir()
+  (tmp_path / "config.json").write_text("{}")
+  with pytest.raises(DataError, match="holds files but no export.json"):
+    export_model.export_workdir(str(tmp_path), str(tmp_path))
