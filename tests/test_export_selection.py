@@ -127,6 +127,9 @@ def test_missing_files_are_one_line_errors(tmp_path):
   (tmp_path / "run" / "selected.jsonl").write_text("[1, 2]\n")
   with pytest.raises(DataError, match=r"selected.jsonl:1: not a selected.jsonl line"):
     export.write(work, str(tmp_path / "x.jsonl"))
+  (tmp_path / "run" / "selected.jsonl").write_text(json.dumps(_line("s1", "math", 0)) + "\n")
+  with pytest.raises(DataError, match=r"pool.jsonl: is the file the export reads"):
+    export.write(work, str(tmp_path / "pool.jsonl"))
   os.remove(tmp_path / "pool.jsonl")
   (tmp_path / "run" / "selected.jsonl").write_text(json.dumps(_line("s1", "math", 0)) + "\n")
   with pytest.raises(DataError, match=r"pool.jsonl: the pool file of .* is not there"):

@@ -24,8 +24,9 @@ A prepared (tfds) pool keeps no JSON records; its records are written as
 messages records `{"dataset", "id", "messages"}`. `out` is written
 atomically, then `<out>.sha256` beside it, in `sha256sum -c` format. A
 missing selected.jsonl or config.json, a selected sample that is not in the
-pool, or one whose task differs (the pool file changed since the run) raises
-`DataError` (one line: the file, what is wrong, what to do).
+pool or is there under another task (the pool file changed since the run),
+and an `out` that is the pool file or selected.jsonl raise `DataError` (one
+line: the file, what is wrong, what to do).
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ def write(workdir: str, out: str, repeats: bool = False) -> tuple[int, str]:
   data_cfg = _data_config(workdir)
   picks = _picks(workdir, repeats)
   path = pool_path(workdir, data_cfg)
+  for source in (path, os.path.join(workdir, SELECTED)):
+    if os.path.realpath(out) == os.path.realpath(source):
+      raise DataError(f"{out}: is the file the export reads; write the export to another file")
   originals = _originals(data_cfg, path, picks, os.path.join(workdir, SELECTED))
   with artifacts.atomic_write(out) as f:
     for _, sid, _ in picks:
