@@ -101,6 +101,7 @@ def get_loop() -> ml_collections.ConfigDict:
   c.plots = True  # write plots/*.png at the end (matplotlib)
   c.train_step = "auto"  # auto: LEAD step for IDU methods, plain otherwise | lead | plain (same update)
   c.replay_fraction = 0.0  # f in [0, 1): share of training rows replayed from earlier S_t (0 = LEAD)
+  c.export_dir = ""  # at the end: merged HF checkpoint + PEFT adapters here (docs/export.md); "" = off
   c.lock()
   return c
 

@@ -39,13 +39,16 @@ CASES = [  # (field, value, what the message says)
     ("data.train_path", "/no/such/pool.jsonl", "no such file"),
     ("select.replay_from", "/no/such/run", "no such run directory"),
     ("offline.cache_dir", "{file}/cache", "not a writable directory"),  # under a plain file
+    ("loop.export_dir", "{dir}", "holds files but no export.json"),  # never replaced
+    ("loop.export_dir", "{file}", "exists and is not a directory"),
+    ("loop.export_dir", "{file}/export", "not a writable directory"),
 ]
 
 
 @pytest.mark.parametrize("field, value, says", CASES, ids=[f"{f}={v}" for f, v, _ in CASES])
 def test_each_invalid_field_is_one_line_naming_it(field, value, says, tmp_path):
   (tmp_path / "plain").write_text("")
-  value = value.format(file=tmp_path / "plain") if isinstance(value, str) else value
+  value = value.format(file=tmp_path / "plain", dir=tmp_path) if isinstance(value, str) else value
   config = get_config()
   *parents, name = field.split(".")
   node = config

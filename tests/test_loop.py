@@ -69,8 +69,10 @@ def _final(workdir) -> dict:
 
 @pytest.fixture(scope="module")
 def lead(env, tmp_path_factory):
+  """The LEAD run the other tests compare with; it also exports its final model
+  into `<workdir>/../export` (loop.export_dir)."""
   workdir = tmp_path_factory.mktemp("lead") / "run"
-  _ok(run_loop(env, workdir))
+  _ok(run_loop(env, workdir, f"--config.loop.export_dir={workdir.parent / 'export'}"))
   return workdir
 
 
@@ -115,6 +117,35 @@ def test_lead_run_writes_every_output(lead):
   before, after = (np.load(lead / "idu" / n)["idu_N"] for n in ("idu_init.npz", "idu_0000.npz"))
   moved = set(np.flatnonzero(before != after).tolist())
   assert moved <= {r["id"] for r in picked if r["iteration"] == 0} and moved
+
+
+def test_lead_run_exports_its_final_model_and_its_selection(lead, tmp_path):
+  """loop.export_dir holds the final checkpoint's model (what export_model
+  writes from the workdir, byte for byte, but for the base's path in
+  adapter_config.json); the selection export gives the
+  lake's own records of the selected samples."""
+  from experiments import export_model
+  from lead_jax.selection import export as selection_export
+  out = lead.parent / "export"
+  manifest = json.loads((out / "export.json").read_text())
+  assert manifest["iteration"] == 3 and manifest["method"] == "lead" and manifest["base_written"]
+  assert sorted(os.listdir(out)) == ["adapter", "base", "export.json", "merged"]
+  again = export_model.export_workdir(str(lead), str(tmp_path / "again"))
+  for d in ("merged", "adapter", "base"):  # adapter_config.json names its own base/
+    mine, loops = ({k: v
+                    for k, v in m["files"][d].items()
+                    if k != "adapter_config.json"}
+                   for m in (again, manifest))
+    assert mine == loops, d
+  final = json.loads((lead / "final_metrics.json").read_text())
+  picked = outputs.read_jsonl(lead / "selected.jsonl")
+  n, _ = selection_export.write(str(lead), str(tmp_path / "sel.jsonl"))
+  records = outputs.read_jsonl(tmp_path / "sel.jsonl")
+  assert n == len(records) == final["samples_selected"]
+  assert [r["id"] for r in records] == list(dict.fromkeys(p["source_id"] for p in picked))
+  assert all({"dataset", "id", "tier", "messages"} <= set(r) for r in records)
+  n, _ = selection_export.write(str(lead), str(tmp_path / "rep.jsonl"), repeats=True)
+  assert n == final["train_sample_passes"] == len(picked)
 
 
 def test_random_run_at_its_budget(env, tmp_path):

@@ -32,14 +32,20 @@ def saved_train_path(workdir: str) -> str:
   if not os.path.isfile(path):
     return ""
   with open(path, encoding="utf-8") as f:
-    data = json.load(f).get("data", {})
+    train = train_path_of(json.load(f).get("data", {}), workdir)
+  return train if os.path.isfile(train) else ""
+
+
+def train_path_of(data: dict, workdir: str) -> str:
+  """The pool path of a saved run's `data` config (a dict from its config.json),
+  whether or not the file is still there (`saved_train_path`)."""
   train = data.get("train_path", "")
   if not train:
     old = os.path.join(workdir, "lake", "train.jsonl")
     from lead_jax.data import synthetic  # only the default needs the generator
     train = old if os.path.isfile(old) else os.path.join(
         synthetic.lake_dir(**data.get("synthetic", {})), "train.jsonl")
-  return train if os.path.isfile(train) else ""
+  return train
 
 
 def resolve_paths(data_config, workdir: str | None) -> dict[str, str]:
@@ -65,7 +71,7 @@ def resolve_paths(data_config, workdir: str | None) -> dict[str, str]:
 
 def read_records(data_config, path: str) -> tuple[list[Record], list[Reject]]:
   """Validated records of a pool file or prepared tfds directory (`dir#split`)."""
-  if _is_tfds(data_config, path):
+  if is_tfds(data_config, path):
     return tfds_builder.read_records(path), []
   result = formats.read(path, data_config.format, data_config.task_name, data_config.on_error,
                         data_config.max_record_bytes)
@@ -111,13 +117,14 @@ def load_pool(data_config, tokenizer, workdir: str | None = None,
   return pool
 
 
-def _is_tfds(data_config, path: str) -> bool:
+def is_tfds(data_config, path: str) -> bool:
+  """`path` is read as a prepared tfds pool (data.format tfds, or auto and prepared)."""
   return data_config.format == "tfds" or (data_config.format == "auto" and
                                           tfds_builder.is_prepared(path))
 
 
 def _source_digest(data_config, path: str) -> str:
-  if _is_tfds(data_config, path):
+  if is_tfds(data_config, path):
     return cache.file_digest(tfds_builder.dataset_dir(path))
   formats.check_file(path)
   return cache.file_digest(path)

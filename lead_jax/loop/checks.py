@@ -2,7 +2,8 @@
 
 `check(config)` raises `ConfigError` with one line, `field=value: what is
 wrong; what to do`, for the first invalid field it finds. It covers the
-loop's own choices (method, modes, ranges, files, the cache directory).
+loop's own choices (method, modes, ranges, files, the cache directory, the
+export directory).
 Limits that need the pool (the budget above N, K above the number of samples)
 are checked as soon as the pool is read (`lead_jax.loop.setup`). Still before
 any compilation. `ConfigError` is a `DataError`, so every entry point prints
@@ -21,6 +22,7 @@ from lead_jax.selection.state import MAX_USES
 from lead_jax.evals import runner
 from lead_jax.loop import schedule
 from lead_jax.data import cache
+from lead_jax.train import export
 
 GRAD_TERMS = ("update", "history", "cluster", "none")
 REWARDS = ("idu_gain", "loss", "dev_gain")
@@ -122,3 +124,9 @@ def check(config) -> None:
   if config.offline.cache_dir:
     _writable("offline.cache_dir", config.offline.cache_dir)
   _writable("LEAD_JAX_CACHE", cache.cache_root())
+  if config.loop.export_dir:
+    why = export.problem(config.loop.export_dir)
+    if why:
+      raise ConfigError(f"loop.export_dir={config.loop.export_dir!r}: {why}; choose a new or "
+                        "empty directory (or an earlier export, which is replaced)")
+    _writable("loop.export_dir", config.loop.export_dir)

@@ -9,6 +9,10 @@
                   correlations and mean absolute errors
   files           eval_results.json, accounting.json, final_metrics.json,
                   idu_vs_loss.npz, plots/*.png
+  export          with loop.export_dir set, the final model as a merged
+                  Hugging Face checkpoint and as PEFT adapters there
+                  (`lead_jax.train.export`, docs/export.md), its seconds
+                  booked in the `checkpoint` phase
 
 Evaluation passes are booked in the `evaluation` phase: the held-out loss (one
 forward per test record, `test_loss`), the generation prefill (one forward per
@@ -27,7 +31,7 @@ import time
 import numpy as np
 
 from lead_jax import accounting, artifacts, report, selection
-from lead_jax.train import scoring
+from lead_jax.train import export, scoring
 from lead_jax.data import DataError, pool as pool_lib, templates
 from lead_jax.offline import stage as offline
 from lead_jax.evals import runner, synthetic
@@ -83,6 +87,21 @@ def evaluate(run, state, ledger):
     for activity, counts in _test_counts(run, run.test_path, decoded).items():
       ledger = accounting.add(ledger, "evaluation", activity, counts)
   return result, accounting.add_seconds(ledger, "evaluation", time.monotonic() - t0)
+
+
+def export_model(run, state, h, ledger):
+  """Writes the final model into `loop.export_dir` when it is set; returns the ledger."""
+  out = run.config.loop.export_dir
+  if not out:
+    return ledger
+  t0 = time.monotonic()
+  meta = {
+      "workdir": os.path.abspath(run.workdir), "method": run.config.method,
+      "iteration": h.iteration, "train_steps": h.train_steps
+  }
+  export.write(out, run.model_config, run.params(state), run.tok, run.base_checkpoint, meta)
+  log.info("exported the final model to %s (merged/, adapter/)", out)
+  return accounting.add_seconds(ledger, "checkpoint", time.monotonic() - t0)
 
 
 def _stats(idu_n, idu0_n, loss_n) -> dict:
@@ -183,6 +202,8 @@ def finish(run, state, h, writer) -> dict:
   check = arrays = None
   if h.table is not None and run.offline.idu0_N is not None:
     check, arrays, ledger = idu_check(run, state, h, ledger)
+  if writer.enabled:
+    ledger = export_model(run, state, h, ledger)
   h = dataclasses.replace(h, ledger=ledger)
   final = _summary(run, h, result, check)
   t0 = time.monotonic()

@@ -43,6 +43,7 @@ class Run:
   step_key: jax.Array
   proj_dim: int
   fingerprint: str
+  base_checkpoint: str = ""  # where the base came from (resolved model.checkpoint; "" = random init)
 
   @property
   def needs(self):
@@ -165,7 +166,7 @@ def setup(config, workdir: str):
   fingerprint = offline.fingerprint(parts)
   run = Run(config, workdir, mesh, tok, pool, test_path,
             dev_pool, model_config, base, steps, selector, layout, off,
-            jax.random.fold_in(root,
-                               _STEP), spec.projection.dim if spec.projection else 0, fingerprint)
+            jax.random.fold_in(root, _STEP), spec.projection.dim if spec.projection else 0,
+            fingerprint, model_cfg.checkpoint)
   ledger = accounting.add_seconds(off.ledger, "setup", time.monotonic() - start - t_off)
   return run, state, shardings, ledger

@@ -10,6 +10,7 @@ leading layer axis (see `lead_jax.model.decoder`). Tensors are read into NumPy w
 Public API:
   load_checkpoint(path) -> (ModelConfig, params)
   save_checkpoint(path, config, params)   merges LoRA adapters if present
+  tensor_name(path, layer) -> str         the Hugging Face name of one of our parameters
   config_from_hf(dict) -> ModelConfig;  config_to_hf(ModelConfig) -> dict
 """
 
@@ -37,7 +38,7 @@ from lead_jax.model.decoder import ModelConfig, param_shapes
 
 __all__ = [
     "ARCHITECTURES", "CheckpointError", "config_from_hf", "config_to_hf", "load_checkpoint",
-    "save_checkpoint"
+    "save_checkpoint", "tensor_name"
 ]
 
 SINGLE_FILE = "model.safetensors"
@@ -65,6 +66,8 @@ _GLOBAL_TENSORS = {
     "model.norm.weight": ("final_norm/scale", False),
     "lm_head.weight": ("lm_head/kernel", True),
 }
+_LAYER_BY_PATH = {v[0]: (k, v[1]) for k, v in _LAYER_TENSORS.items()}
+_GLOBAL_BY_PATH = {v[0]: (k, v[1]) for k, v in _GLOBAL_TENSORS.items()}
 # Non-parameter buffers that some exporters write; they carry no weights.
 _IGNORED = re.compile(r"\.rotary_emb\.inv_freq$")
 _NP_DTYPES = {"float32": np.float32, "bfloat16": jnp.bfloat16}
@@ -82,22 +85,33 @@ class _Entry(NamedTuple):
 
 def _tensor_plan(config: ModelConfig) -> list[_Entry]:
   """Every Hugging Face tensor of `config`, grouped by our parameter path."""
-  by_path = {v[0]: (k, v[1]) for k, v in _LAYER_TENSORS.items()}
-  by_global = {v[0]: (k, v[1]) for k, v in _GLOBAL_TENSORS.items()}
   plan = []
   for path, shape in param_shapes(config).items():
     if path.startswith("layers/"):
-      suffix, transpose = by_path[path[len("layers/"):]]
+      suffix, transpose = _LAYER_BY_PATH[path[len("layers/"):]]
       hf_shape = shape.shape[1:][::-1] if transpose else shape.shape[1:]
       plan += [
           _Entry(f"model.layers.{i}.{suffix}", path, i, transpose, hf_shape)
           for i in range(config.num_layers)
       ]
     else:
-      name, transpose = by_global[path]
+      name, transpose = _GLOBAL_BY_PATH[path]
       plan.append(
           _Entry(name, path, None, transpose, shape.shape[::-1] if transpose else shape.shape))
   return plan
+
+
+def tensor_name(path: str, layer: int | None = None) -> str:
+  """The Hugging Face tensor name of our parameter `path` (`layer`: its index
+  on the stacked layer axis, for paths under `layers/`), e.g.
+  `layers/attn/q_proj/kernel`, 3 -> `model.layers.3.self_attn.q_proj.weight`."""
+  if path.startswith("layers/") and path[len("layers/"):] in _LAYER_BY_PATH:
+    if layer is None:
+      raise ValueError(f"{path}: a layer parameter needs its layer index")
+    return f"model.layers.{layer}.{_LAYER_BY_PATH[path[len('layers/'):]][0]}"
+  if path in _GLOBAL_BY_PATH:
+    return _GLOBAL_BY_PATH[path][0]
+  raise ValueError(f"{path}: not a parameter of the Llama/Mistral/Qwen2 decoder")
 
 
 def _weight_files(path: str) -> dict[str, str]:

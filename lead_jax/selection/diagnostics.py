@@ -166,17 +166,37 @@ def _check_source(workdir: str, pool, pool_path: str) -> dict:
   return metrics
 
 
-def _line(path: str, line_no: int, line: str) -> tuple[str, str, int]:
-  """(source_id, task or '', passes) of one selected.jsonl line."""
-  try:
-    r = json.loads(line)
-    sid, task, passes = str(r["source_id"]), str(r.get("task") or ""), int(r.get("passes", 1))
-  except (ValueError, KeyError, TypeError, AttributeError):
-    raise DataError(f"{path}:{line_no}: not a selected.jsonl line (JSON with a `source_id`); "
-                    "point select.replay_from at a run's workdir") from None
-  if passes < 0:
-    raise DataError(f"{path}:{line_no}: passes={passes} is negative; fix or regenerate the file")
-  return sid, task, passes
+def read_selected(path: str, fix: str) -> list[tuple[int, str, str, int]]:
+  """`(line number, source_id, task or '', passes)` of every line of a
+  selected.jsonl (`passes` defaults to 1); a line that is not one raises
+  DataError ending with `fix` (what to point at instead)."""
+  out = []
+  with open(path, encoding="utf-8") as f:
+    for line_no, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        r = json.loads(line)
+        sid, task, passes = str(r["source_id"]), str(r.get("task") or ""), int(r.get("passes", 1))
+      except (ValueError, KeyError, TypeError, AttributeError):
+        raise DataError(f"{path}:{line_no}: not a selected.jsonl line (JSON with a `source_id`); "
+                        f"{fix}") from None
+      if passes < 0:
+        raise DataError(f"{path}:{line_no}: passes={passes} is negative; fix or regenerate the "
+                        "file")
+      out.append((line_no, sid, task, passes))
+  return out
+
+
+def check_passes(path: str, count: int, metrics: dict) -> None:
+  """`count` sample-passes listed in `path` equal the run's trained ones (its
+  final metrics' train_sample_passes, when recorded)."""
+  trained = metrics.get("train_sample_passes")
+  if trained is not None and int(trained) != count:
+    raise DataError(f"{path}: lists {count} sample-passes but the run trained "
+                    f"{trained} ({FINAL}); use a run whose selected.jsonl lists every pass "
+                    "(an iterative method, a replay, or a one-shot run of 1 epoch, without "
+                    "loop.replay_fraction)")
 
 
 def read_replay(workdir: str, pool, pool_path: str) -> np.ndarray:
@@ -189,23 +209,16 @@ def read_replay(workdir: str, pool, pool_path: str) -> np.ndarray:
     raise DataError(f"{path}: not found; select.replay_from must be a finished run's workdir")
   index = {str(s): i for i, s in enumerate(pool.source_ids)}
   ids, counts = [], []
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      sid, task, passes = _line(path, line_no, line)
-      i = index.get(sid)
-      if i is None or (task and task != pool.task_names[int(pool.task_N[i])]):
-        raise DataError(f"{path}:{line_no}: sample {sid!r} ({task or 'no task'}) is not in "
-                        "this run's pool; replay on the pool file the source run used")
-      ids.append(i)
-      counts.append(passes)
+  for line_no, sid, task, passes in read_selected(path, "point select.replay_from at a run's "
+                                                  "workdir"):
+    i = index.get(sid)
+    if i is None or (task and task != pool.task_names[int(pool.task_N[i])]):
+      raise DataError(f"{path}:{line_no}: sample {sid!r} ({task or 'no task'}) is not in "
+                      "this run's pool; replay on the pool file the source run used")
+    ids.append(i)
+    counts.append(passes)
   passes_M = np.repeat(np.asarray(ids, np.int64), np.asarray(counts, np.int64))
   if not passes_M.size:
     raise DataError(f"{path}: lists no sample-passes; replay a run that trained something")
-  trained = metrics.get("train_sample_passes")
-  if trained is not None and int(trained) != passes_M.size:
-    raise DataError(f"{path}: lists {passes_M.size} sample-passes but the run trained "
-                    f"{trained} ({FINAL}); replay a run whose selected.jsonl lists every pass "
-                    "(an iterative method, a replay, or a one-shot run of 1 epoch)")
+  check_passes(path, passes_M.size, metrics)
   return passes_M

@@ -62,7 +62,8 @@ def base_dir(pretrain_cfg) -> str:
   return os.path.join(data_cache.cache_root(), "bases", fingerprint(pretrain_cfg))
 
 
-def _file_table(directory: str) -> dict:
+def file_table(directory: str) -> dict:
+  """{name: {size, sha256}} of the files directly in `directory` (not the manifest)."""
   return {
       name: {
           "size": os.path.getsize(os.path.join(directory, name)),
@@ -104,7 +105,7 @@ def build(pretrain_cfg, out_dir: str, max_steps: Optional[int] = None) -> Option
       "fingerprint": fingerprint(pretrain_cfg), "config": pretrain_cfg.to_dict(), "tokens":
           summary["tokens"], "seconds": summary["seconds"], "final_loss": summary["final_loss"],
       "heldout_initial": summary["heldout_initial"], "heldout_final": summary["heldout_final"],
-      "passes": summary["passes"], "files": _file_table(out_dir)
+      "passes": summary["passes"], "files": file_table(out_dir)
   }
   artifacts.write_json(os.path.join(out_dir, MANIFEST), manifest, indent=2)
   return manifest
