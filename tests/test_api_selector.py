@@ -3,11 +3,10 @@ outputs makes the loop's selections, probabilities, rewards and IDU table.
 
 The loop runs in-process on tests/loop_config.py, shrunk further (one layer,
 one bucket, 120 samples, no warmup epoch: about 15 s on 2 shared cores, mostly
-compilation). It does not write the
-per-example outputs, so the fixture wraps `iteration._train_pass` to keep each
-iteration's `idu.StepOutputs` and learning rate, exactly what its IDU update
-reads; selections and probabilities come from its own selected.jsonl and
-bandit.jsonl.
+compilation). The loop does not write its per-example outputs, so the fixture
+wraps `iteration._train_pass` to keep each iteration's `idu.StepOutputs` and
+learning rate, exactly what its IDU update reads; selections and
+probabilities come from the loop's own selected.jsonl and bandit.jsonl.
 """
 
 import os
