@@ -153,6 +153,10 @@ def test_bad_input_is_a_value_error_that_says_what_to_do(loop_run):
   config.select.clusters_per_iteration = 2
   with pytest.raises(ValueError, match="clusters_per_iteration=2"):
     _selector(dict(loop_run, config=config))
+  config = _config()
+  config.idu.reference = "warmup"
+  with pytest.raises(ValueError, match="pass reference_N"):
+    _selector(dict(loop_run, config=config), reference_N=None)
   with pytest.raises(ValueError, match=r"cluster_N has shape \(3,\)"):
     api.LeadSelector.from_clusters(np.zeros(4, int), np.zeros(3, int), np.ones(4), _config(), 0)
   while not sel.done:  # observe after done

@@ -99,9 +99,14 @@ class LeadSelector:
     _check_config(config)
     tasks_N = _vector("tasks_N", tasks_N, None)
     n = tasks_N.shape[0]
+    if not n:
+      raise ValueError("tasks_N is empty: the selector needs a pool of at least one sample")
+    if config.idu.reference != "none" and reference_N is None:
+      raise ValueError(f"idu.reference={config.idu.reference!r} ranks by IDU - w IL: pass "
+                       "reference_N (IL, one loss per sample), or set idu.reference='none'")
     cluster_N = _vector("cluster_N", cluster_N, n).astype(np.int64)
     idu0_N = _vector("idu0_N", idu0_N, n)
-    k = int(cluster_N.max()) + 1 if n else 1
+    k = int(cluster_N.max()) + 1
     num_tasks = int(tasks_N.max()) + 1 if num_tasks is None else num_tasks
     static = state_io.Static(
         selection.build_layout(cluster_N, tasks_N, k, num_tasks),
