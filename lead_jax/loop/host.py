@@ -29,9 +29,15 @@ class Host:
   fingerprint: str  # pool, model, method and clusters the checkpoint belongs to
 
 
+def seeded_generator(seed: int) -> np.random.Generator:
+  """The run's one NumPy Generator, fresh from `config.seed` (bandit draws,
+  shuffles; `lead_jax.api.selector` starts from the same one)."""
+  return np.random.default_rng([seed, _HOST_SEED])
+
+
 def initial(run, ledger: accounting.Ledger) -> Host:
   k = run.offline.num_clusters
-  rng = np.random.default_rng([run.config.seed, _HOST_SEED])
+  rng = seeded_generator(run.config.seed)
   table = idu.init(run.offline.idu0_N, k, run.proj_dim) if run.needs.idu else None
   return Host(iteration=0, train_steps=0, skipped_steps=0, rng_state=rng.bit_generator.state,
               sel=selection.init_state(len(run.pool)), trained_N=np.zeros(len(run.pool), bool),
