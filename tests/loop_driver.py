@@ -11,6 +11,13 @@ can kill the process there (kill -9) and check what a rerun makes of it.
   LOOP_FSIZE=S:BYTES        from the save of checkpoint S on, no file may grow
                             past BYTES (RLIMIT_FSIZE; SIGXFSZ ignored, so a
                             write fails with EFBIG as on a full disk)
+  LOOP_KILL=PHASE:K:DELAY   kill -9 this process inside the K-th call (0 = the
+                            first) of PHASE: DELAY seconds after it began, or
+                            as it returns if it ends sooner. PHASE is one of
+                            PHASES: base pretraining, one offline artifact
+                            (offline:NAME, its computation), an iteration, a
+                            checkpoint save, the final evaluation, the report
+  LOOP_ENTRY=MODULE         the entry point to run (default experiments.run)
   LOOP_TRACE=PATH           append JSON lines to PATH: {"write": path} for each
                             file or directory this process's Python code opens
                             for writing, creates, renames or removes inside
@@ -79,6 +86,59 @@ def _limit_file_size(step: int, limit: int) -> None:
   checkpoint.Manager.save = save
 
 
+PHASES = {  # phase: (module, attribute) of the function whose calls it is
+    "pretraining": ("lead_jax.train.pretrain", "train"),
+    "iteration": ("lead_jax.loop.iteration", "run_iteration"),
+    "checkpoint": ("lead_jax.train.checkpoint", "Manager.save"),
+    "evaluation": ("lead_jax.loop.final", "evaluate"),
+    "report": ("lead_jax.report", "plots"),
+}
+
+
+def _kill_in(phase: str, k: int, delay: float) -> None:
+  import importlib
+
+  def kill():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+  def wrap(original):
+    calls = [0]
+
+    def inside(*args, **kwargs):
+      calls[0] += 1
+      if calls[0] != k + 1:
+        return original(*args, **kwargs)
+      threading.Timer(delay, kill).start()
+      out = original(*args, **kwargs)
+      kill()  # it ended before the timer: at its return
+      return out
+
+    return inside
+
+  if phase.startswith("offline:"):  # one artifact's computation
+    from lead_jax.offline import stage
+    name, original_artifact = phase.partition(":")[2], stage._Stage.artifact
+    if name not in ARTIFACTS:
+      raise ValueError(f"LOOP_KILL={phase}: no artifact {name!r}; one of {ARTIFACTS}")
+
+    def artifact(self, got, fp, compute):
+      return original_artifact(self, got, fp, wrap(compute) if got == name else compute)
+
+    stage._Stage.artifact = artifact
+    return
+  if phase not in PHASES:
+    raise ValueError(f"LOOP_KILL={phase}: one of {sorted(PHASES)} or offline:<artifact>")
+  module, attr = PHASES[phase]
+  owner = importlib.import_module(module)
+  *outer, name = attr.split(".")
+  for part in outer:
+    owner = getattr(owner, part)
+  setattr(owner, name, wrap(getattr(owner, name)))
+
+
+ARTIFACTS = ("warmup", "ifd", "base_loss", "clusters")  # the tiny LEAD run's offline artifacts
+
+
 def _trace(path: str, workdir: str) -> None:
   import hashlib
   import json
@@ -131,6 +191,10 @@ if __name__ == "__main__":
   if os.environ.get("LOOP_PAUSE"):
     name, _, at = os.environ["LOOP_PAUSE"].partition(":")
     _install(name, int(at))
+  if os.environ.get("LOOP_KILL"):
+    phase, k, delay = os.environ["LOOP_KILL"].rsplit(":", 2)
+    _kill_in(phase, int(k), float(delay))
+  import importlib
   from absl import app
-  from experiments import run
-  app.run(run.main, argv=["run"] + sys.argv[1:])
+  entry = importlib.import_module(os.environ.get("LOOP_ENTRY") or "experiments.run")
+  app.run(entry.main, argv=["run"] + sys.argv[1:])

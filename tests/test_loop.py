@@ -180,17 +180,13 @@ def _host(workdir) -> dict:
     manager.close()
 
 
-def test_killed_runs_resume_to_the_uninterrupted_result(env, lead, tmp_path):
-  """kill -9 inside iteration 1 (checkpoint 1 exists), then inside the save of
-  checkpoint 2 (its outputs written, not committed), then a clean rerun: the
-  same selections, bandit, IDU table and final metrics as the run never killed."""
-  workdir = tmp_path / "run"
-  run_loop(env, workdir, pause="iteration:1")
-  assert sorted(os.listdir(workdir / "checkpoints")) == ["1"]
-  run_loop(env, workdir, pause="checkpoint:2")
-  assert os.path.exists(workdir / "checkpoints" / "1")
-  assert any(r["iteration"] == 1 for r in outputs.read_jsonl(workdir / "selected.jsonl"))
-  _ok(run_loop(env, workdir))
+KILLS_PER_PHASE = int(os.environ.get("LEAD_KILLS_PER_PHASE", "2"))  # 1 to 3 (3 iterations)
+ARTIFACT_PHASES = ("offline:warmup", "offline:ifd", "offline:base_loss", "offline:clusters")
+
+
+def _same_as_uninterrupted(workdir, lead) -> None:
+  """The uninterrupted run's selections, bandit file, IDU tables, host state
+  (bandit, IDU table, use counts, Generator, history) and final metrics."""
   for name in ("selected.jsonl", "bandit.jsonl"):
     assert open(workdir / name).read() == open(lead / name).read(), name
   assert _final(workdir) == _final(lead)
@@ -207,6 +203,35 @@ def test_killed_runs_resume_to_the_uninterrupted_result(env, lead, tmp_path):
   strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rs]
   assert strip(outputs.read_jsonl(workdir / "metrics.jsonl")) == strip(
       outputs.read_jsonl(lead / "metrics.jsonl"))
+
+
+def test_kill_9_in_every_phase_then_the_same_command(env, lead, tmp_path):
+  """kill -9 inside each phase in turn, at a seeded random moment of it
+  (`LOOP_KILL`: 0-2 s after it began, or as it returns if sooner): each offline
+  artifact's computation, an iteration, a checkpoint save, the final evaluation
+  and the report; and once at a fixed point, inside checkpoint 1's save with
+  every item written and orbax's commit rename about to run. Every run is the
+  same command on the same workdir; the last one ends with the uninterrupted
+  run's outputs and state. LEAD_KILLS_PER_PHASE=N kills N times per phase."""
+  workdir = tmp_path / "run"
+  rng = np.random.default_rng(20261202)
+  n = KILLS_PER_PHASE
+  phases = [p for p in ARTIFACT_PHASES for _ in range(n)] + ["pause"]
+  phases += ["iteration", "checkpoint"] * n  # iteration t, save t (or t - 1), iteration t + 1, ...
+  phases += ["evaluation"] * n + ["report"] * n
+  kills = [(phase, rng.uniform(0.0, 2.0)) for phase in phases]
+  cmd = [sys.executable, DRIVER, "--config", CONFIG, "--workdir", str(workdir)]
+  for phase, delay in kills:
+    if phase == "pause":  # every item of checkpoint 1 written, not committed
+      run_loop(env, workdir, pause="checkpoint:1")
+      continue
+    proc = subprocess.run(cmd, cwd=ROOT, env=dict(env, LOOP_KILL=f"{phase}:0:{delay:.3f}"),
+                          capture_output=True, text=True, timeout=300)
+    # killed in the phase (the previous run's stale lock was taken over, or it would exit 2)
+    assert proc.returncode == -signal.SIGKILL, (phase, proc.stderr[-3000:])
+  assert not os.path.exists(workdir / "final_metrics.json")
+  _ok(run_loop(env, workdir))
+  _same_as_uninterrupted(workdir, lead)
 
 
 def test_a_signal_checkpoints_the_iteration_and_the_rerun_resumes(env, lead, tmp_path, sig="TERM"):
@@ -280,33 +305,6 @@ def test_bad_input_ends_with_the_data_layers_one_line_error(env, tmp_path, which
   assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr[-2000:]
   assert lines[0].startswith("error: ") and str(path) in lines[0]
   assert not os.path.exists(tmp_path / "w" / "checkpoints")
-
-
-def test_kill_9_at_seeded_random_times_then_the_same_command(env, lead, tmp_path):
-  """kill -9 at three seeded random moments of one run (each rerun is killed
-  again, so the kills land in set-up, the offline artifacts, iterations,
-  checkpoint saves and the final evaluation), then a clean rerun: the
-  uninterrupted run's selections, bandit file and final metrics."""
-  workdir = tmp_path / "run"
-  rng = np.random.default_rng(20261202)
-  cmd = [sys.executable, DRIVER, "--config", CONFIG, "--workdir", str(workdir)]
-  finished_early = 0
-  for delay in rng.uniform(3.0, 40.0, size=3):
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-      proc.wait(timeout=delay)
-      finished_early += 1  # it ended before the kill: the next ones find a finished run
-    except subprocess.TimeoutExpired:
-      proc.send_signal(signal.SIGKILL)
-      proc.wait()
-    if os.path.exists(workdir / lock.LOCK):  # left by the killed process: stale
-      assert json.load(open(workdir / lock.LOCK))["pid"] == proc.pid
-  _ok(run_loop(env, workdir))
-  for name in ("selected.jsonl", "bandit.jsonl"):
-    assert open(workdir / name).read() == open(lead / name).read(), name
-  assert _final(workdir) == _final(lead)
-  assert finished_early < 3  # at least one kill landed
 
 
 def _free_port() -> int:

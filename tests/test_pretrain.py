@@ -3,6 +3,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 import types
 
 import jax
@@ -195,3 +197,50 @@ def test_a_signal_checkpoints_the_step_and_the_rerun_ends_identical(tmp_path, mo
   resumed = pretrain.train(cfg, _documents(40), _HELDOUT, str(tmp_path / "cut"))
   _assert_same(_params(str(tmp_path / "cut")), _params(str(tmp_path / "whole")))
   assert resumed["passes"] == whole["passes"] and resumed["tokens"] == whole["tokens"]
+
+
+@pytest.mark.slow
+def test_kill_9_while_pretraining_then_the_same_command(tmp_path):
+  """kill -9 at two seeded random moments of the base build (`LOOP_KILL`:
+  0-4 s into `pretrain.train`, or as it returns: a training step, a checkpoint
+  save, the export), each time the same `experiments.pretrain_base --out DIR`;
+  the last run ends with the uninterrupted build's weights and manifest."""
+  cfg = _cfg(steps=12)
+  cfg.corpus.num_docs = 40
+  whole = base_cache.build(cfg, str(tmp_path / "whole"))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  flags = [f"--config.{k}={v}" for k, v in _flat(cfg.to_dict()) if k in _SET]
+  cmd = [
+      sys.executable,
+      os.path.join(root, "tests", "loop_driver.py"), "--config", "configs/pretrain.py", "--out",
+      str(tmp_path / "cut"), *flags
+  ]
+  env = dict(os.environ, LOOP_ENTRY="experiments.pretrain_base",
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  for delay in np.random.default_rng(20261202).uniform(0.0, 4.0, size=2):
+    proc = subprocess.run(cmd, cwd=root, env=dict(env, LOOP_KILL=f"pretraining:0:{delay:.3f}"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+  assert base_cache.problem(str(tmp_path / "cut"), base_cache.fingerprint(cfg)) is not None
+  proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  _assert_same(_params(str(tmp_path / "cut")), _params(str(tmp_path / "whole")))
+  manifest = json.load(open(tmp_path / "cut" / base_cache.MANIFEST))
+  assert manifest["final_loss"] == whole["final_loss"] and manifest["passes"] == whole["passes"]
+  assert manifest["files"]["model.safetensors"] == whole["files"]["model.safetensors"]
+
+
+_SET = {  # the fields _cfg changes, as command-line overrides
+    "corpus.num_docs", "corpus.heldout_per_task", "model.num_layers", "model.hidden_size",
+    "model.intermediate_size", "model.num_heads", "model.num_kv_heads", "optim.warmup_steps",
+    "batch_size", "seq_len", "steps", "log_every", "checkpoint_every"
+}
+
+
+def _flat(d: dict, prefix: str = ""):
+  for k, v in d.items():
+    if isinstance(v, dict):
+      yield from _flat(v, f"{prefix}{k}.")
+    else:
+      yield f"{prefix}{k}", v
