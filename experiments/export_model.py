@@ -14,17 +14,13 @@ be new, empty or an earlier export. Bad input ends with one line and status 2.
 
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from experiments import cli
 from lead_jax.data import DataError
 from lead_jax.evals import checkpoints
 from lead_jax.model import tokenizer
 from lead_jax.train import base_cache, export
-
-_WORKDIR = flags.DEFINE_string("workdir", None, "the run's workdir (checkpoints/, config.json)")
-_OUT = flags.DEFINE_string("out", None, "the directory to write the export into")
-flags.mark_flags_as_required(["workdir", "out"])
 
 
 def export_workdir(workdir: str, out: str) -> dict:
@@ -47,9 +43,15 @@ def export_workdir(workdir: str, out: str) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  manifest = cli.guarded(export_workdir, _WORKDIR.value, _OUT.value)
-  print(f"wrote {_OUT.value}: merged/ (Hugging Face), adapter/ (PEFT) on base {manifest['base']}")
+  if not flags.FLAGS["verbosity"].present:  # orbax logs every restore at INFO
+    logging.set_verbosity(logging.WARNING)
+  out = flags.FLAGS.out
+  manifest = cli.guarded(export_workdir, flags.FLAGS.workdir, out)
+  print(f"wrote {out}: merged/ (Hugging Face), adapter/ (PEFT) on base {manifest['base']}")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the flags only here: tests import export_workdir
+  flags.DEFINE_string("workdir", None, "the run's workdir (checkpoints/, config.json)")
+  flags.DEFINE_string("out", None, "the directory to write the export into")
+  flags.mark_flags_as_required(["workdir", "out"])
   app.run(main)

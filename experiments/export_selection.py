@@ -17,22 +17,22 @@ from absl import app, flags
 from experiments import cli
 from lead_jax.selection import export
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "the run's workdir (selected.jsonl, config.json)")
-_OUT = flags.DEFINE_string("out", None, "the JSONL file to write")
-_UNIQUE = flags.DEFINE_bool("unique", True, "each selected sample once (the default)")
-_REPEATS = flags.DEFINE_bool("with-repeats", False, "each sample once per time it was trained")
-flags.mark_flags_as_required(["workdir", "out"])
-
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  if _REPEATS.value and flags.FLAGS["unique"].present and _UNIQUE.value:
+  f = flags.FLAGS
+  with_repeats, unique, out = f["with-repeats"].value, f.unique, f.out
+  if with_repeats and f["unique"].present and unique:
     raise app.UsageError("--unique and --with-repeats exclude each other; pass one")
-  repeats = _REPEATS.value or not _UNIQUE.value
-  n, digest = cli.guarded(export.write, _WORKDIR.value, _OUT.value, repeats)
-  print(f"wrote {n} records to {_OUT.value} (sha256 {digest}; {_OUT.value}.sha256)")
+  n, digest = cli.guarded(export.write, f.workdir, out, with_repeats or not unique)
+  print(f"wrote {n} records to {out} (sha256 {digest}; {out}.sha256)")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the flags only here, so that importing the module defines none
+  flags.DEFINE_string("workdir", None, "the run's workdir (selected.jsonl, config.json)")
+  flags.DEFINE_string("out", None, "the JSONL file to write")
+  flags.DEFINE_bool("unique", True, "each selected sample once (the default)")
+  flags.DEFINE_bool("with-repeats", False, "each sample once per time it was trained")
+  flags.mark_flags_as_required(["workdir", "out"])
   app.run(main)

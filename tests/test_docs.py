@@ -99,3 +99,11 @@ def test_the_checks_catch_bad_links(tmp_path):
   ]
   assert CLIMB.findall("see ../shared/data and ./x and a/../b") == ["../shared/data"]
   assert not _inside(os.path.join(ROOT, "..", "shared"))
+
+
+def test_library_page_shows_the_example_as_it_is():
+  """docs/library.md holds experiments/example_custom_trainer.py in full, unchanged."""
+  name = "experiments/example_custom_trainer.py"
+  page = open(os.path.join(ROOT, "docs", "library.md"), encoding="utf-8").read()
+  block = page.split(f"<!-- BEGIN {name} -->\n```python\n")[1].split(f"```\n<!-- END {name} -->")[0]
+  assert block == open(os.path.join(ROOT, name), encoding="utf-8").read()

@@ -137,6 +137,17 @@ def test_lead_run_exports_its_final_model_and_its_selection(lead, tmp_path):
                     if k != "adapter_config.json"}
                    for m in (again, manifest))
     assert mine == loops, d
+  # the command, on one device (the run had 8): the checkpoint restores onto any topology
+  proc = subprocess.run([
+      sys.executable, "-m", "experiments.export_model", "--workdir",
+      str(lead), "--out",
+      str(tmp_path / "cli")
+  ], cwd=ROOT, env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1"),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.strip().splitlines()[-1].startswith(f"wrote {tmp_path / 'cli'}: merged/")
+  cli = json.loads((tmp_path / "cli" / "export.json").read_text())
+  assert cli["files"]["merged"] == again["files"]["merged"]
   final = json.loads((lead / "final_metrics.json").read_text())
   picked = outputs.read_jsonl(lead / "selected.jsonl")
   n, _ = selection_export.write(str(lead), str(tmp_path / "sel.jsonl"))

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 
+import jax
 import ml_collections
 
 from lead_jax import artifacts
@@ -45,6 +46,8 @@ def load_workdir(workdir: str):
       base_cache.resolve_model(run), run.lora, build.base_key(run.seed))
   tx, _ = optim.make(run.optim)
   abstract, _ = build.abstract_state(model_config, tx)
+  one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # whatever mesh saved it
+  abstract = checkpoint.abstract(abstract, jax.tree.map(lambda _: one, abstract))
   manager = checkpoint.Manager(checkpoint.directory(run.checkpoint, workdir), run.checkpoint)
   try:
     state, _ = manager.restore(abstract)
