@@ -90,3 +90,13 @@ def test_count_equals_peft_llama2_7b():
   adapters = jax.eval_shape(lambda b, k: lora.init(lora_config, b, k), base["params"],
                             jax.random.key(0))
   assert lora.count(adapters) == 134_217_728
+
+
+def test_a_target_outside_the_layers_is_refused():
+  """lm_head is a plain Dense: an adapter on it would never be applied."""
+  config = model.ModelConfig(vocab_size=16, hidden_size=8, intermediate_size=16, num_layers=1,
+                             num_heads=2, num_kv_heads=2, head_dim=4, tie_embeddings=False)
+  base = model.init(config, jax.random.key(0))["params"]
+  with pytest.raises(ValueError, match=r"matches \['lm_head/kernel'\]: the decoder adapts only"):
+    lora.target_paths(lora.LoraConfig(targets=(r".*kernel$",)), base)
+  assert all(p.startswith("layers/") for p in lora.target_paths(lora.LoraConfig(), base))

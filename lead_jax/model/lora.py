@@ -36,9 +36,21 @@ class LoraConfig:
     return self.alpha / self.rank
 
 
+ADAPTED = "layers/"  # the decoder applies adapters to the projections of its layers only
+
+
 def target_paths(lora_config: LoraConfig, base_params) -> list[str]:
+  """The base kernels `lora.targets` selects; each regex must match one, and
+  none may match a kernel outside the layers (lm_head), which the decoder
+  would never adapt: its adapter would be trained by nothing."""
   kernels = [p for p in paths.flatten(base_params) if p.endswith("/kernel")]
-  return paths.select(lora_config.targets, kernels, "lora.targets")
+  chosen = paths.select(lora_config.targets, kernels, "lora.targets")
+  outside = [p for p in chosen if not p.startswith(ADAPTED)]
+  if outside:
+    raise ValueError(f"lora.targets={tuple(lora_config.targets)} matches {outside}: the decoder "
+                     "adapts only the projections inside its layers (q/k/v/o/gate/up/down_proj); "
+                     "narrow the regexes to those")
+  return chosen
 
 
 @functools.partial(jax.jit, static_argnums=0)

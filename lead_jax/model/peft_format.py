@@ -11,7 +11,7 @@ adds `(alpha / r) * a @ b` to the `[in, out]` kernel (`lead_jax.model.lora`):
 the transpose of the same matrix, so `r = lora.rank` and `lora_alpha =
 lora.alpha` carry over unchanged (use_rslora false, fan_in_fan_out false).
 `target_modules` lists the short names of the adapted modules (q_proj, ...,
-down_proj; lm_head when adapted); PEFT matches them as name suffixes, and
+down_proj: `lora.target_paths` adapts nothing else); PEFT matches them as name suffixes, and
 every layer of this decoder is adapted alike (the layers are stacked), so
 they name exactly the modules that carry tensors.
 
