@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import app, flags
+from absl import app, flags, logging
 from flax import nnx
 
 from configs import default
@@ -166,6 +166,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   f = flags.FLAGS
+  if not f["verbosity"].present:  # JAX and the data layer log at INFO
+    logging.set_verbosity(logging.WARNING)
   run(Settings(f.workdir, f.pool_size, f.t_max, f.dim, f.proj_dim, f.batch_size, f.lr, f.seed))
 
 
