@@ -43,7 +43,7 @@ from lead_jax import bandit, idu, selection
 from lead_jax.api import offline as offline_lib
 from lead_jax.api import state_io
 from lead_jax.api.state_io import Pending
-from lead_jax.loop import host
+from lead_jax.loop import host, schedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,8 +244,7 @@ class LeadSelector:
     c, cfg = self._core, self.config
     p = c.pending
     outs = idu.StepOutputs.concatenate(p.rows)
-    members = self._static.layout.members(p.arm) if cfg.idu.propagate_to_cluster else None
-    table, update = idu.update(c.table, cfg.idu, outs, cluster=p.arm, lr=p.lr, members_M=members)
+    table, update = schedule.update_idu(cfg, self._static.layout, c.table, outs, p.arm, p.lr)
     reward = idu.reward(cfg.bandit.reward, update)
     arms = bandit.update(c.arms, cfg.bandit, p.arm, reward)
     self._core = dataclasses.replace(c, table=table, arms=arms, pending=None)

@@ -91,8 +91,7 @@ def _learn(run: Run, h: Host, arm: int, outs, stats: dict, params):
   cfg, summary, counts, dev_loss = run.config, {}, {}, h.dev_loss
   table, info = h.table, None
   if run.needs.idu:
-    members = run.layout.members(arm) if cfg.idu.propagate_to_cluster else None
-    table, info = idu.update(h.table, cfg.idu, outs, cluster=arm, lr=stats["lr"], members_M=members)
+    table, info = schedule_lib.update_idu(cfg, run.layout, h.table, outs, arm, stats["lr"])
     summary.update(beta=info.beta, mean_dL=info.mean_dL, idu_updated=int(info.ids_S.size),
                    invalid_rows=info.num_invalid, propagated=info.num_propagated)
   if not run.needs.bandit:
@@ -137,10 +136,9 @@ def _learn_arms(run: Run, h: Host, drawn, outs, stats: dict, params):
   if run.needs.idu:
     prev_K = table.grad_prev_K
     for a, _ in trained:
-      members = run.layout.members(a) if cfg.idu.propagate_to_cluster else None
-      table, info = idu.update(
-          dataclasses.replace(table, grad_prev_K=prev_K), cfg.idu, per_arm[a], cluster=a,
-          lr=stats["lr"], members_M=members)
+      table, info = schedule_lib.update_idu(cfg, run.layout,
+                                            dataclasses.replace(table, grad_prev_K=prev_K),
+                                            per_arm[a], a, stats["lr"])
       infos.append(info)
     grad_prev = prev_K
     if outs.g_BxK is not None and sum(i.ids_S.size for i in infos):

@@ -27,6 +27,14 @@ from lead_jax.train import passes
 REPLAY_ACTIVITY = "replay_train"  # not the `replay` diagnostic (select.replay_from)
 
 
+def update_idu(config, layout, table: idu.IduState, outs: idu.StepOutputs, arm: int, lr: float):
+  """`(table, info)`: `idu.update` over one arm's trained rows, with the
+  cluster's members when idu.propagate_to_cluster; the one IDU update of the
+  loop (`lead_jax.loop.iteration`) and of `lead_jax.api.LeadSelector`."""
+  members = layout.members(arm) if config.idu.propagate_to_cluster else None
+  return idu.update(table, config.idu, outs, cluster=arm, lr=lr, members_M=members)
+
+
 def check(config, num_clusters: int) -> None:
   """One-line ValueErrors for the two fields; `num_clusters` is K."""
   m = config.select.clusters_per_iteration
