@@ -7,6 +7,7 @@ they share a persistent JAX compilation cache so that only the first compiles.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -157,6 +158,23 @@ def test_lead_run_exports_its_final_model_and_its_selection(lead, tmp_path):
   assert all({"dataset", "id", "tier", "messages"} <= set(r) for r in records)
   n, _ = selection_export.write(str(lead), str(tmp_path / "rep.jsonl"), repeats=True)
   assert n == final["train_sample_passes"] == len(picked)
+
+
+def test_a_checkpoint_resumes_only_under_the_settings_it_was_made_with(env, lead, tmp_path):
+  """A finished run's workdir rerun with another bandit.gamma and select.t_max:
+  one line naming the first changed field, status 2, before anything is
+  built (its config.json is not rewritten)."""
+  workdir = tmp_path / "run"
+  shutil.copytree(lead, workdir, ignore=shutil.ignore_patterns("export"))
+  config_before = (workdir / "config.json").read_text()
+  proc = run_loop(env, workdir, "--config.bandit.gamma=0.2", "--config.select.t_max=5")
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f"error: {workdir}: its checkpoints were made with bandit.gamma=0.1 (this run: 0.2) and 1 "
+      "more; rerun with the checkpoint's settings to resume, or use a fresh --workdir")
+  assert (workdir / "config.json").read_text() == config_before
+  host = _host(workdir)
+  assert host["settings"]["select.t_max"] == 3 and host["settings"]["seed"] == 0
 
 
 def test_random_run_at_its_budget(env, tmp_path):

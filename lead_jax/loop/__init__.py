@@ -103,10 +103,26 @@ def run(config, workdir: str, say: Callable[[str], None] = log.info) -> dict:
     return _run(config, workdir, say)
 
 
+def _check_settings(config, workdir: str, manager) -> None:
+  """A checkpoint resumes only under the config it was made with (`host.SHAPING`):
+  checked before anything is built or written."""
+  saved = manager.host_json() if config.checkpoint.resume else None
+  diff = host_lib.changed(saved.get("settings") if saved else None, host_lib.settings(config))
+  if diff:
+    more = f" and {len(diff) - 1} more" if len(diff) > 1 else ""
+    raise DataError(f"{workdir}: its checkpoints were made with {diff[0]}{more}; rerun with "
+                    "the checkpoint's settings to resume, or use a fresh --workdir")
+
+
 def _run(config, workdir: str, say: Callable[[str], None]) -> dict:
   t0 = time.monotonic()
-  run_, state, shardings, ledger = setup(config, workdir)
   manager = checkpoint.Manager(checkpoint.directory(config.checkpoint, workdir), config.checkpoint)
+  try:
+    _check_settings(config, workdir, manager)
+    run_, state, shardings, ledger = setup(config, workdir)
+  except BaseException:
+    manager.close()
+    raise
   state, h = _restore(run_, manager, state, shardings, host_lib.initial(run_, ledger))
   say(f"set-up and offline stage: {time.monotonic() - t0:.0f} s"
       f" (the offline artifacts' recorded cost: {ledger.seconds['offline']:.0f} s)" +

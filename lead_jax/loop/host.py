@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Optional
 
 import numpy as np
@@ -27,12 +28,46 @@ class Host:
   history: tuple  # one summary dict per iteration
   dev_loss: Optional[float]  # dev loss after the last iteration (dev_gain's "before")
   fingerprint: str  # pool, model, method and clusters the checkpoint belongs to
+  settings: Optional[dict] = None  # the config fields that shape the run (`settings`)
 
 
 def seeded_generator(seed: int) -> np.random.Generator:
   """The run's one NumPy Generator, fresh from `config.seed` (bandit draws,
   shuffles; `lead_jax.api.selector` starts from the same one)."""
   return np.random.default_rng([seed, _HOST_SEED])
+
+
+# The config fields that decide what a run computes beyond its fingerprint (pool,
+# model, method, clusters): a checkpoint resumes only under the same values. The
+# rest may change on resume: checkpointing, the mesh, evaluation, plots, export.
+SHAPING = ("seed", "select", "bandit", "idu", "optim", "lora", "train.batch_size",
+           "train.projection_dim", "train.projection_targets", "loop.replay_fraction",
+           "loop.static_epochs", "loop.train_step")
+
+
+def settings(config) -> dict:
+  """{"field.path": JSON value} of the `SHAPING` fields of `config`."""
+  out = {}
+  for name in SHAPING:
+    value = config
+    for part in name.split("."):
+      value = value[part]
+    if hasattr(value, "to_dict"):
+      out.update({f"{name}.{k}": v for k, v in value.to_dict().items()})
+    else:
+      out[name] = value
+  return json.loads(json.dumps(out, sort_keys=True))  # tuples as lists, as a checkpoint holds them
+
+
+def changed(saved: Optional[dict], now: dict) -> list[str]:
+  """`field: saved -> now` for each shaping field that differs (none for a
+  checkpoint written before the settings were recorded)."""
+  if saved is None:
+    return []
+  return [
+      f"{k}={saved.get(k)!r} (this run: {now.get(k)!r})" for k in sorted(set(saved) | set(now))
+      if saved.get(k) != now.get(k)
+  ]
 
 
 def initial(run, ledger: accounting.Ledger) -> Host:
@@ -42,7 +77,7 @@ def initial(run, ledger: accounting.Ledger) -> Host:
   return Host(iteration=0, train_steps=0, skipped_steps=0, rng_state=rng.bit_generator.state,
               sel=selection.init_state(len(run.pool)), trained_N=np.zeros(len(run.pool), bool),
               arms=bandit.init(k) if run.needs.bandit else None, table=table, ledger=ledger,
-              history=(), dev_loss=None, fingerprint=run.fingerprint)
+              history=(), dev_loss=None, fingerprint=run.fingerprint, settings=settings(run.config))
 
 
 def to_dict(h: Host) -> dict:
@@ -51,8 +86,8 @@ def to_dict(h: Host) -> dict:
       "rng_state": h.rng_state, "sel": selection.to_dict(h.sel), "trained_N": h.trained_N,
       "arms": None if h.arms is None else bandit.to_dict(h.arms),
       "table": None if h.table is None else idu.to_dict(h.table), "ledger": accounting.to_dict(
-          h.ledger), "history": list(h.history
-                                    ), "dev_loss": h.dev_loss, "fingerprint": h.fingerprint
+          h.ledger), "history": list(h.history), "dev_loss": h.dev_loss,
+      "fingerprint": h.fingerprint, "settings": h.settings
   }
 
 
@@ -64,7 +99,7 @@ def from_dict(d: dict) -> Host:
                            bool), arms=None if d["arms"] is None else bandit.from_dict(d["arms"]),
       table=None if d["table"] is None else idu.from_dict(d["table"]),
       ledger=accounting.from_dict(d["ledger"]), history=tuple(d["history"]), dev_loss=d["dev_loss"],
-      fingerprint=d["fingerprint"])
+      fingerprint=d["fingerprint"], settings=d.get("settings"))
 
 
 def generator(state: dict) -> np.random.Generator:

@@ -281,14 +281,24 @@ class Manager:
     if problem is not None:
       raise ValueError(f"checkpoint {self._manager.directory / str(step)} is corrupt: {problem}; "
                        "restore another step (all_steps) or start a fresh run")
-    meta = self._manager.restore(
-        step, args=ocp.args.Composite(host_json=ocp.args.JsonRestore()))["host_json"]
+    meta = self._host_meta(step)
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if meta["has_arrays"]:
       items["host_arrays"] = ocp.args.StandardRestore(_template(meta["host"]))
     restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     arrays = restored["host_arrays"] if meta["has_arrays"] else {}
     return restored["state"], join_host(meta["host"], arrays)
+
+  def _host_meta(self, step: int) -> dict:
+    return self._manager.restore(
+        step, args=ocp.args.Composite(host_json=ocp.args.JsonRestore()))["host_json"]
+
+  def host_json(self) -> Optional[dict]:
+    """The JSON part of the newest complete checkpoint's host state (its arrays
+    as `{"__array__": [dtype, shape]}` placeholders), or None without one:
+    what a caller checks before it builds anything to restore onto."""
+    step = self.latest_step()
+    return None if step is None else self._host_meta(step)["host"]
 
   def wait(self) -> None:
     self._seal_pending()
