@@ -57,6 +57,8 @@ import logging
 import time
 from typing import Callable
 
+from etils import epath
+
 from lead_jax import accounting, lock, metrics, outputs, preempt
 from lead_jax.train import checkpoint, sharding
 from lead_jax.data import DataError
@@ -103,10 +105,17 @@ def run(config, workdir: str, say: Callable[[str], None] = log.info) -> dict:
     return _run(config, workdir, say)
 
 
-def _check_settings(config, workdir: str, manager) -> None:
+def _check_settings(config, workdir: str) -> None:
   """A checkpoint resumes only under the config it was made with (`host.SHAPING`):
-  checked before anything is built or written."""
-  saved = manager.host_json() if config.checkpoint.resume else None
+  checked before anything is built or written (no checkpoints: nothing to check)."""
+  directory = checkpoint.directory(config.checkpoint, workdir)
+  if not (config.checkpoint.resume and epath.Path(directory).exists()):
+    return
+  manager = checkpoint.Manager(directory, config.checkpoint)
+  try:
+    saved = manager.host_json()
+  finally:
+    manager.close()
   diff = host_lib.changed(saved.get("settings") if saved else None, host_lib.settings(config))
   if diff:
     more = f" and {len(diff) - 1} more" if len(diff) > 1 else ""
@@ -116,13 +125,9 @@ def _check_settings(config, workdir: str, manager) -> None:
 
 def _run(config, workdir: str, say: Callable[[str], None]) -> dict:
   t0 = time.monotonic()
+  _check_settings(config, workdir)
+  run_, state, shardings, ledger = setup(config, workdir)
   manager = checkpoint.Manager(checkpoint.directory(config.checkpoint, workdir), config.checkpoint)
-  try:
-    _check_settings(config, workdir, manager)
-    run_, state, shardings, ledger = setup(config, workdir)
-  except BaseException:
-    manager.close()
-    raise
   state, h = _restore(run_, manager, state, shardings, host_lib.initial(run_, ledger))
   say(f"set-up and offline stage: {time.monotonic() - t0:.0f} s"
       f" (the offline artifacts' recorded cost: {ledger.seconds['offline']:.0f} s)" +
